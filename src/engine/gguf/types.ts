@@ -1,0 +1,147 @@
+/**
+ * GGUF data model and the one table of tensor types we know (ggml's `type_traits`).
+ * Dims are ggml's `ne`: fastest-varying first, so a matrix is `[cols, rows]`.
+ */
+
+export enum GgmlType {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  BF16 = 30,
+}
+
+export interface TypeTraits {
+  name: string;
+  /** Elements per block (1 for plain floats). */
+  blockSize: number;
+  /** Bytes per block. */
+  bytesPerBlock: number;
+}
+
+/** The types this engine can read and run. Anything else is an `unsupported-model` error. */
+export const SUPPORTED_TYPES: ReadonlyMap<GgmlType, TypeTraits> = new Map([
+  [GgmlType.F32, { name: 'f32', blockSize: 1, bytesPerBlock: 4 }],
+  [GgmlType.F16, { name: 'f16', blockSize: 1, bytesPerBlock: 2 }],
+  [GgmlType.BF16, { name: 'bf16', blockSize: 1, bytesPerBlock: 2 }],
+  [GgmlType.Q4_0, { name: 'q4_0', blockSize: 32, bytesPerBlock: 18 }],
+  [GgmlType.Q8_0, { name: 'q8_0', blockSize: 32, bytesPerBlock: 34 }],
+  [GgmlType.Q6_K, { name: 'q6_K', blockSize: 256, bytesPerBlock: 210 }],
+]);
+
+/** Names of known-but-unsupported types, for error messages ("unsupported tensor type q5_1"). */
+export const KNOWN_TYPE_NAMES: Readonly<Record<number, string>> = {
+  0: 'f32',
+  1: 'f16',
+  2: 'q4_0',
+  3: 'q4_1',
+  6: 'q5_0',
+  7: 'q5_1',
+  8: 'q8_0',
+  9: 'q8_1',
+  10: 'q2_K',
+  11: 'q3_K',
+  12: 'q4_K',
+  13: 'q5_K',
+  14: 'q6_K',
+  15: 'q8_K',
+  16: 'iq2_xxs',
+  17: 'iq2_xs',
+  18: 'iq3_xxs',
+  19: 'iq1_s',
+  20: 'iq4_nl',
+  21: 'iq3_s',
+  22: 'iq2_s',
+  23: 'iq4_xs',
+  24: 'i8',
+  25: 'i16',
+  26: 'i32',
+  27: 'i64',
+  28: 'f64',
+  29: 'iq1_m',
+  30: 'bf16',
+};
+
+export function typeName(t: number): string {
+  return KNOWN_TYPE_NAMES[t] ?? `type ${t}`;
+}
+
+/** Bytes of a tensor with `n` elements of type `t` (n must be a multiple of the block size). */
+export function tensorBytes(t: GgmlType, n: number): number {
+  const tr = SUPPORTED_TYPES.get(t);
+  if (!tr) throw new Error(`no traits for ${typeName(t)}`);
+  return (n / tr.blockSize) * tr.bytesPerBlock;
+}
+
+export enum GgufValueType {
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
+}
+
+/** 64-bit integers are `bigint`; arrays keep JS arrays (numbers, bigints, strings, nested). */
+export type GgufValue = number | bigint | boolean | string | GgufValue[];
+
+export interface TensorInfo {
+  name: string;
+  /** ggml `ne`, fastest-varying first. */
+  dims: number[];
+  type: GgmlType;
+  /** Absolute byte offset of the tensor's data in the file. */
+  offset: number;
+  /** Byte length of the tensor's data. */
+  byteLength: number;
+  /** Number of elements (product of dims). */
+  elements: number;
+}
+
+export interface GgufFile {
+  version: number;
+  metadata: Map<string, GgufValue>;
+  tensors: TensorInfo[];
+  /** Absolute offset of the tensor-data section (aligned). */
+  dataOffset: number;
+  alignment: number;
+  /** Total file size when known. */
+  fileSize?: number;
+}
+
+/** Llama model hyper-parameters read from GGUF metadata (architecture `llama`). */
+export interface LlamaConfig {
+  /** From `general.name` when present. */
+  name: string;
+  vocabSize: number;
+  dim: number; // embedding_length
+  nLayers: number; // block_count
+  nHeads: number; // attention.head_count
+  nKvHeads: number; // attention.head_count_kv
+  headDim: number; // dim / nHeads (or attention.key_length)
+  ffnDim: number; // feed_forward_length
+  normEps: number; // attention.layer_norm_rms_epsilon
+  ropeTheta: number; // rope.freq_base (500000 for Llama 3)
+  contextLength: number; // context_length
+  /** True when there is no `output.weight`: the head is `token_embd.weight`. */
+  tiedEmbeddings: boolean;
+  /** True when `rope_freqs.weight` (headDim/2 factors) is present. */
+  hasRopeFreqs: boolean;
+}

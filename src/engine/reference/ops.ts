@@ -1,0 +1,245 @@
+/**
+ * The CPU reference: plain, obvious math in f32 storage with f64 accumulation. It is the oracle for
+ * every WGSL kernel and the `--device cpu` backend. Clarity over speed.
+ *
+ * Axis legend: D = model dim, H = query heads, Hkv = KV heads, Dh = head dim, T = positions so far,
+ * R/C = rows/cols of a weight matrix (ggml ne = [C, R]).
+ */
+import { GgmlType, typeName } from '../gguf/types';
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+// ---------------------------------------------------------------------------------------------
+
+/** IEEE half → number (exact). */
+export function f16ToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** number → IEEE half bits, round to nearest even (like numpy / ggml's fp32_to_fp16). */
+export function f32ToF16(value: number): number {
+  const f = new Float32Array([value]);
+  const x = new Uint32Array(f.buffer)[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    if (rem > mid || (rem === mid && half & 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+  return sign | half;
+}
+
+export function bf16ToF32(b: number): number {
+  return new Float32Array(new Uint32Array([b << 16]).buffer)[0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantization: raw GGUF tensor bytes → f32
+// ---------------------------------------------------------------------------------------------
+
+/** Dequantize `n` elements of type `type` from `bytes` (the tensor's raw GGUF bytes). */
+export function dequantize(type: GgmlType, bytes: Uint8Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (type) {
+    case GgmlType.F32:
+      for (let i = 0; i < n; i++) out[i] = view.getFloat32(4 * i, true);
+      return out;
+    case GgmlType.F16:
+      for (let i = 0; i < n; i++) out[i] = f16ToF32(view.getUint16(2 * i, true));
+      return out;
+    case GgmlType.BF16:
+      for (let i = 0; i < n; i++) out[i] = bf16ToF32(view.getUint16(2 * i, true));
+      return out;
+    case GgmlType.Q4_0:
+      // block: f16 d, 16 bytes; byte j = element j (low nibble), element j+16 (high nibble).
+      for (let b = 0; b < n / 32; b++) {
+        const base = 18 * b;
+        const d = f16ToF32(view.getUint16(base, true));
+        for (let j = 0; j < 16; j++) {
+          const q = bytes[base + 2 + j];
+          out[32 * b + j] = ((q & 0xf) - 8) * d;
+          out[32 * b + j + 16] = ((q >> 4) - 8) * d;
+        }
+      }
+      return out;
+    case GgmlType.Q8_0:
+      // block: f16 d, 32 × int8.
+      for (let b = 0; b < n / 32; b++) {
+        const base = 34 * b;
+        const d = f16ToF32(view.getUint16(base, true));
+        for (let j = 0; j < 32; j++) out[32 * b + j] = view.getInt8(base + 2 + j) * d;
+      }
+      return out;
+    case GgmlType.Q6_K:
+      // block (256): ql[128], qh[64], int8 scales[16], f16 d. Two halves of 128 elements.
+      for (let b = 0; b < n / 256; b++) {
+        const base = 210 * b;
+        const d = f16ToF32(view.getUint16(base + 208, true));
+        for (let half = 0; half < 2; half++) {
+          const ql = base + 64 * half;
+          const qh = base + 128 + 32 * half;
+          const sc = base + 192 + 8 * half;
+          const y = 256 * b + 128 * half;
+          for (let l = 0; l < 32; l++) {
+            const is = l >> 4;
+            const h = bytes[qh + l];
+            const q1 = ((bytes[ql + l] & 0xf) | (((h >> 0) & 3) << 4)) - 32;
+            const q2 = ((bytes[ql + l + 32] & 0xf) | (((h >> 2) & 3) << 4)) - 32;
+            const q3 = ((bytes[ql + l] >> 4) | (((h >> 4) & 3) << 4)) - 32;
+            const q4 = ((bytes[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32;
+            out[y + l] = d * view.getInt8(sc + is) * q1;
+            out[y + l + 32] = d * view.getInt8(sc + is + 2) * q2;
+            out[y + l + 64] = d * view.getInt8(sc + is + 4) * q3;
+            out[y + l + 96] = d * view.getInt8(sc + is + 6) * q4;
+          }
+        }
+      }
+      return out;
+    default:
+      throw new Error(`dequantize: unsupported tensor type ${typeName(type)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer math
+// ---------------------------------------------------------------------------------------------
+
+/** RMSNorm: out[i] = x[i] / sqrt(mean(x²) + eps) · w[i]. x, w: [D]. */
+export function rmsNorm(x: Float32Array, w: Float32Array, eps: number): Float32Array {
+  let ss = 0;
+  for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
+  const scale = 1 / Math.sqrt(ss / x.length + eps);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] * scale * w[i];
+  return out;
+}
+
+/** out[r] = Σ_c W[r, c] · x[c]. W: [R, C] row-major (ggml ne = [C, R]), x: [C]. */
+export function matVec(W: Float32Array, x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) acc += W[o + c] * x[c];
+    out[r] = acc;
+  }
+  return out;
+}
+
+/**
+ * RoPE in place, llama.cpp NORM pairing: rotate adjacent pairs (x[2i], x[2i+1]) of each head.
+ * θ_i = pos · base^(−2i/Dh) / freqFactors[i]. vec: [nHeads · Dh].
+ */
+export function rope(
+  vec: Float32Array,
+  nHeads: number,
+  headDim: number,
+  pos: number,
+  base: number,
+  freqFactors?: Float32Array,
+): void {
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < headDim / 2; i++) {
+      const freq = base ** ((-2 * i) / headDim) / (freqFactors ? freqFactors[i] : 1);
+      const angle = pos * freq;
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      const k = h * headDim + 2 * i;
+      const x0 = vec[k];
+      const x1 = vec[k + 1];
+      vec[k] = x0 * c - x1 * s;
+      vec[k + 1] = x0 * s + x1 * c;
+    }
+  }
+}
+
+export function silu(x: number): number {
+  return x / (1 + Math.exp(-x));
+}
+
+/** SwiGLU: silu(gate) · up, elementwise. */
+export function swiglu(gate: Float32Array, up: Float32Array): Float32Array {
+  const out = new Float32Array(gate.length);
+  for (let i = 0; i < gate.length; i++) out[i] = silu(gate[i]) * up[i];
+  return out;
+}
+
+/** Numerically stable softmax in place over x[0..n). */
+export function softmaxInPlace(x: Float32Array | Float64Array, n = x.length): void {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) max = Math.max(max, x[i]);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    x[i] = Math.exp(x[i] - max);
+    sum += x[i];
+  }
+  for (let i = 0; i < n; i++) x[i] /= sum;
+}
+
+/**
+ * Causal attention of one query position over T cached positions, with GQA:
+ * query head h reads KV head h / (H / Hkv).
+ * q: [H · Dh]; kCache, vCache: [T, Hkv · Dh] row-major (only the first T rows are read).
+ * Returns [H · Dh].
+ */
+export function attention(
+  q: Float32Array,
+  kCache: Float32Array,
+  vCache: Float32Array,
+  T: number,
+  nHeads: number,
+  nKvHeads: number,
+  headDim: number,
+): Float32Array {
+  const out = new Float32Array(nHeads * headDim);
+  const kvDim = nKvHeads * headDim;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const scores = new Float64Array(T);
+  for (let h = 0; h < nHeads; h++) {
+    const kvh = Math.floor(h / group);
+    for (let t = 0; t < T; t++) {
+      let dot = 0;
+      for (let i = 0; i < headDim; i++) dot += q[h * headDim + i] * kCache[t * kvDim + kvh * headDim + i];
+      scores[t] = dot * scale;
+    }
+    softmaxInPlace(scores, T);
+    for (let i = 0; i < headDim; i++) {
+      let acc = 0;
+      for (let t = 0; t < T; t++) acc += scores[t] * vCache[t * kvDim + kvh * headDim + i];
+      out[h * headDim + i] = acc;
+    }
+  }
+  return out;
+}
+
+/** a += b, elementwise. */
+export function addInPlace(a: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+}
+
+/** Index of the largest value (first on ties). */
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
