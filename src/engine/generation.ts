@@ -107,7 +107,6 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
   // Prefill every prompt in one step; the runner samples the first new token of each.
   let next = await runner.step(req.prompts);
   const prefillEnd = now();
-  let decodeSteps = 0;
   let decodeMs = 0;
   for (;;) {
     for (let s = 0; s < n; s++) {
@@ -134,7 +133,6 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
     const t0 = now();
     next = await runner.step(out.map((toks, s) => (done[s] ? [] : [toks[toks.length - 1]])));
     decodeMs += now() - t0;
-    decodeSteps++;
   }
   const promptTokens = req.prompts.reduce((a, p) => a + p.length, 0);
   const generatedTokens = out.reduce((a, t) => a + t.length, 0);
