@@ -1,0 +1,105 @@
+/**
+ * Kernels are named and registered. Each kernel family (one `shaders/<name>.wgsl`) contributes a
+ * `KernelSpec`: its WGSL source, and a self-check that runs the kernel on fresh random inputs against
+ * the CPU reference. The kernel tests call the same check, and `--custom-ops-path` uses it to accept
+ * or reject a user's replacement WGSL before it is ever used.
+ */
+import { EngineError } from '../errors';
+
+export interface CheckResult {
+  ok: boolean;
+  /** Largest error relative to the reference (max |gpu − ref| / max(|ref|, floor)). */
+  maxRelError: number;
+  /** Human description of the first failing case ("rows=17 cols=96: out[3] = 1.2, expected 1.25"). */
+  detail: string;
+}
+
+export interface KernelSpec {
+  /** Registry name, e.g. "rmsnorm", "matvec_q4_0". A custom op file is `<name>.wgsl`. */
+  name: string;
+  /** Built-in WGSL source. */
+  source: string;
+  /** One line on what the kernel computes and its bindings (docs and error messages). */
+  contract: string;
+  /** Run `source` (built-in or custom) on random inputs of several awkward sizes vs the reference. */
+  check(device: GPUDevice, source: string): Promise<CheckResult>;
+}
+
+export class KernelRegistry {
+  private readonly specs = new Map<string, KernelSpec>();
+  private readonly overrides = new Map<string, string>();
+  private readonly modules = new WeakMap<GPUDevice, Map<string, GPUShaderModule>>();
+
+  register(spec: KernelSpec): void {
+    if (this.specs.has(spec.name)) throw new Error(`kernel ${spec.name} registered twice`);
+    this.specs.set(spec.name, spec);
+  }
+
+  names(): string[] {
+    return [...this.specs.keys()].sort();
+  }
+
+  spec(name: string): KernelSpec {
+    const s = this.specs.get(name);
+    if (!s) throw new Error(`unknown kernel ${name}`);
+    return s;
+  }
+
+  /** The WGSL in use for `name`: a user's accepted override, else the built-in. */
+  source(name: string): string {
+    return this.overrides.get(name) ?? this.spec(name).source;
+  }
+
+  /**
+   * Replace a built-in kernel with user WGSL after compiling it and checking it against the
+   * reference. Throws EngineError('kernel-rejected') with the compiler messages or the mismatch.
+   */
+  async override(device: GPUDevice, name: string, source: string): Promise<CheckResult> {
+    const spec = this.specs.get(name);
+    if (!spec) {
+      throw new EngineError(
+        'kernel-rejected',
+        `custom kernel "${name}.wgsl" does not replace any built-in kernel; known names: ${this.names().join(', ')}`,
+      );
+    }
+    const module = device.createShaderModule({ code: source, label: `custom:${name}` });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length > 0) {
+      const text = errors.map((m) => `${name}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
+      throw new EngineError('kernel-rejected', `custom kernel ${name} does not compile:\n${text}`);
+    }
+    device.pushErrorScope('validation');
+    let result: CheckResult;
+    try {
+      result = await spec.check(device, source);
+    } finally {
+      const err = await device.popErrorScope();
+      if (err) throw new EngineError('kernel-rejected', `custom kernel ${name} is invalid: ${err.message}`);
+    }
+    if (!result.ok) {
+      throw new EngineError(
+        'kernel-rejected',
+        `custom kernel ${name} disagrees with the reference (max relative error ${result.maxRelError.toExponential(2)}): ${result.detail}`,
+      );
+    }
+    this.overrides.set(name, source);
+    this.modules.delete(device);
+    return result;
+  }
+
+  /** Shader module for `name` on `device`, compiled once and cached. */
+  module(device: GPUDevice, name: string): GPUShaderModule {
+    let perDevice = this.modules.get(device);
+    if (!perDevice) {
+      perDevice = new Map();
+      this.modules.set(device, perDevice);
+    }
+    let m = perDevice.get(name);
+    if (!m) {
+      m = device.createShaderModule({ code: this.source(name), label: name });
+      perDevice.set(name, m);
+    }
+    return m;
+  }
+}
