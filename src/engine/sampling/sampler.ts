@@ -1,0 +1,129 @@
+/**
+ * The CPU sampler and the sampler RNG.
+ *
+ * Design: the random numbers always come from `Rng` on the CPU, one uniform draw `u` per sequence
+ * per step, whichever backend computes the logits. The GPU sampler takes the same `u` (written into
+ * its per-step uniforms) and applies the same steps as `sampleToken`, so for equal logits CPU and
+ * GPU pick the same token, and a seed reproduces a run on either device. Each sequence s of a batch
+ * has its own stream, `new Rng(seed + s)`, so a sequence's output does not depend on its batch.
+ *
+ * Steps (Meta's llama3 `sample_top_p`, plus an optional top-k first):
+ *   T = 0 → argmax (first index on ties);
+ *   else p = softmax(logits / T) in f64; keep the k most likely when topK > 0;
+ *   top-p: sort descending, cumulative sum, drop every token whose PRECEDING mass already
+ *   exceeds p (so the token that crosses p is kept), renormalize;
+ *   pick the first token whose cumulative probability exceeds u · total.
+ */
+import { EngineError } from '../errors';
+import type { SamplingOptions } from '../generation';
+import { argmax } from '../reference/ops';
+
+/**
+ * PCG32 (O'Neill's pcg32: 64-bit LCG state, XSH-RR output), in BigInt so the 64-bit arithmetic is
+ * exact and the stream is the same on every JS engine. One draw per sequence per step: speed is
+ * irrelevant. `next()` is uniform in [0, 1) with 32 random bits.
+ */
+export class Rng {
+  private static readonly MULT = 6364136223846793005n;
+  private readonly inc: bigint;
+  private state = 0n;
+
+  /** `stream` selects one of 2^63 sequences; the default gives pcg32's inc 1442695040888963407. */
+  constructor(seed: number, stream = 721347520444481703n) {
+    this.inc = BigInt.asUintN(64, (stream << 1n) | 1n);
+    if (!Number.isSafeInteger(seed))
+      throw new EngineError('bad-argument', `seed ${seed} must be a safe integer`);
+    // pcg32_srandom: state = 0; step; state += seed; step.
+    this.step();
+    this.state = BigInt.asUintN(64, this.state + BigInt.asUintN(64, BigInt(seed)));
+    this.step();
+  }
+
+  private step(): void {
+    this.state = BigInt.asUintN(64, this.state * Rng.MULT + this.inc);
+  }
+
+  /** Next 32 random bits: XSH-RR of the state before the step. */
+  nextU32(): number {
+    const old = this.state;
+    this.step();
+    const xorshifted = Number(BigInt.asUintN(32, ((old >> 18n) ^ old) >> 27n));
+    const rot = Number(old >> 59n);
+    return ((xorshifted >>> rot) | (xorshifted << (-rot & 31))) >>> 0;
+  }
+
+  /** Uniform in [0, 1) with 32 random bits. */
+  next(): number {
+    return this.nextU32() / 4294967296;
+  }
+}
+
+function checkOptions(s: SamplingOptions): void {
+  if (!(s.temperature >= 0) || !Number.isFinite(s.temperature)) {
+    throw new EngineError('bad-argument', `temperature ${s.temperature} must be a finite number ≥ 0`);
+  }
+  if (!(s.topP > 0 && s.topP <= 1))
+    throw new EngineError('bad-argument', `top-p ${s.topP} must be in (0, 1]`);
+  if (!(Number.isInteger(s.topK) && s.topK >= 0)) {
+    throw new EngineError('bad-argument', `top-k ${s.topK} must be an integer ≥ 0 (0 = off)`);
+  }
+}
+
+/**
+ * The candidates `sampleToken` draws from, most likely first, with their renormalized
+ * probabilities (exported so tests and the GPU sampler's tests can check the kept set).
+ */
+export function samplingDistribution(
+  logits: Float32Array,
+  s: SamplingOptions,
+): { ids: Int32Array; probs: Float64Array } {
+  checkOptions(s);
+  const n = logits.length;
+  // softmax(logits / T) in f64.
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) max = Math.max(max, logits[i]);
+  const p = new Float64Array(n);
+  for (let i = 0; i < n; i++) p[i] = Math.exp((logits[i] - max) / s.temperature);
+  // Sort descending by probability; ties by lower id so the order is fully defined.
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((a, b) => p[b] - p[a] || a - b);
+  let keep = s.topK > 0 ? Math.min(s.topK, n) : n;
+  // top-p over the (top-k) survivors: token i stays while the mass before it is ≤ p.
+  if (s.topP < 1) {
+    let kept = 0;
+    let before = 0;
+    let total = 0;
+    for (let i = 0; i < keep; i++) total += p[order[i]];
+    while (kept < keep && before / total <= s.topP) {
+      before += p[order[kept]];
+      kept++;
+    }
+    keep = kept;
+  }
+  const ids = new Int32Array(keep);
+  const probs = new Float64Array(keep);
+  let keptSum = 0;
+  for (let i = 0; i < keep; i++) keptSum += p[order[i]];
+  for (let i = 0; i < keep; i++) {
+    ids[i] = order[i];
+    probs[i] = p[order[i]] / keptSum;
+  }
+  return { ids, probs };
+}
+
+/**
+ * Pick the next token from `logits` with one uniform draw `u` in [0, 1) (from `Rng.next()`).
+ * Temperature 0 is argmax and ignores `u`.
+ */
+export function sampleToken(logits: Float32Array, s: SamplingOptions, u: number): number {
+  checkOptions(s);
+  if (s.temperature === 0) return argmax(logits);
+  const { ids, probs } = samplingDistribution(logits, s);
+  let cum = 0;
+  for (let i = 0; i < ids.length; i++) {
+    cum += probs[i];
+    if (u < cum) return ids[i];
+  }
+  // u ≥ the rounded total (within 1e-16 of 1): the last kept token.
+  return ids[ids.length - 1];
+}
