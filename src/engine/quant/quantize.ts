@@ -59,7 +59,7 @@ export function quantize(type: GgmlType, x: Float32Array): Uint8Array {
       for (let b = 0; b < x.length / 32; b++) quantizeBlockQ4_0(x, 32 * b, out, 18 * b, view);
       return out;
     case GgmlType.Q8_0:
-      for (let b = 0; b < x.length / 32; b++) quantizeBlockQ8_0(x, 32 * b, out, 34 * b, view);
+      for (let b = 0; b < x.length / 32; b++) quantizeBlockQ8_0(x, 32 * b, 34 * b, view);
       return out;
     case GgmlType.Q6_K:
       for (let b = 0; b < x.length / 256; b++) quantizeBlockQ6_K(x, 256 * b, out, 210 * b, view);
@@ -96,7 +96,7 @@ function quantizeBlockQ4_0(x: Float32Array, xo: number, out: Uint8Array, o: numb
 }
 
 /** q8_0 (quantize_row_q8_0_ref): d = max|x| / 127, q = roundf(x / d). */
-function quantizeBlockQ8_0(x: Float32Array, xo: number, out: Uint8Array, o: number, view: DataView) {
+function quantizeBlockQ8_0(x: Float32Array, xo: number, o: number, view: DataView) {
   let amax = 0;
   for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[xo + j]));
   const d = fr(amax / 127);
