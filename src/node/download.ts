@@ -70,7 +70,7 @@ function errorCode(e: unknown): string | undefined {
   return undefined;
 }
 
-function describe(e: unknown): string {
+function describeError(e: unknown): string {
   const code = errorCode(e);
   const msg = e instanceof Error ? e.message : String(e);
   const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : '';
@@ -152,7 +152,7 @@ export async function downloadToFile(opts: DownloadOptions): Promise<string> {
       failures++;
       if (unreachable || failures > retries) {
         const hint = unreachable && opts.offlineHint ? `; ${opts.offlineHint}` : '';
-        const what = e instanceof EngineError || e instanceof HttpStatusError ? e.message : describe(e);
+        const what = e instanceof EngineError || e instanceof HttpStatusError ? e.message : describeError(e);
         throw new EngineError('network', `could not download ${url} (${what})${hint}`, { cause: e });
       }
       await sleep(retryDelayMs * failures);
