@@ -1,0 +1,303 @@
+/**
+ * The cache's bookkeeping, as plain data and pure functions (no IndexedDB, no fetch): what a cached
+ * model is, how much of it is usable, and what to do next when a download starts or resumes.
+ *
+ * A model is cached as chunk Blobs of `chunkSize` bytes (the last one shorter) plus one manifest.
+ * Chunks are written strictly in file order, so "usable bytes" is always a prefix of the file.
+ */
+
+export interface ChunkRecord {
+  index: number;
+  /** Byte offset in the file (= index * chunkSize). */
+  offset: number;
+  size: number;
+  /** Hex sha-256 of this chunk's bytes, checked again when it is read back. */
+  sha256: string;
+}
+
+export interface ModelManifest {
+  version: 1;
+  /** The cache key: the URL the user asked for (a Hugging Face `resolve` URL, never a signed CDN URL). */
+  id: string;
+  /** Where to download from; always the original URL (signed redirects expire). */
+  url: string;
+  /** File name for display. */
+  name: string;
+  /** Total bytes of the file. */
+  size: number;
+  /** ETag of the response, when the server exposes it (a changed ETag invalidates partial bytes). */
+  etag?: string;
+  /** sha-256 published by the source (Hugging Face LFS), checked over the whole file at the end. */
+  expectedSha256?: string;
+  chunkSize: number;
+  /** Contiguous from chunk 0. */
+  chunks: ChunkRecord[];
+  /** True only once every byte is stored and every check passed. */
+  complete: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What the server told us before the body (HEAD or the first response). */
+export interface RemoteInfo {
+  /** Total size, when known. */
+  size?: number;
+  etag?: string;
+  expectedSha256?: string;
+}
+
+export const MIB = 1024 * 1024;
+/** 32 MiB: small enough for any IndexedDB value limit (incognito: 127 MiB), big enough to keep the record count low. */
+export const DEFAULT_CHUNK_SIZE = 32 * MIB;
+
+export function fileNameFromUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    const last = u.pathname.split('/').filter(Boolean).pop();
+    return last ? decodeURIComponent(last) : u.host;
+  } catch {
+    return url;
+  }
+}
+
+export function newManifest(
+  url: string,
+  remote: RemoteInfo & { size: number },
+  chunkSize: number,
+): ModelManifest {
+  const t = Date.now();
+  return {
+    version: 1,
+    id: url,
+    url,
+    name: fileNameFromUrl(url),
+    size: remote.size,
+    etag: remote.etag,
+    expectedSha256: remote.expectedSha256,
+    chunkSize,
+    chunks: [],
+    complete: false,
+    createdAt: t,
+    updatedAt: t,
+  };
+}
+
+/**
+ * Bytes usable from the start of the file: the chunks that form a well-shaped prefix
+ * (index i at offset i * chunkSize, full size except possibly the last chunk of the file).
+ */
+export function contiguousBytes(m: ModelManifest): number {
+  let end = 0;
+  for (let i = 0; i < m.chunks.length; i++) {
+    const c = m.chunks[i];
+    if (c.index !== i || c.offset !== end) break;
+    const isLast = c.offset + c.size === m.size;
+    if (c.size !== m.chunkSize && !isLast) break;
+    if (c.offset + c.size > m.size) break;
+    end += c.size;
+  }
+  return end;
+}
+
+export type DownloadPlan =
+  /** Everything is there and verified. */
+  | { kind: 'complete' }
+  /** Start from byte 0; `discard` says whether stored chunks must be deleted first (and why). */
+  | { kind: 'fresh'; discard: boolean; reason: string }
+  /** Keep the first `keepChunks` chunks and ask for `bytes=offset-`. */
+  | { kind: 'resume'; offset: number; keepChunks: number };
+
+/** Decide how to continue from what is stored, given what the server says now. */
+export function planDownload(
+  stored: ModelManifest | undefined,
+  remote: RemoteInfo,
+  chunkSize: number,
+): DownloadPlan {
+  if (!stored) return { kind: 'fresh', discard: false, reason: 'not cached' };
+  if (stored.complete) return { kind: 'complete' };
+  if (stored.chunkSize !== chunkSize) {
+    return { kind: 'fresh', discard: true, reason: 'chunk size changed' };
+  }
+  if (remote.size !== undefined && remote.size !== stored.size) {
+    return {
+      kind: 'fresh',
+      discard: true,
+      reason: `the file changed size (${stored.size} → ${remote.size})`,
+    };
+  }
+  if (remote.etag && stored.etag && remote.etag !== stored.etag) {
+    return { kind: 'fresh', discard: true, reason: 'the file changed on the server (ETag)' };
+  }
+  if (remote.expectedSha256 && stored.expectedSha256 && remote.expectedSha256 !== stored.expectedSha256) {
+    return { kind: 'fresh', discard: true, reason: 'the file changed on the server (sha256)' };
+  }
+  const bytes = contiguousBytes(stored);
+  if (bytes === 0)
+    return { kind: 'fresh', discard: stored.chunks.length > 0, reason: 'nothing usable stored' };
+  // Resume only from a chunk boundary: a short last chunk is re-fetched whole.
+  const keepChunks = Math.floor(bytes / stored.chunkSize);
+  if (keepChunks === 0) return { kind: 'fresh', discard: true, reason: 'nothing usable stored' };
+  return { kind: 'resume', offset: keepChunks * stored.chunkSize, keepChunks };
+}
+
+/** `Content-Range: bytes start-end/total` (total may be `*`). */
+export function parseContentRange(
+  h: string | null | undefined,
+): { start: number; end: number; total?: number } | undefined {
+  if (!h) return undefined;
+  const m = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(h);
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? undefined : Number(m[3]) };
+}
+
+export type ResponseDecision =
+  /** Body starts at the requested offset. */
+  | { kind: 'accept'; start: number; total?: number }
+  /** Body is the whole file from byte 0 (a server that ignores Range): drop stored chunks. */
+  | { kind: 'restart-with-body'; total?: number }
+  /** The body can't be used: drop stored chunks and ask again without Range. */
+  | { kind: 'restart'; reason: string }
+  /** 416 at exactly the end: everything was already there. */
+  | { kind: 'already-complete' }
+  /** Try the same request again later (5xx, 429, 408). */
+  | { kind: 'retry'; reason: string }
+  | { kind: 'fail'; reason: string };
+
+export function decideResponse(
+  requestedOffset: number,
+  expectedSize: number | undefined,
+  status: number,
+  headers: { get(name: string): string | null },
+): ResponseDecision {
+  const len = headers.get('content-length');
+  const contentLength = len !== null && /^\d+$/.test(len) ? Number(len) : undefined;
+  if (status === 200) {
+    const total = contentLength;
+    if (expectedSize !== undefined && total !== undefined && total !== expectedSize) {
+      return {
+        kind: 'restart',
+        reason: `the server sent ${total} bytes where ${expectedSize} were expected`,
+      };
+    }
+    if (requestedOffset === 0) return { kind: 'accept', start: 0, total };
+    return { kind: 'restart-with-body', total };
+  }
+  if (status === 206) {
+    const cr = parseContentRange(headers.get('content-range'));
+    if (cr) {
+      if (cr.start !== requestedOffset) {
+        return {
+          kind: 'restart',
+          reason: `the server answered from byte ${cr.start}, not ${requestedOffset}`,
+        };
+      }
+      if (expectedSize !== undefined && cr.total !== undefined && cr.total !== expectedSize) {
+        return { kind: 'restart', reason: `the file is now ${cr.total} bytes, was ${expectedSize}` };
+      }
+      return { kind: 'accept', start: cr.start, total: cr.total };
+    }
+    // Content-Range hidden by CORS: trust the length when it matches what is left.
+    if (expectedSize !== undefined && contentLength !== undefined) {
+      if (contentLength === expectedSize - requestedOffset) {
+        return { kind: 'accept', start: requestedOffset, total: expectedSize };
+      }
+      return { kind: 'restart', reason: `a partial answer of ${contentLength} bytes does not fit` };
+    }
+    return { kind: 'restart', reason: 'a partial answer without Content-Range' };
+  }
+  if (status === 416) {
+    if (expectedSize !== undefined && requestedOffset === expectedSize) return { kind: 'already-complete' };
+    return { kind: 'restart', reason: 'the server rejected the range (416)' };
+  }
+  if (status === 408 || status === 429 || status >= 500) {
+    return { kind: 'retry', reason: `the server answered ${status}` };
+  }
+  if (status === 401 || status === 403) {
+    return {
+      kind: 'fail',
+      reason: `the server refused access (${status}); the model may be gated: download it yourself and open the file`,
+    };
+  }
+  if (status === 404) return { kind: 'fail', reason: 'no file at this URL (404); check the address' };
+  return { kind: 'fail', reason: `the server answered ${status}` };
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * The sha-256 a source publishes, when it does: Hugging Face puts it in `X-Linked-Etag` for LFS
+ * files (when CORS exposes it) and its CDN's `ETag` is the sha-256 too. A 40-hex ETag (git sha1)
+ * or a weak/opaque one is not a content hash and is ignored.
+ */
+export function publishedSha256(headers: { get(name: string): string | null }): string | undefined {
+  for (const name of ['x-linked-etag', 'etag']) {
+    const v = headers.get(name);
+    if (!v) continue;
+    const clean = v.replace(/^W\//, '').replace(/^"|"$/g, '').toLowerCase();
+    if (HEX64.test(clean)) return clean;
+  }
+  return undefined;
+}
+
+/** The first four bytes of every GGUF file. */
+export function hasGgufMagic(bytes: Uint8Array): boolean {
+  return (
+    bytes.length >= 4 && bytes[0] === 0x47 && bytes[1] === 0x47 && bytes[2] === 0x55 && bytes[3] === 0x46
+  );
+}
+
+/** A short printable look at bytes that are not GGUF ("<!DOCTYPE html>…"), for error messages. */
+export function describeStart(bytes: Uint8Array): string {
+  const head = bytes.subarray(0, 24);
+  let s = '';
+  for (const b of head) s += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.';
+  return JSON.stringify(s);
+}
+
+export function toHex(buf: ArrayBuffer | Uint8Array): string {
+  const b = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
+  let s = '';
+  for (const x of b) s += x.toString(16).padStart(2, '0');
+  return s;
+}
+
+/** Transfer speed over a sliding window, and the time left. */
+export class ProgressMeter {
+  private samples: { t: number; bytes: number }[] = [];
+  constructor(private readonly windowMs = 3000) {}
+
+  /** Record the running byte count at time `t` (ms). */
+  add(t: number, bytes: number): void {
+    this.samples.push({ t, bytes });
+    while (this.samples.length > 2 && t - this.samples[0].t > this.windowMs) this.samples.shift();
+  }
+
+  /** Bytes per second over the window (0 until two samples exist). */
+  bytesPerSecond(): number {
+    if (this.samples.length < 2) return 0;
+    const a = this.samples[0];
+    const b = this.samples[this.samples.length - 1];
+    const dt = b.t - a.t;
+    return dt > 0 ? ((b.bytes - a.bytes) / dt) * 1000 : 0;
+  }
+
+  /** Seconds until `total`, or undefined while the speed is unknown. */
+  etaSeconds(total: number): number | undefined {
+    const v = this.bytesPerSecond();
+    if (v <= 0 || this.samples.length === 0) return undefined;
+    const left = total - this.samples[this.samples.length - 1].bytes;
+    return Math.max(0, left / v);
+  }
+}
+
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return '?';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
+}
