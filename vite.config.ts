@@ -1,8 +1,10 @@
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
+import { serviceWorker } from './src/sw/vite-plugin';
 
 export default defineConfig({
-  plugins: [react()],
+  // serviceWorker(): writes dist/sw.js (the offline app shell) after `vite build`; never in dev.
+  plugins: [react(), serviceWorker()],
   worker: { format: 'es' },
   server: { port: 5173, strictPort: false },
   build: { target: 'es2022' },
