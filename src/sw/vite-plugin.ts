@@ -13,7 +13,7 @@ import { join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Plugin, ResolvedConfig } from 'vite';
-import { isPrecacheable, SW_FILE } from './policy';
+import { isPrecacheable, SW_FILE } from './policy.js';
 
 export interface ServiceWorkerBuild {
   /** Content hash of the precached files (16 hex digits): the cache's name suffix. */
@@ -84,7 +84,7 @@ export function serviceWorker(): Plugin {
     async closeBundle(error?: Error) {
       if (error) return; // the build failed: there is no complete output to precache
       const outDir = resolve(config.root, config.build.outDir);
-      const sw = await writeServiceWorker(outDir, resolve(config.root, 'src/sw/service-worker.ts'));
+      const sw = await writeServiceWorker(outDir);
       config.logger.info(`service worker: ${SW_FILE} v${sw.version}, ${sw.precache.length} files precached`);
     },
   };
