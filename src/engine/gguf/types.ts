@@ -70,7 +70,54 @@ export const KNOWN_TYPE_NAMES: Readonly<Record<number, string>> = {
   28: 'f64',
   29: 'iq1_m',
   30: 'bf16',
+  34: 'tq1_0',
+  35: 'tq2_0',
+  39: 'mxfp4',
 };
+
+/**
+ * Block layout of every ggml type a GGUF file may carry (ggml's `type_traits`), supported or not:
+ * the reader needs it to size and bounds-check tensors of files it will only inspect. Types 4, 5
+ * and 31–33, 36–38 were removed from ggml and never appear in GGUF files.
+ */
+export const GGML_TYPE_TRAITS: ReadonlyMap<number, TypeTraits> = new Map<number, TypeTraits>(
+  (
+    [
+      [0, 1, 4],
+      [1, 1, 2],
+      [2, 32, 18],
+      [3, 32, 20],
+      [6, 32, 22],
+      [7, 32, 24],
+      [8, 32, 34],
+      [9, 32, 36],
+      [10, 256, 84],
+      [11, 256, 110],
+      [12, 256, 144],
+      [13, 256, 176],
+      [14, 256, 210],
+      [15, 256, 292],
+      [16, 256, 66],
+      [17, 256, 74],
+      [18, 256, 98],
+      [19, 256, 50],
+      [20, 32, 18],
+      [21, 256, 110],
+      [22, 256, 82],
+      [23, 256, 136],
+      [24, 1, 1],
+      [25, 1, 2],
+      [26, 1, 4],
+      [27, 1, 8],
+      [28, 1, 8],
+      [29, 256, 56],
+      [30, 1, 2],
+      [34, 256, 54],
+      [35, 256, 66],
+      [39, 32, 17],
+    ] as const
+  ).map(([t, blockSize, bytesPerBlock]) => [t, { name: KNOWN_TYPE_NAMES[t], blockSize, bytesPerBlock }]),
+);
 
 export function typeName(t: number): string {
   return KNOWN_TYPE_NAMES[t] ?? `type ${t}`;

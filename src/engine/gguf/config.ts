@@ -1,0 +1,273 @@
+/**
+ * Llama hyper-parameters and the tensor table from a parsed GGUF header.
+ *
+ * The reader accepts any well-formed GGUF (so a file can be inspected); this is where a file is
+ * judged runnable: architecture `llama`, every expected tensor with the expected shape, and only
+ * tensor types this engine has kernels for (SUPPORTED_TYPES).
+ */
+import { EngineError } from '../errors';
+import {
+  type GgufFile,
+  type GgufValue,
+  type LlamaConfig,
+  SUPPORTED_TYPES,
+  type TensorInfo,
+  typeName,
+} from './types';
+
+function describeValue(v: GgufValue): string {
+  if (Array.isArray(v)) return `an array of ${v.length} elements`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v)}`;
+  return `the ${typeof v} ${String(v)}`;
+}
+
+function missing(key: string): EngineError {
+  return new EngineError(
+    'bad-gguf',
+    `metadata key "${key}" is missing; the file is incomplete or not a Llama model`,
+  );
+}
+
+/** A string value; `fallback` when the key is absent, an error when it is absent without one or not a string. */
+export function getString(file: GgufFile, key: string, fallback?: string): string {
+  const v = file.metadata.get(key);
+  if (v === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw missing(key);
+  }
+  if (typeof v !== 'string')
+    throw new EngineError('bad-gguf', `metadata "${key}" should be a string, got ${describeValue(v)}`);
+  return v;
+}
+
+/**
+ * A numeric value of any GGUF number type (u64/i64 bigints converted when exactly representable);
+ * `fallback` when absent, an error when absent without one or not a number.
+ */
+export function getNumber(file: GgufFile, key: string, fallback?: number): number {
+  const v = file.metadata.get(key);
+  if (v === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw missing(key);
+  }
+  if (typeof v === 'number') return v;
+  if (typeof v === 'bigint') {
+    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new EngineError('bad-gguf', `metadata "${key}" is ${v}, beyond ±(2^53 − 1)`);
+    }
+    return Number(v);
+  }
+  throw new EngineError('bad-gguf', `metadata "${key}" should be a number, got ${describeValue(v)}`);
+}
+
+/** An array value; `fallback` when absent, an error when absent without one or not an array. */
+export function getArray(file: GgufFile, key: string, fallback?: GgufValue[]): GgufValue[] {
+  const v = file.metadata.get(key);
+  if (v === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw missing(key);
+  }
+  if (!Array.isArray(v))
+    throw new EngineError('bad-gguf', `metadata "${key}" should be an array, got ${describeValue(v)}`);
+  return v;
+}
+
+/** A positive integer hyper-parameter. */
+function positiveInt(file: GgufFile, key: string, fallback?: number): number {
+  const n = getNumber(file, key, fallback);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new EngineError('bad-gguf', `metadata "${key}" is ${n}; it must be a positive integer`);
+  }
+  return n;
+}
+
+/**
+ * The Llama hyper-parameters of a GGUF file with `general.architecture = llama`. Checks the values
+ * are consistent with each other; `validateLlamaTensors` then checks the tensors against them.
+ */
+export function llamaConfigFromGguf(file: GgufFile): LlamaConfig {
+  const arch = getString(file, 'general.architecture');
+  if (arch !== 'llama') {
+    throw new EngineError(
+      'unsupported-model',
+      `architecture ${JSON.stringify(arch)} is not supported; this app runs Llama 3 (architecture llama)`,
+    );
+  }
+  const dim = positiveInt(file, 'llama.embedding_length');
+  const nLayers = positiveInt(file, 'llama.block_count');
+  const nHeads = positiveInt(file, 'llama.attention.head_count');
+  const nKvHeads = positiveInt(file, 'llama.attention.head_count_kv', nHeads);
+  if (nHeads % nKvHeads !== 0) {
+    throw new EngineError(
+      'bad-gguf',
+      `llama.attention.head_count ${nHeads} is not a multiple of llama.attention.head_count_kv ${nKvHeads}`,
+    );
+  }
+  let headDim: number;
+  if (file.metadata.has('llama.attention.key_length')) {
+    headDim = positiveInt(file, 'llama.attention.key_length');
+  } else {
+    if (dim % nHeads !== 0) {
+      throw new EngineError(
+        'bad-gguf',
+        `llama.embedding_length ${dim} is not a multiple of llama.attention.head_count ${nHeads}, ` +
+          'and llama.attention.key_length is absent',
+      );
+    }
+    headDim = dim / nHeads;
+  }
+  const valueLength = positiveInt(file, 'llama.attention.value_length', headDim);
+  if (valueLength !== headDim) {
+    throw new EngineError(
+      'unsupported-model',
+      `llama.attention.value_length ${valueLength} differs from the key length ${headDim}; this engine needs them equal`,
+    );
+  }
+  if (headDim % 2 !== 0) {
+    throw new EngineError('unsupported-model', `head dimension ${headDim} is odd; RoPE rotates pairs`);
+  }
+  const ropeDims = positiveInt(file, 'llama.rope.dimension_count', headDim);
+  if (ropeDims !== headDim) {
+    throw new EngineError(
+      'unsupported-model',
+      `llama.rope.dimension_count ${ropeDims} differs from the head dimension ${headDim}; partial RoPE is not supported`,
+    );
+  }
+  const ffnDim = positiveInt(file, 'llama.feed_forward_length');
+  const normEps = getNumber(file, 'llama.attention.layer_norm_rms_epsilon');
+  if (!(normEps > 0 && normEps < 1)) {
+    throw new EngineError(
+      'bad-gguf',
+      `llama.attention.layer_norm_rms_epsilon is ${normEps}; expected in (0, 1)`,
+    );
+  }
+  const ropeTheta = getNumber(file, 'llama.rope.freq_base', 10000);
+  if (!(ropeTheta > 1 && Number.isFinite(ropeTheta))) {
+    throw new EngineError(
+      'bad-gguf',
+      `llama.rope.freq_base is ${ropeTheta}; expected a finite number above 1`,
+    );
+  }
+  const contextLength = positiveInt(file, 'llama.context_length');
+  const vocabSize = vocabSizeOf(file);
+  const names = new Set(file.tensors.map((t) => t.name));
+  return {
+    name: getString(file, 'general.name', 'llama'),
+    vocabSize,
+    dim,
+    nLayers,
+    nHeads,
+    nKvHeads,
+    headDim,
+    ffnDim,
+    normEps,
+    ropeTheta,
+    contextLength,
+    tiedEmbeddings: !names.has('output.weight'),
+    hasRopeFreqs: names.has('rope_freqs.weight'),
+  };
+}
+
+/** `llama.vocab_size`, else the length of `tokenizer.ggml.tokens`, else the rows of `token_embd.weight`. */
+function vocabSizeOf(file: GgufFile): number {
+  if (file.metadata.has('llama.vocab_size')) return positiveInt(file, 'llama.vocab_size');
+  if (file.metadata.has('tokenizer.ggml.tokens')) {
+    const n = getArray(file, 'tokenizer.ggml.tokens').length;
+    if (n < 1) throw new EngineError('bad-gguf', 'metadata "tokenizer.ggml.tokens" is empty');
+    return n;
+  }
+  const embd = file.tensors.find((t) => t.name === 'token_embd.weight');
+  if (embd && embd.dims.length === 2) return embd.dims[1];
+  throw new EngineError(
+    'bad-gguf',
+    'cannot tell the vocabulary size: no llama.vocab_size, no tokenizer.ggml.tokens and no 2-D token_embd.weight',
+  );
+}
+
+/** The Llama tensors of one file, by role. Dims are ggml `ne` (fastest first): a matrix is [cols, rows]. */
+export interface LlamaTensors {
+  tokenEmbd: TensorInfo; // [dim, vocab]
+  outputNorm: TensorInfo; // [dim]
+  /** The LM head: `output.weight`, or `token_embd.weight` when tied. */
+  output: TensorInfo; // [dim, vocab]
+  ropeFreqs?: TensorInfo; // [headDim / 2]
+  layers: LlamaLayerTensors[]; // [nLayers]
+}
+
+export interface LlamaLayerTensors {
+  attnNorm: TensorInfo; // [dim]
+  wq: TensorInfo; // [dim, nHeads * headDim]
+  wk: TensorInfo; // [dim, nKvHeads * headDim]
+  wv: TensorInfo; // [dim, nKvHeads * headDim]
+  wo: TensorInfo; // [nHeads * headDim, dim]
+  ffnNorm: TensorInfo; // [dim]
+  wGate: TensorInfo; // [dim, ffnDim]
+  wUp: TensorInfo; // [dim, ffnDim]
+  wDown: TensorInfo; // [ffnDim, dim]
+}
+
+/** Throws unsupported-model when `t`'s type has no kernels here. */
+export function checkSupportedType(t: TensorInfo): void {
+  if (!SUPPORTED_TYPES.has(t.type)) {
+    const ok = [...SUPPORTED_TYPES.values()].map((tr) => tr.name).join(', ');
+    throw new EngineError(
+      'unsupported-model',
+      `unsupported tensor type ${typeName(t.type)} in ${t.name}; this app runs ${ok} tensors: ` +
+        'use a Q4_0 (or Q8_0/F16) GGUF of the model',
+    );
+  }
+}
+
+/**
+ * Checks that every tensor a Llama forward pass reads exists with the expected dims and a
+ * supported type, and returns them by role. Missing tensors, wrong shapes and unsupported types
+ * are EngineError('unsupported-model') naming the tensor. Extra tensors are ignored.
+ */
+export function validateLlamaTensors(file: GgufFile, config: LlamaConfig): LlamaTensors {
+  const byName = new Map(file.tensors.map((t) => [t.name, t]));
+  const { dim, vocabSize, nHeads, nKvHeads, headDim, ffnDim } = config;
+  const get = (name: string, dims: number[]): TensorInfo => {
+    const t = byName.get(name);
+    if (!t) {
+      throw new EngineError(
+        'unsupported-model',
+        `tensor ${name} is missing (expected dims [${dims.join(', ')}]); the file is not a complete Llama model`,
+      );
+    }
+    if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
+      throw new EngineError(
+        'unsupported-model',
+        `tensor ${name} has dims [${t.dims.join(', ')}], expected [${dims.join(', ')}] for this config ` +
+          `(dim ${dim}, ${nHeads} heads, ${nKvHeads} KV heads, head_dim ${headDim}, ffn ${ffnDim}, vocab ${vocabSize})`,
+      );
+    }
+    checkSupportedType(t);
+    return t;
+  };
+  const tokenEmbd = get('token_embd.weight', [dim, vocabSize]);
+  const outputNorm = get('output_norm.weight', [dim]);
+  const output = byName.has('output.weight') ? get('output.weight', [dim, vocabSize]) : tokenEmbd;
+  const ropeFreqs = byName.has('rope_freqs.weight') ? get('rope_freqs.weight', [headDim / 2]) : undefined;
+  const layers: LlamaLayerTensors[] = [];
+  for (let l = 0; l < config.nLayers; l++) {
+    const b = `blk.${l}.`;
+    layers.push({
+      attnNorm: get(`${b}attn_norm.weight`, [dim]),
+      wq: get(`${b}attn_q.weight`, [dim, nHeads * headDim]),
+      wk: get(`${b}attn_k.weight`, [dim, nKvHeads * headDim]),
+      wv: get(`${b}attn_v.weight`, [dim, nKvHeads * headDim]),
+      wo: get(`${b}attn_output.weight`, [nHeads * headDim, dim]),
+      ffnNorm: get(`${b}ffn_norm.weight`, [dim]),
+      wGate: get(`${b}ffn_gate.weight`, [dim, ffnDim]),
+      wUp: get(`${b}ffn_up.weight`, [dim, ffnDim]),
+      wDown: get(`${b}ffn_down.weight`, [ffnDim, dim]),
+    });
+  }
+  if (byName.has(`blk.${config.nLayers}.attn_q.weight`)) {
+    throw new EngineError(
+      'unsupported-model',
+      `tensor blk.${config.nLayers}.attn_q.weight exists but llama.block_count is ${config.nLayers}`,
+    );
+  }
+  return { tokenEmbd, outputNorm, output, ropeFreqs, layers };
+}

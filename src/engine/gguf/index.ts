@@ -1,0 +1,20 @@
+/** The GGUF module's public surface: reader, Llama config/tensor checks, writer, types. */
+export {
+  checkSupportedType,
+  getArray,
+  getNumber,
+  getString,
+  type LlamaLayerTensors,
+  type LlamaTensors,
+  llamaConfigFromGguf,
+  validateLlamaTensors,
+} from './config';
+export {
+  type GgufReadOptions,
+  type GgufStreamResult,
+  readGguf,
+  readGgufStream,
+  readTensorBytes,
+} from './reader';
+export * from './types';
+export { type GgufKv, type GgufTensorIn, writeGguf } from './writer';
