@@ -94,6 +94,12 @@ const FRAGMENTS: readonly string[] = [
   '<|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>',
   '<|reserved_special_token_5|> <|eom_id|>',
   '<|not_a_token|> <| eot_id |>',
+  // Whole-word vocabulary entries the merges cannot build (only ignore_merges yields them).
+  'Việt Nam: nhiều việc hợp điều biệt nhiên ngoài nhanh hiểu biểu',
+  'değiştir oluştur ulaş geliş yapılmış gelmektedir ektedir ıldı iyordu',
+  ' характер практи культу використ даже розвит алась',
+  ' ایران اطلاعات',
+  '.:.:.:.:.:.:.:.:',
   // Punctuation.
   '!!! ??? ... --- ***',
   '"quoted" (parens) [brackets] {braces}',
