@@ -28,7 +28,7 @@ function relRms(a: Float32Array, b: Float32Array): number {
 
 describe('rounding helpers', () => {
   it('nearestInt rounds ties to even like ggml, roundAway like C roundf', () => {
-    expect([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4, 2.6].map(nearestInt)).toEqual([0, 2, 2, -0, -2, -2, 2, 3]);
+    expect([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4, 2.6].map(nearestInt)).toEqual([0, 2, 2, 0, -2, -2, 2, 3]);
     expect([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4].map(roundAway)).toEqual([1, 2, 3, -1, -2, -3, 2]);
   });
 });

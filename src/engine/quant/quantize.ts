@@ -15,9 +15,9 @@ const fr = Math.fround;
 
 /** ggml's `nearest_int`: round to nearest, ties to even (it adds 1.5·2^23 in f32). */
 export function nearestInt(x: number): number {
-  const r = Math.round(x);
-  // Math.round sends ties up (+∞); ties go to the even neighbour instead.
-  if (r - x === 0.5 && r % 2 !== 0) return r - 1;
+  const r = Math.floor(x + 0.5);
+  // floor(x + 0.5) sends ties up (+∞); ties go to the even neighbour instead.
+  if (r - x === 0.5 && (r & 1) !== 0) return r - 1;
   return r;
 }
 
@@ -26,9 +26,13 @@ export function roundAway(x: number): number {
   return x < 0 ? -Math.round(-x) : Math.round(x);
 }
 
+const castF32 = new Float32Array(1);
+const castU32 = new Uint32Array(castF32.buffer);
+
 /** f32 → bf16 bits, round to nearest even; NaN stays a quiet NaN (ggml_compute_fp32_to_bf16). */
 export function f32ToBf16(value: number): number {
-  const u = new Uint32Array(new Float32Array([value]).buffer)[0];
+  castF32[0] = value;
+  const u = castU32[0];
   if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 64) & 0xffff;
   return ((u + (0x7fff + ((u >>> 16) & 1))) >>> 16) & 0xffff;
 }
@@ -127,13 +131,17 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: numbe
     for (let i = 0; i < n; i++) L[lo + i] = 0;
     return 0;
   }
-  const clampL = (l: number) => Math.max(-nmax, Math.min(nmax - 1, l));
+  // This runs for every 16 weights of a q6_K tensor (millions of times for a 128k-row head), so the
+  // loops are written out: l = clamp(nearestInt(iscale·x), −nmax, nmax−1), weight w = x².
   let iscale = fr(-nmax / max);
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i];
-    const l = clampL(nearestInt(fr(iscale * xi)));
+    const v = fr(iscale * xi);
+    let l = Math.floor(v + 0.5);
+    if (l - v === 0.5 && (l & 1) !== 0) l--;
+    l = Math.max(-nmax, Math.min(nmax - 1, l));
     L[lo + i] = l + nmax;
     const w = xi * xi;
     sumlx += w * xi * l;
@@ -148,13 +156,19 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: numbe
     suml2 = 0;
     for (let i = 0; i < n; i++) {
       const xi = x[xo + i];
-      const l = clampL(nearestInt(fr(iscale * xi)));
+      const v = fr(iscale * xi);
+      let l = Math.floor(v + 0.5);
+      if (l - v === 0.5 && (l & 1) !== 0) l--;
+      l = Math.max(-nmax, Math.min(nmax - 1, l));
       const w = xi * xi;
       sumlx += w * xi * l;
       suml2 += w * l * l;
     }
     if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (let i = 0; i < n; i++) L[lo + i] = nmax + clampL(nearestInt(fr(iscale * x[xo + i])));
+      for (let i = 0; i < n; i++) {
+        const l = nearestInt(fr(iscale * x[xo + i]));
+        L[lo + i] = nmax + Math.max(-nmax, Math.min(nmax - 1, l));
+      }
       scale = sumlx / suml2;
       best = scale * sumlx;
     }
@@ -171,9 +185,12 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: numbe
  * Our f64 sums may pick a different one of the 19 trial scales than ggml's f32 sums on near-equal
  * errors; the encoding is valid and as accurate either way (llama.cpp only has to read it).
  */
+const q6L = new Int8Array(256); // scratch: the block's 6-bit values + 32
+const q6Scales = new Float32Array(16); // scratch: each sub-block's float scale
+
 function quantizeBlockQ6_K(x: Float32Array, xo: number, out: Uint8Array, o: number, view: DataView) {
-  const L = new Int8Array(256);
-  const scales = new Float32Array(16);
+  const L = q6L;
+  const scales = q6Scales;
   let maxScale = 0;
   let maxAbsScale = 0;
   for (let ib = 0; ib < 16; ib++) {

@@ -21,10 +21,14 @@ export function f16ToF32(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+// One scratch word for the bit casts below (they run per weight when writing test models).
+const castF32 = new Float32Array(1);
+const castU32 = new Uint32Array(castF32.buffer);
+
 /** number → IEEE half bits, round to nearest even (like numpy / ggml's fp32_to_fp16). */
 export function f32ToF16(value: number): number {
-  const f = new Float32Array([value]);
-  const x = new Uint32Array(f.buffer)[0];
+  castF32[0] = value;
+  const x = castU32[0];
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
