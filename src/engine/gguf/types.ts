@@ -123,9 +123,12 @@ export function typeName(t: number): string {
   return KNOWN_TYPE_NAMES[t] ?? `type ${t}`;
 }
 
-/** Bytes of a tensor with `n` elements of type `t` (n must be a multiple of the block size). */
+/**
+ * Bytes of a tensor with `n` elements of type `t` (n must be a multiple of the block size). Knows
+ * every ggml type (GGML_TYPE_TRAITS), so test files may carry types the engine cannot run.
+ */
 export function tensorBytes(t: GgmlType, n: number): number {
-  const tr = SUPPORTED_TYPES.get(t);
+  const tr = GGML_TYPE_TRAITS.get(t);
   if (!tr) throw new Error(`no traits for ${typeName(t)}`);
   return (n / tr.blockSize) * tr.bytesPerBlock;
 }

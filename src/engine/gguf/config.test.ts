@@ -1,0 +1,325 @@
+import { existsSync, openAsBlob } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { BlobSource, MemorySource } from '../source';
+import { getArray, getNumber, getString, llamaConfigFromGguf, validateLlamaTensors } from './config';
+import { readGguf, readTensorBytes } from './reader';
+import { engineError, type TinyLlamaOptions, tinyLlama } from './test-helpers';
+import { GgmlType, type GgufFile, GgufValueType } from './types';
+
+const read = (o: TinyLlamaOptions = {}) => readGguf(new MemorySource(tinyLlama(o)));
+
+describe('llamaConfigFromGguf', () => {
+  it('reads every hyper-parameter', async () => {
+    const c = llamaConfigFromGguf(
+      await read({ dim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 96, vocabSize: 128 }),
+    );
+    expect(c).toEqual({
+      name: 'tiny',
+      vocabSize: 128,
+      dim: 64,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 2,
+      headDim: 16,
+      ffnDim: 96,
+      normEps: Math.fround(1e-5),
+      ropeTheta: 500000,
+      contextLength: 256,
+      tiedEmbeddings: false,
+      hasRopeFreqs: false,
+    });
+  });
+
+  it('applies the defaults: KV heads = heads, RoPE base 10000, name "llama"', async () => {
+    const f = await read({
+      nHeads: 4,
+      nKvHeads: 4,
+      dropKeys: ['llama.attention.head_count_kv', 'llama.rope.freq_base', 'general.name'],
+    });
+    const c = llamaConfigFromGguf(f);
+    expect(c.nKvHeads).toBe(4);
+    expect(c.ropeTheta).toBe(10000);
+    expect(c.name).toBe('llama');
+    validateLlamaTensors(f, c);
+  });
+
+  it('takes the vocabulary size from llama.vocab_size, else the tokens array, else token_embd rows', async () => {
+    const tokens = {
+      key: 'tokenizer.ggml.tokens',
+      type: GgufValueType.ARRAY,
+      arrayType: GgufValueType.STRING,
+      value: Array.from({ length: 96 }, (_, i) => `t${i}`),
+    };
+    expect(llamaConfigFromGguf(await read({ vocabSize: 96, kvs: [tokens] })).vocabSize).toBe(96);
+    expect(
+      llamaConfigFromGguf(await read({ vocabSize: 96, kvs: [tokens], dropKeys: ['llama.vocab_size'] }))
+        .vocabSize,
+    ).toBe(96);
+    expect(
+      llamaConfigFromGguf(await read({ vocabSize: 160, dropKeys: ['llama.vocab_size'] })).vocabSize,
+    ).toBe(160);
+  });
+
+  it('reports tied embeddings when output.weight is absent, and rope_freqs when present', async () => {
+    const f = await read({ tied: true, ropeFreqs: true });
+    const c = llamaConfigFromGguf(f);
+    expect(c.tiedEmbeddings).toBe(true);
+    expect(c.hasRopeFreqs).toBe(true);
+    const t = validateLlamaTensors(f, c);
+    expect(t.output).toBe(t.tokenEmbd);
+    expect(t.ropeFreqs?.dims).toEqual([c.headDim / 2]);
+    const untied = await read();
+    const tu = validateLlamaTensors(untied, llamaConfigFromGguf(untied));
+    expect(tu.output.name).toBe('output.weight');
+    expect(tu.ropeFreqs).toBeUndefined();
+  });
+
+  it('uses llama.attention.key_length for the head dimension', async () => {
+    const f = await read({
+      dim: 64,
+      nHeads: 4,
+      kvs: [{ key: 'llama.attention.key_length', type: GgufValueType.UINT32, value: 8 }],
+    });
+    const c = llamaConfigFromGguf(f);
+    expect(c.headDim).toBe(8);
+    // The file's attn_q is [64, 64], so the tensor check names the mismatch.
+    const e = await engineError(() => validateLlamaTensors(f, c));
+    expect(e.code).toBe('unsupported-model');
+    expect(e.message).toMatch(/tensor blk.0.attn_q.weight has dims \[64, 64\], expected \[64, 32\]/);
+  });
+
+  it('refuses another architecture with the message the UI shows', async () => {
+    const f = await read({
+      kvs: [{ key: 'general.architecture', type: GgufValueType.STRING, value: 'gemma' }],
+    });
+    const e = await engineError(() => llamaConfigFromGguf(f));
+    expect(e.code).toBe('unsupported-model');
+    expect(e.message).toBe(
+      'architecture "gemma" is not supported; this app runs Llama 3 (architecture llama)',
+    );
+  });
+
+  const bad: [string, TinyLlamaOptions, string, RegExp][] = [
+    [
+      'missing block_count',
+      { dropKeys: ['llama.block_count'] },
+      'bad-gguf',
+      /metadata key "llama.block_count" is missing/,
+    ],
+    [
+      'missing architecture',
+      { dropKeys: ['general.architecture'] },
+      'bad-gguf',
+      /metadata key "general.architecture" is missing/,
+    ],
+    [
+      'embedding_length as a string',
+      { kvs: [{ key: 'llama.embedding_length', type: GgufValueType.STRING, value: '64' }] },
+      'bad-gguf',
+      /metadata "llama.embedding_length" should be a number, got the string "64"/,
+    ],
+    [
+      'zero layers',
+      { kvs: [{ key: 'llama.block_count', type: GgufValueType.UINT32, value: 0 }] },
+      'bad-gguf',
+      /metadata "llama.block_count" is 0; it must be a positive integer/,
+    ],
+    [
+      'heads not a multiple of KV heads',
+      { kvs: [{ key: 'llama.attention.head_count_kv', type: GgufValueType.UINT32, value: 3 }] },
+      'bad-gguf',
+      /head_count 4 is not a multiple of llama.attention.head_count_kv 3/,
+    ],
+    [
+      'negative epsilon',
+      { kvs: [{ key: 'llama.attention.layer_norm_rms_epsilon', type: GgufValueType.FLOAT32, value: -1 }] },
+      'bad-gguf',
+      /layer_norm_rms_epsilon is -1; expected in \(0, 1\)/,
+    ],
+    [
+      'partial RoPE',
+      { kvs: [{ key: 'llama.rope.dimension_count', type: GgufValueType.UINT32, value: 8 }] },
+      'unsupported-model',
+      /llama.rope.dimension_count 8 differs from the head dimension 16; partial RoPE is not supported/,
+    ],
+    [
+      'head_count as a per-layer array',
+      {
+        kvs: [
+          {
+            key: 'llama.attention.head_count',
+            type: GgufValueType.ARRAY,
+            arrayType: GgufValueType.UINT32,
+            value: [4, 4],
+          },
+        ],
+      },
+      'bad-gguf',
+      /metadata "llama.attention.head_count" should be a number, got an array of 2 elements/,
+    ],
+  ];
+  for (const [label, o, code, message] of bad) {
+    it(`${label} → ${code}`, async () => {
+      const e = await engineError(async () => llamaConfigFromGguf(await read(o)));
+      expect(e.code).toBe(code);
+      expect(e.message).toMatch(message);
+    });
+  }
+});
+
+describe('validateLlamaTensors', () => {
+  it('returns every tensor by role with the documented dims', async () => {
+    const f = await read({ dim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 96, vocabSize: 128 });
+    const t = validateLlamaTensors(f, llamaConfigFromGguf(f));
+    expect(t.tokenEmbd.dims).toEqual([64, 128]);
+    expect(t.layers).toHaveLength(2);
+    expect(t.layers[1].wk).toMatchObject({ name: 'blk.1.attn_k.weight', dims: [64, 32] });
+    expect(t.layers[1].wo.dims).toEqual([64, 64]);
+    expect(t.layers[0].wDown.dims).toEqual([96, 64]);
+    expect(t.layers[0].attnNorm.type).toBe(GgmlType.F32);
+  });
+
+  const cases: [string, TinyLlamaOptions, RegExp][] = [
+    [
+      'a missing tensor',
+      { editTensors: (ts) => ts.filter((t) => t.name !== 'blk.1.ffn_down.weight') },
+      /tensor blk.1.ffn_down.weight is missing \(expected dims \[96, 64\]\)/,
+    ],
+    [
+      'a missing norm',
+      { editTensors: (ts) => ts.filter((t) => t.name !== 'output_norm.weight') },
+      /tensor output_norm.weight is missing/,
+    ],
+    [
+      'a transposed matrix',
+      {
+        editTensors: (ts) =>
+          ts.map((t) => (t.name === 'blk.0.ffn_gate.weight' ? { ...t, dims: [t.dims[1], t.dims[0]] } : t)),
+      },
+      /tensor blk.0.ffn_gate.weight has dims \[96, 64\], expected \[64, 96\]/,
+    ],
+    [
+      'token_embd rows that disagree with the vocabulary',
+      { kvs: [{ key: 'llama.vocab_size', type: GgufValueType.UINT32, value: 100 }] },
+      /tensor token_embd.weight has dims \[64, 128\], expected \[64, 100\]/,
+    ],
+    [
+      'a wrong rope_freqs length',
+      {
+        editTensors: (ts) => [
+          ...ts,
+          { name: 'rope_freqs.weight', dims: [16], type: GgmlType.F32, data: new Uint8Array(64) },
+        ],
+      },
+      /tensor rope_freqs.weight has dims \[16\], expected \[8\]/,
+    ],
+    [
+      'more layers than block_count',
+      { kvs: [{ key: 'llama.block_count', type: GgufValueType.UINT32, value: 1 }] },
+      /tensor blk.1.attn_q.weight exists but llama.block_count is 1/,
+    ],
+  ];
+  for (const [label, o, message] of cases) {
+    it(`${label} → unsupported-model`, async () => {
+      const f = await read(o);
+      const e = await engineError(() => validateLlamaTensors(f, llamaConfigFromGguf(f)));
+      expect(e.code).toBe('unsupported-model');
+      expect(e.message).toMatch(message);
+    });
+  }
+
+  it('an unsupported tensor type parses, then fails the Llama check naming type and tensor', async () => {
+    const f = await read({
+      nLayers: 4,
+      editTensors: (ts) =>
+        ts.map((t) =>
+          t.name === 'blk.3.ffn_up.weight'
+            ? { ...t, type: GgmlType.Q5_1, data: new Uint8Array((64 * 96 * 24) / 32) }
+            : t,
+        ),
+    });
+    expect(f.tensors.find((t) => t.name === 'blk.3.ffn_up.weight')?.type).toBe(GgmlType.Q5_1);
+    const c = llamaConfigFromGguf(f); // the hyper-parameters are fine
+    const e = await engineError(() => validateLlamaTensors(f, c));
+    expect(e.code).toBe('unsupported-model');
+    expect(e.message).toMatch(
+      /^unsupported tensor type q5_1 in blk.3.ffn_up.weight; this app runs f32, f16, bf16, q4_0, q8_0, q6_K tensors/,
+    );
+  });
+});
+
+describe('getString / getNumber / getArray', () => {
+  const file: GgufFile = {
+    version: 3,
+    metadata: new Map<string, import('./types').GgufValue>([
+      ['s', 'text'],
+      ['n', 42],
+      ['big', 2n ** 60n],
+      ['small', 7n],
+      ['a', [1, 2]],
+    ]),
+    tensors: [],
+    dataOffset: 0,
+    alignment: 32,
+  };
+  it('returns values, converts exact bigints and uses fallbacks', () => {
+    expect(getString(file, 's')).toBe('text');
+    expect(getNumber(file, 'n')).toBe(42);
+    expect(getNumber(file, 'small')).toBe(7);
+    expect(getArray(file, 'a')).toEqual([1, 2]);
+    expect(getString(file, 'absent', 'd')).toBe('d');
+    expect(getNumber(file, 'absent', 3)).toBe(3);
+    expect(getArray(file, 'absent', [])).toEqual([]);
+  });
+  it('names the key and the actual type when the type is wrong', async () => {
+    expect((await engineError(() => getString(file, 'n'))).message).toBe(
+      'metadata "n" should be a string, got the number 42',
+    );
+    expect((await engineError(() => getNumber(file, 's'))).message).toBe(
+      'metadata "s" should be a number, got the string "text"',
+    );
+    expect((await engineError(() => getArray(file, 'n'))).message).toBe(
+      'metadata "n" should be an array, got the number 42',
+    );
+    expect((await engineError(() => getNumber(file, 'big'))).message).toMatch(
+      /"big" is 1152921504606846976, beyond/,
+    );
+    expect((await engineError(() => getString(file, 'absent'))).code).toBe('bad-gguf');
+  });
+});
+
+const DEMO = '/work/shared/data/demo-model/tinystories-llama3-q4_0.gguf';
+
+describe('the trained demo model', () => {
+  it.skipIf(!existsSync(DEMO))(
+    `parses ${DEMO} and matches MODEL.md (skipped when the file is absent: it lives outside the repo)`,
+    async () => {
+      const src = new BlobSource(await openAsBlob(DEMO), 'tinystories-llama3-q4_0.gguf');
+      expect(src.size).toBe(28_681_440);
+      const f = await readGguf(src);
+      const c = llamaConfigFromGguf(f);
+      expect(c).toMatchObject({
+        dim: 256,
+        nLayers: 6,
+        nHeads: 8,
+        nKvHeads: 2,
+        headDim: 32,
+        ffnDim: 704,
+        contextLength: 2048,
+        tiedEmbeddings: true,
+        vocabSize: 128256,
+        ropeTheta: 500000,
+      });
+      const t = validateLlamaTensors(f, c);
+      // q4_0 for every matrix, including the tied embedding; F32 norms (MODEL.md).
+      expect(t.tokenEmbd.type).toBe(GgmlType.Q4_0);
+      expect(t.layers.every((l) => l.wq.type === GgmlType.Q4_0 && l.ffnNorm.type === GgmlType.F32)).toBe(
+        true,
+      );
+      // The last tensor ends inside the file; its bytes read back.
+      const last = f.tensors.reduce((a, b) => (a.offset > b.offset ? a : b));
+      expect(last.offset + last.byteLength).toBeLessThanOrEqual(src.size);
+      expect((await readTensorBytes(src, t.outputNorm)).byteLength).toBe(256 * 4);
+    },
+  );
+});
