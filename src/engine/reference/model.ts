@@ -1,0 +1,228 @@
+/**
+ * The whole Llama 3 forward pass on the CPU, one token at a time, in the plain style of llama2.c's
+ * forward(): f32 weights (dequantized at load), f64 accumulation inside the ops. It is the oracle
+ * for the GPU model and the `--device cpu` backend. Clarity over speed.
+ *
+ * Axis legend: D = model dim, H = query heads, Hkv = KV heads, Dh = head dim, F = FFN dim,
+ * V = vocabulary, S = maxSeqLen. A weight "[R, C]" is row-major with R rows of C values (ggml
+ * ne = [C, R]: the dequantized GGUF bytes are already in this order).
+ *
+ * Sampling: each sequence s draws from its own `Rng(sampling.seed + s)`, one draw per step, so a
+ * sequence's tokens do not depend on which other sequences share the batch (see sampling/sampler.ts).
+ */
+import { EngineError } from '../errors';
+import type { ModelRunner, SamplingOptions } from '../generation';
+import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
+import { readTensorBytes } from '../gguf/reader';
+import { GgmlType, type GgufFile, type LlamaConfig, type TensorInfo } from '../gguf/types';
+import { quantize } from '../quant/quantize';
+import { Rng, sampleToken } from '../sampling/sampler';
+import type { RandomAccessSource } from '../source';
+import { addInPlace, attention, dequantize, matVec, rmsNorm, rope, swiglu } from './ops';
+
+export interface ReferenceLoadOptions {
+  /** Largest number of sequences per step (default 4). */
+  maxBatch?: number;
+  /** KV cache length per sequence (default min(contextLength, 2048)). */
+  maxSeqLen?: number;
+  /**
+   * 'q4_0': F16/F32/BF16 matrices are first quantized to q4_0 with llama.cpp's rounding, then
+   * dequantized, so the CPU sees the same weights as a GPU path that stores them as q4_0.
+   * 'float32' (default): the file's own values.
+   */
+  quantizationEncoding?: 'q4_0' | 'float32';
+}
+
+interface LayerWeights {
+  attnNorm: Float32Array; // [D]
+  wq: Float32Array; // [H·Dh, D]
+  wk: Float32Array; // [Hkv·Dh, D]
+  wv: Float32Array; // [Hkv·Dh, D]
+  wo: Float32Array; // [D, H·Dh]
+  ffnNorm: Float32Array; // [D]
+  wGate: Float32Array; // [F, D]
+  wUp: Float32Array; // [F, D]
+  wDown: Float32Array; // [D, F]
+}
+
+interface Weights {
+  tokenEmbd: Float32Array; // [V, D]
+  layers: LayerWeights[]; // [nLayers]
+  outputNorm: Float32Array; // [D]
+  output: Float32Array; // [V, D] (the same array as tokenEmbd when tied)
+  ropeFreqs?: Float32Array; // [Dh/2] frequency divisors
+}
+
+interface Sequence {
+  pos: number; // positions filled so far
+  keys: Float32Array[]; // per layer [S, Hkv·Dh]
+  values: Float32Array[]; // per layer [S, Hkv·Dh]
+  logits: Float32Array | null; // [V] after the last token stepped
+  rng: Rng;
+}
+
+async function loadTensor(
+  source: RandomAccessSource,
+  t: TensorInfo,
+  encoding: 'q4_0' | 'float32',
+): Promise<Float32Array> {
+  const x = dequantize(t.type, await readTensorBytes(source, t), t.elements);
+  const isMatrix = t.dims.length === 2;
+  const isFloat = t.type === GgmlType.F32 || t.type === GgmlType.F16 || t.type === GgmlType.BF16;
+  if (encoding === 'q4_0' && isMatrix && isFloat && t.dims[0] % 32 === 0) {
+    return dequantize(GgmlType.Q4_0, quantize(GgmlType.Q4_0, x), t.elements);
+  }
+  return x;
+}
+
+export class ReferenceModel implements ModelRunner {
+  readonly config: LlamaConfig;
+  readonly maxBatch: number;
+  readonly maxSeqLen: number;
+  private readonly w: Weights;
+  private seqs: Sequence[] = [];
+  private sampling: SamplingOptions = { temperature: 0, topP: 1, topK: 0, seed: 0 };
+
+  private constructor(config: LlamaConfig, w: Weights, maxBatch: number, maxSeqLen: number) {
+    this.config = config;
+    this.w = w;
+    this.maxBatch = maxBatch;
+    this.maxSeqLen = maxSeqLen;
+  }
+
+  static async load(
+    source: RandomAccessSource,
+    file: GgufFile,
+    config: LlamaConfig,
+    opts: ReferenceLoadOptions = {},
+  ): Promise<ReferenceModel> {
+    const maxBatch = opts.maxBatch ?? 4;
+    const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, 2048);
+    if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) {
+      throw new EngineError('bad-argument', `maxBatch ${maxBatch} must be an integer ≥ 1`);
+    }
+    if (!(Number.isInteger(maxSeqLen) && maxSeqLen >= 1 && maxSeqLen <= config.contextLength)) {
+      throw new EngineError(
+        'bad-argument',
+        `maxSeqLen ${maxSeqLen} must be an integer in [1, ${config.contextLength}] (the model's context length)`,
+      );
+    }
+    const t: LlamaTensors = validateLlamaTensors(file, config);
+    const enc = opts.quantizationEncoding ?? 'float32';
+    const load = (ti: TensorInfo) => loadTensor(source, ti, enc);
+    const tokenEmbd = await load(t.tokenEmbd);
+    const layers: LayerWeights[] = [];
+    for (const l of t.layers) {
+      layers.push({
+        attnNorm: await load(l.attnNorm),
+        wq: await load(l.wq),
+        wk: await load(l.wk),
+        wv: await load(l.wv),
+        wo: await load(l.wo),
+        ffnNorm: await load(l.ffnNorm),
+        wGate: await load(l.wGate),
+        wUp: await load(l.wUp),
+        wDown: await load(l.wDown),
+      });
+    }
+    const w: Weights = {
+      tokenEmbd,
+      layers,
+      outputNorm: await load(t.outputNorm),
+      output: t.output === t.tokenEmbd ? tokenEmbd : await load(t.output),
+      ropeFreqs: t.ropeFreqs ? await load(t.ropeFreqs) : undefined,
+    };
+    return new ReferenceModel(config, w, maxBatch, maxSeqLen);
+  }
+
+  reset(batch: number, sampling: SamplingOptions): void {
+    if (!(Number.isInteger(batch) && batch >= 1 && batch <= this.maxBatch)) {
+      throw new EngineError('bad-argument', `batch ${batch} must be in [1, ${this.maxBatch}]`);
+    }
+    const kvDim = this.config.nKvHeads * this.config.headDim;
+    this.sampling = sampling;
+    this.seqs = [];
+    for (let s = 0; s < batch; s++) {
+      this.seqs.push({
+        pos: 0,
+        keys: this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
+        values: this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
+        logits: null,
+        rng: new Rng(sampling.seed + s),
+      });
+    }
+  }
+
+  async step(tokens: number[][]): Promise<number[]> {
+    if (tokens.length !== this.seqs.length) {
+      throw new EngineError(
+        'bad-argument',
+        `step got ${tokens.length} token lists for ${this.seqs.length} sequences (call reset first)`,
+      );
+    }
+    const out: number[] = [];
+    for (let s = 0; s < tokens.length; s++) {
+      const seq = this.seqs[s];
+      if (tokens[s].length === 0) {
+        out.push(-1);
+        continue;
+      }
+      if (seq.pos + tokens[s].length > this.maxSeqLen) {
+        throw new EngineError(
+          'context-overflow',
+          `sequence ${s} would reach ${seq.pos + tokens[s].length} positions but the cache holds ${this.maxSeqLen}`,
+        );
+      }
+      for (const tok of tokens[s]) seq.logits = this.forward(seq, tok);
+      out.push(sampleToken(seq.logits!, this.sampling, seq.rng.next()));
+    }
+    return out;
+  }
+
+  async lastLogits(s: number): Promise<Float32Array> {
+    const logits = this.seqs[s]?.logits;
+    if (!logits) throw new EngineError('bad-argument', `sequence ${s} has no logits yet`);
+    return logits;
+  }
+
+  /** Logits [V] after feeding `token` at the sequence's next position. */
+  private forward(seq: Sequence, token: number): Float32Array {
+    const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = this.config;
+    if (!(Number.isInteger(token) && token >= 0 && token < vocabSize)) {
+      throw new EngineError('bad-argument', `token id ${token} is outside the vocabulary [0, ${vocabSize})`);
+    }
+    const w = this.w;
+    const qDim = nHeads * headDim;
+    const kvDim = nKvHeads * headDim;
+    const pos = seq.pos;
+
+    // x: [D], the residual stream, starts as the token's embedding row.
+    const x = w.tokenEmbd.slice(token * dim, (token + 1) * dim);
+    for (let l = 0; l < w.layers.length; l++) {
+      const L = w.layers[l];
+      // Attention block.
+      const xn = rmsNorm(x, L.attnNorm, normEps); // [D]
+      const q = matVec(L.wq, xn, qDim, dim); // [H·Dh]
+      const k = matVec(L.wk, xn, kvDim, dim); // [Hkv·Dh]
+      const v = matVec(L.wv, xn, kvDim, dim); // [Hkv·Dh]
+      rope(q, nHeads, headDim, pos, ropeTheta, w.ropeFreqs);
+      rope(k, nKvHeads, headDim, pos, ropeTheta, w.ropeFreqs);
+      seq.keys[l].set(k, pos * kvDim); // cache row pos
+      seq.values[l].set(v, pos * kvDim);
+      const att = attention(q, seq.keys[l], seq.values[l], pos + 1, nHeads, nKvHeads, headDim); // [H·Dh]
+      addInPlace(x, matVec(L.wo, att, dim, qDim));
+      // Feed-forward block: x += down · (silu(gate · xn) ⊙ up · xn).
+      const xn2 = rmsNorm(x, L.ffnNorm, normEps); // [D]
+      const hidden = swiglu(matVec(L.wGate, xn2, ffnDim, dim), matVec(L.wUp, xn2, ffnDim, dim)); // [F]
+      addInPlace(x, matVec(L.wDown, hidden, dim, ffnDim));
+    }
+    seq.pos++;
+    // Final norm and the LM head.
+    const xf = rmsNorm(x, w.outputNorm, normEps); // [D]
+    return matVec(w.output, xf, vocabSize, dim); // [V]
+  }
+
+  dispose(): void {
+    this.seqs = [];
+  }
+}
