@@ -132,7 +132,7 @@ export class ModelStore {
   }
 
   /** True when every byte is stored and the manifest says so. */
-  static usable(m: ModelManifest | undefined): m is ModelManifest {
+  static usable(m: ModelManifest | undefined): boolean {
     return !!m && m.complete && contiguousBytes(m) === m.size;
   }
 

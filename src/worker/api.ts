@@ -1,0 +1,125 @@
+/**
+ * The one typed interface between the UI and the engine host. The worker implements it
+ * (engine-worker.ts, exposed through comlink); tests and other hosts can use `EngineHost` in-process.
+ *
+ * Callbacks cross the worker boundary as `Comlink.proxy(fn)`. Errors cross as `Error("[code] message")`
+ * (EngineError.toWire); callers rebuild them with `EngineError.fromSerialized`.
+ */
+import type { GenerationStats, SamplingOptions } from '../engine/generation';
+
+export type ModelSourceSpec =
+  /** Download (or reuse from the cache) a GGUF file. */
+  | { kind: 'url'; url: string }
+  /** A local file: read in slices, never copied whole into memory, not cached. */
+  | { kind: 'file'; file: File }
+  /** A model already in the cache, by its id (the URL it came from). No network. */
+  | { kind: 'cache'; id: string };
+
+export interface LoadProgress {
+  /** `probe`, `download`, `verify` (storage) or an engine phase (header, weights, …). */
+  phase: string;
+  loadedBytes: number;
+  totalBytes: number;
+  /** Download speed (download phase only). */
+  bytesPerSecond?: number;
+  etaSeconds?: number;
+  /** Bytes already cached when a download resumed. */
+  resumedFrom?: number;
+}
+
+export interface ModelInfo {
+  /** Cache id (URL loads), undefined for local files. */
+  id?: string;
+  name: string;
+  sizeBytes: number;
+  /** The weights were read from the cache (no download). */
+  fromCache: boolean;
+  /** The file is in the cache now (a later load works offline). */
+  cached: boolean;
+  /** Whole load, download included (ms). */
+  loadMs: number;
+  config: {
+    name: string;
+    dim: number;
+    nLayers: number;
+    nHeads: number;
+    nKvHeads: number;
+    vocabSize: number;
+    contextLength: number;
+  };
+  maxBatch: number;
+  maxSeqLen: number;
+  /** Where it runs: 'gpu' (WebGPU) or 'cpu' (the reference backend, slow). */
+  device: string;
+}
+
+export interface GenerateParams {
+  /** One or more prompts, generated together as a batch. */
+  prompts: string[];
+  /** `completion`: raw continuation (BOS + text); `chat`: each prompt is a user turn in the chat template. */
+  mode: 'completion' | 'chat';
+  maxTokens: number;
+  sampling: SamplingOptions;
+}
+
+export interface TokenEvent {
+  /** Index of the prompt this token belongs to. */
+  seq: number;
+  token: number;
+  /** Text this token adds (may be empty while a multi-byte character is incomplete). */
+  delta: string;
+}
+
+export interface GenerateOutcome {
+  text: string[];
+  tokens: number[][];
+  finishReasons: ('stop' | 'length' | 'interrupted')[];
+  stats: GenerationStats;
+}
+
+export interface CachedModelInfo {
+  id: string;
+  url: string;
+  name: string;
+  sizeBytes: number;
+  storedBytes: number;
+  /** False for a partial download (it resumes on the next load). */
+  complete: boolean;
+  updatedAt: number;
+}
+
+export interface StorageInfo {
+  modelBytes: number;
+  usage?: number;
+  quota?: number;
+  /** The cache lives in IndexedDB (false: memory only, gone on reload). */
+  persistentStore: boolean;
+  /** navigator.storage.persisted(): the browser will not evict it under pressure. */
+  persisted?: boolean;
+}
+
+export interface Environment {
+  webgpu: boolean;
+  /** Adapter description when WebGPU works. */
+  adapter?: string;
+  /** Why WebGPU is unusable, for the user. */
+  problem?: string;
+}
+
+export interface EngineApi {
+  /** Whether WebGPU works here, before anything is downloaded. */
+  environment(): Promise<Environment>;
+  /** Size of a remote file and how much of it is cached (HEAD request; no body). */
+  probe(url: string): Promise<{ size?: number; cachedBytes: number; complete: boolean }>;
+  /** Load a model, replacing the current one. Progress arrives through `onProgress`. */
+  load(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
+  /** Generate for one or more prompts; tokens stream through `onToken` as they are produced. */
+  generate(params: GenerateParams, onToken?: (ev: TokenEvent) => void): Promise<GenerateOutcome>;
+  /** Cooperative stop of the running generation and of a load/download in progress. */
+  interrupt(): Promise<void>;
+  /** Free the model's GPU memory. */
+  unload(): Promise<void>;
+  listCached(): Promise<CachedModelInfo[]>;
+  deleteCached(id: string): Promise<void>;
+  storageUse(): Promise<StorageInfo>;
+}

@@ -1,0 +1,331 @@
+/**
+ * EngineHost: the EngineApi implementation. Runs in the worker (engine-worker.ts) and in-process
+ * (tests, other hosts). It owns the model cache, downloads, the loaded model and cancellation.
+ *
+ * A first load from a URL does not wait for the whole file: the download writes chunks to the
+ * cache while the loader reads the same bytes through a ChunkedSource that waits for them.
+ */
+import { EngineError } from '../engine/errors';
+import type { GenerationStats, SamplingOptions } from '../engine/generation';
+import { readGguf } from '../engine/gguf/reader';
+import type { GgufFile, LlamaConfig } from '../engine/gguf/types';
+import { BlobSource, type RandomAccessSource } from '../engine/source';
+import { ByteGate, ChunkedSource } from '../storage/chunked-source';
+import { downloadToStore, probeRemote } from '../storage/downloader';
+import { type KeyValueStore, openKeyValueStore } from '../storage/kv';
+import { contiguousBytes, type ModelManifest } from '../storage/manifest';
+import { ModelStore } from '../storage/model-store';
+import type {
+  CachedModelInfo,
+  EngineApi,
+  Environment,
+  GenerateOutcome,
+  GenerateParams,
+  LoadProgress,
+  ModelInfo,
+  ModelSourceSpec,
+  StorageInfo,
+  TokenEvent,
+} from './api';
+import { toEngineError } from './errors';
+
+/** What the host needs from a loaded model (the engine facade's LoadedModel has this shape). */
+export interface LoadedModelLike {
+  /** 'gpu' or 'cpu' (the reference backend, when a build has no WebGPU backend). */
+  device?: string;
+  file: GgufFile;
+  config: LlamaConfig;
+  runner: { maxBatch: number; maxSeqLen: number };
+  complete(req: {
+    prompts: string[];
+    maxTokens?: number;
+    sampling?: SamplingOptions;
+    mode?: 'completion' | 'chat';
+    signal?: AbortSignal;
+    onText?: (seq: number, delta: string, token: number) => void;
+  }): Promise<{
+    text: string[];
+    tokens: number[][];
+    finishReasons: ('stop' | 'length' | 'interrupted')[];
+    stats: GenerationStats;
+  }>;
+  dispose(): void;
+}
+
+export type ModelLoader = (
+  source: RandomAccessSource,
+  opts: {
+    onProgress?: (p: { phase: string; loadedBytes: number; totalBytes: number }) => void;
+    signal?: AbortSignal;
+  },
+) => Promise<LoadedModelLike>;
+
+export interface EngineHostOptions {
+  loader: ModelLoader;
+  /** navigator.gpu in a browser; undefined where WebGPU is missing. */
+  gpu?: GPU;
+  /** Cache chunk size (tests use small chunks). */
+  chunkSize?: number;
+  fetch?: typeof fetch;
+  /** Storage; IndexedDB (falling back to memory) by default. */
+  kv?: KeyValueStore;
+  retryDelayMs?: (attempt: number) => number;
+}
+
+export class EngineHost implements EngineApi {
+  private storePromise?: Promise<ModelStore>;
+  private model?: LoadedModelLike;
+  private loadAbort?: AbortController;
+  private genAbort?: AbortController;
+  private generating = false;
+
+  constructor(private readonly opts: EngineHostOptions) {}
+
+  private store(): Promise<ModelStore> {
+    this.storePromise ??= (this.opts.kv ? Promise.resolve(this.opts.kv) : openKeyValueStore()).then(
+      (kv) => new ModelStore(kv),
+    );
+    return this.storePromise;
+  }
+
+  async environment(): Promise<Environment> {
+    const gpu = this.opts.gpu;
+    if (!gpu) {
+      return {
+        webgpu: false,
+        problem:
+          'This browser has no WebGPU. Use a recent Chrome or Edge (113+) on a desktop, over https or localhost; in Firefox or Safari enable WebGPU first.',
+      };
+    }
+    try {
+      const adapter = await gpu.requestAdapter();
+      if (!adapter) {
+        return {
+          webgpu: false,
+          problem:
+            'WebGPU is present but no GPU adapter was found: the GPU may be blocklisted or its driver missing. Check chrome://gpu or update the driver.',
+        };
+      }
+      const i = adapter.info;
+      const adapterName =
+        [i?.vendor, i?.architecture, i?.description].filter(Boolean).join(' ') || 'WebGPU adapter';
+      return { webgpu: true, adapter: adapterName };
+    } catch (e) {
+      return { webgpu: false, problem: `WebGPU failed to start: ${e instanceof Error ? e.message : e}` };
+    }
+  }
+
+  async probe(url: string): Promise<{ size?: number; cachedBytes: number; complete: boolean }> {
+    const store = await this.store();
+    const m = await store.getManifest(url);
+    if (m && ModelStore.usable(m)) return { size: m.size, cachedBytes: m.size, complete: true };
+    const p = await probeRemote(url, { fetch: this.opts.fetch });
+    return { size: p.size, cachedBytes: m ? contiguousBytes(m) : 0, complete: false };
+  }
+
+  async load(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
+    this.loadAbort?.abort();
+    this.genAbort?.abort();
+    await this.unload();
+    const ac = new AbortController();
+    this.loadAbort = ac;
+    const t0 = performance.now();
+    const report = (p: LoadProgress) => {
+      try {
+        onProgress?.(p);
+      } catch {
+        // a broken progress callback must not break the load
+      }
+    };
+
+    let source: RandomAccessSource;
+    let fromCache = false;
+    let id: string | undefined;
+    let download: Promise<ModelManifest> | undefined;
+    let downloadError: unknown;
+
+    if (spec.kind === 'file') {
+      if (!spec.file.name.toLowerCase().endsWith('.gguf') && spec.file.size < 4) {
+        throw new EngineError('bad-gguf', `${spec.file.name} is not a GGUF file.`);
+      }
+      source = new BlobSource(spec.file, spec.file.name);
+    } else {
+      id = spec.kind === 'url' ? spec.url : spec.id;
+      const store = await this.store();
+      const m = await store.getManifest(id);
+      if (m && ModelStore.usable(m)) {
+        source = new ChunkedSource(store, m);
+        fromCache = true;
+      } else if (spec.kind === 'cache') {
+        throw new EngineError(
+          'storage',
+          `${m?.name ?? id} is not fully in the cache; load it from its URL to finish the download.`,
+        );
+      } else {
+        const url = spec.url;
+        report({ phase: 'probe', loadedBytes: 0, totalBytes: 0 });
+        const gate = new ByteGate(0);
+        let live: ChunkedSource | undefined;
+        let onManifest!: (m: ModelManifest) => void;
+        const manifestReady = new Promise<ModelManifest>((resolve) => {
+          onManifest = resolve;
+        });
+        download = downloadToStore(url, store, {
+          chunkSize: this.opts.chunkSize,
+          fetch: this.opts.fetch,
+          retryDelayMs: this.opts.retryDelayMs,
+          signal: ac.signal,
+          onManifest: (man) => {
+            report({ phase: 'download', loadedBytes: contiguousBytes(man), totalBytes: man.size });
+            onManifest(man);
+          },
+          onProgress: (p) => report({ ...p }),
+          onChunk: (i, bytes, available) => {
+            if (bytes) live?.offer(i, bytes);
+            gate.advance(available);
+          },
+          onRestart: () => gate.advance(0),
+          // Never mark a file complete whose header does not fit its size (a truncated upload).
+          validate: async (man) => {
+            await readGguf(new ChunkedSource(store, man));
+          },
+        });
+        download.catch((e) => {
+          downloadError = e;
+          gate.fail(e);
+        });
+        const man = await Promise.race([manifestReady, download]);
+        live = new ChunkedSource(store, man, gate);
+        source = live;
+      }
+    }
+
+    let model: LoadedModelLike;
+    try {
+      model = await this.opts.loader(source, {
+        signal: ac.signal,
+        onProgress: (p) => report({ phase: p.phase, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes }),
+      });
+      if (download) await download;
+    } catch (e) {
+      ac.abort();
+      if (download) await download.catch(() => {});
+      // The download's own error says more than the reader that was waiting on it.
+      const err = toEngineError(downloadError ?? e);
+      if (download && id && err.code === 'bad-gguf') await (await this.store()).delete(id).catch(() => {});
+      if (err.code === 'interrupted' || ac.signal.aborted) {
+        throw err.code === 'interrupted' ? err : new EngineError('interrupted', 'Loading stopped.');
+      }
+      throw err;
+    } finally {
+      if (this.loadAbort === ac) this.loadAbort = undefined;
+    }
+    if (ac.signal.aborted) {
+      model.dispose();
+      throw new EngineError('interrupted', 'Loading stopped.');
+    }
+    this.model = model;
+    const c = model.config;
+    report({ phase: 'ready', loadedBytes: source.size, totalBytes: source.size });
+    return {
+      id,
+      name: source.name,
+      sizeBytes: source.size,
+      fromCache,
+      cached: id !== undefined,
+      loadMs: performance.now() - t0,
+      config: {
+        name: c.name,
+        dim: c.dim,
+        nLayers: c.nLayers,
+        nHeads: c.nHeads,
+        nKvHeads: c.nKvHeads,
+        vocabSize: c.vocabSize,
+        contextLength: c.contextLength,
+      },
+      maxBatch: model.runner.maxBatch,
+      maxSeqLen: model.runner.maxSeqLen,
+      device: model.device ?? 'gpu',
+    };
+  }
+
+  async generate(params: GenerateParams, onToken?: (ev: TokenEvent) => void): Promise<GenerateOutcome> {
+    const model = this.model;
+    if (!model) throw new EngineError('bad-argument', 'No model is loaded. Load a model first.');
+    if (this.generating)
+      throw new EngineError('bad-argument', 'A generation is already running; stop it first.');
+    const prompts = params.prompts;
+    if (prompts.length === 0 || prompts.every((p) => p.length === 0)) {
+      throw new EngineError('bad-argument', 'The prompt is empty. Type something to continue.');
+    }
+    this.generating = true;
+    const ac = new AbortController();
+    this.genAbort = ac;
+    try {
+      const r = await model.complete({
+        prompts,
+        maxTokens: params.maxTokens,
+        sampling: params.sampling,
+        mode: params.mode,
+        signal: ac.signal,
+        onText: (seq, delta, token) => {
+          try {
+            onToken?.({ seq, delta, token });
+          } catch {
+            // the UI going away must not stop the engine mid-step
+          }
+        },
+      });
+      return { text: r.text, tokens: r.tokens, finishReasons: r.finishReasons, stats: r.stats };
+    } finally {
+      this.generating = false;
+      if (this.genAbort === ac) this.genAbort = undefined;
+    }
+  }
+
+  async interrupt(): Promise<void> {
+    this.genAbort?.abort();
+    this.loadAbort?.abort();
+  }
+
+  async unload(): Promise<void> {
+    const m = this.model;
+    this.model = undefined;
+    m?.dispose();
+  }
+
+  async listCached(): Promise<CachedModelInfo[]> {
+    const store = await this.store();
+    return (await store.list()).map((m) => ({
+      id: m.id,
+      url: m.url,
+      name: m.name,
+      sizeBytes: m.size,
+      storedBytes: m.chunks.reduce((a, c) => a + c.size, 0),
+      complete: ModelStore.usable(m),
+      updatedAt: m.updatedAt,
+    }));
+  }
+
+  async deleteCached(id: string): Promise<void> {
+    await (await this.store()).delete(id);
+  }
+
+  async storageUse(): Promise<StorageInfo> {
+    const store = await this.store();
+    const u = await store.use();
+    let persisted: boolean | undefined;
+    try {
+      persisted = await navigator.storage?.persisted?.();
+    } catch {
+      persisted = undefined;
+    }
+    return {
+      modelBytes: u.modelBytes,
+      usage: u.usage,
+      quota: u.quota,
+      persistentStore: u.persistent,
+      persisted,
+    };
+  }
+}

@@ -1,0 +1,33 @@
+/// <reference lib="webworker" />
+/**
+ * The engine host in a dedicated worker: the UI thread stays responsive while weights upload and
+ * tokens are produced. Exposes EngineHost through comlink; rejections carry "[code] message".
+ */
+import * as Comlink from 'comlink';
+import { gpuBackendAvailable, LoadedModel } from '../engine/engine';
+import { EngineHost } from './engine-host';
+import { withWireErrors } from './errors';
+
+/** Settings from the page (client.ts puts them in the worker's name). */
+function settings(): { chunkSize?: number } {
+  try {
+    return JSON.parse((self as unknown as { name: string }).name || '{}');
+  } catch {
+    return {};
+  }
+}
+// Tests use small chunks to exercise chunk boundaries and resume with a tiny model.
+const chunkSize = Number(settings().chunkSize) || undefined;
+const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
+
+const host = new EngineHost({
+  gpu,
+  chunkSize,
+  loader: async (source, opts) => {
+    // A build without the WebGPU backend still runs, slowly, on the CPU reference; the UI shows it.
+    const device = (await gpuBackendAvailable()) ? 'gpu' : 'cpu';
+    return LoadedModel.load(source, { device, gpu, onProgress: opts.onProgress, signal: opts.signal });
+  },
+});
+
+Comlink.expose(withWireErrors(host));
