@@ -1,0 +1,208 @@
+/**
+ * HttpRangeSource against a real node:http server on 127.0.0.1 that honours, ignores, hides or
+ * breaks Range in the ways servers and CDNs do.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EngineError } from './errors';
+import { llamaConfigFromGguf } from './gguf/config';
+import { readGguf, readTensorBytes } from './gguf/reader';
+import { engineError, tinyLlama } from './gguf/test-helpers';
+import { HttpRangeSource } from './http-source';
+import { MemorySource } from './source';
+
+const file = tinyLlama({ dim: 64, nLayers: 2 });
+const requests: { path: string; method: string; range?: string }[] = [];
+let server: Server;
+let base: string;
+
+/** Serves `body` honouring a single `bytes=a-b` range. */
+function serveRange(
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Uint8Array,
+  opts: { hideCr?: boolean } = {},
+) {
+  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+  if (!m) {
+    res.writeHead(200, { 'content-length': body.length });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? body.length - 1 : Math.min(Number(m[2]), body.length - 1);
+  if (start >= body.length) {
+    res.writeHead(416, { 'content-range': `bytes */${body.length}` });
+    res.end();
+    return;
+  }
+  const headers: Record<string, string | number> = { 'content-length': end - start + 1 };
+  if (!opts.hideCr) headers['content-range'] = `bytes ${start}-${end}/${body.length}`;
+  res.writeHead(206, headers);
+  res.end(body.subarray(start, end + 1));
+}
+
+beforeAll(async () => {
+  let changingCalls = 0;
+  server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    requests.push({ path, method: req.method ?? 'GET', range: req.headers.range });
+    switch (path) {
+      case '/model.gguf':
+        return serveRange(req, res, file);
+      case '/redirect':
+        res.writeHead(302, { location: '/model.gguf?sig=secret' });
+        return res.end();
+      case '/no-range': // ignores Range: always the whole file
+        res.writeHead(200, { 'content-length': file.length });
+        return res.end(req.method === 'HEAD' ? undefined : file);
+      case '/hidden-cr': // Content-Range not readable (as under CORS without expose headers)
+        return serveRange(req, res, file, { hideCr: true });
+      case '/missing':
+        res.writeHead(404, { 'content-type': 'text/html' });
+        return res.end('<html>not found</html>');
+      case '/forbidden':
+        res.writeHead(403);
+        return res.end();
+      case '/empty':
+        return serveRange(req, res, new Uint8Array(0));
+      case '/changing': {
+        // The file grows after the first request: a re-upload under the same URL.
+        changingCalls++;
+        return serveRange(req, res, changingCalls === 1 ? file : new Uint8Array(file.length + 100));
+      }
+      case '/short': {
+        // Honest headers for a shorter body than asked: a server bug or a proxy cutting ranges.
+        const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+        if (m && Number(m[1]) > 0) {
+          const start = Number(m[1]);
+          res.writeHead(206, {
+            'content-range': `bytes ${start}-${start + 9}/${file.length}`,
+            'content-length': 10,
+          });
+          return res.end(file.subarray(start, start + 10));
+        }
+        return serveRange(req, res, file);
+      }
+      default:
+        res.writeHead(500);
+        return res.end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+describe('HttpRangeSource', () => {
+  it('learns the size from one bytes=0-0 request and reads the GGUF through ranges', async () => {
+    requests.length = 0;
+    const src = await HttpRangeSource.open(`${base}/model.gguf`);
+    expect(src.size).toBe(file.length);
+    expect(src.name).toBe(`${base}/model.gguf`);
+    expect(requests).toEqual([{ path: '/model.gguf', method: 'GET', range: 'bytes=0-0' }]);
+    const f = await readGguf(src, { initialWindow: 512 });
+    const ref = await readGguf(new MemorySource(file));
+    expect(f).toEqual(ref);
+    expect(llamaConfigFromGguf(f).dim).toBe(64);
+    for (const t of f.tensors.slice(0, 5)) {
+      expect(await readTensorBytes(src, t)).toEqual(file.subarray(t.offset, t.offset + t.byteLength));
+    }
+    // Every read was a ranged GET; nothing fetched the whole file.
+    expect(requests.every((r) => r.method === 'GET' && /^bytes=\d+-\d+$/.test(r.range ?? ''))).toBe(true);
+    expect(requests.slice(1, 3).map((r) => r.range)).toEqual(['bytes=0-511', 'bytes=512-1535']);
+  });
+
+  it('follows redirects, keeps query secrets out of its name, and rejects reads past the end', async () => {
+    const src = await HttpRangeSource.open(`${base}/redirect?token=abc`);
+    expect(src.name).toBe(`${base}/redirect`);
+    expect(src.size).toBe(file.length);
+    expect(await src.read(4, 4)).toEqual(file.subarray(4, 8));
+    expect(await src.read(file.length, 0)).toEqual(new Uint8Array(0));
+    await expect(src.read(file.length - 2, 3)).rejects.toThrow(RangeError);
+  });
+
+  it('passes the caller’s headers along with its Range', async () => {
+    const seen: (string | null)[] = [];
+    const spy: typeof fetch = async (input, init) => {
+      seen.push(new Headers(init?.headers).get('authorization'), new Headers(init?.headers).get('range'));
+      return fetch(input, init);
+    };
+    const src = await HttpRangeSource.open(
+      `${base}/model.gguf`,
+      { headers: { authorization: 'Bearer t' } },
+      { fetch: spy },
+    );
+    await src.read(10, 5);
+    expect(seen).toEqual(['Bearer t', 'bytes=0-0', 'Bearer t', 'bytes=10-14']);
+  });
+
+  it('reports a server that ignores Range, without reading the whole body', async () => {
+    const e = await engineError(() => HttpRangeSource.open(`${base}/no-range`));
+    expect(e.code).toBe('network');
+    expect(e.message).toBe(
+      `${base}/no-range ignores HTTP Range requests (it answered "Range: bytes=0-0" with 200 and the whole file, ` +
+        `Content-Length ${file.length}); reading parts of it is impossible: use a server with Range support or download the whole file`,
+    );
+  });
+
+  it('falls back to HEAD Content-Length when Content-Range is hidden', async () => {
+    requests.length = 0;
+    const src = await HttpRangeSource.open(`${base}/hidden-cr`);
+    expect(src.size).toBe(file.length);
+    expect(requests.map((r) => r.method)).toEqual(['GET', 'HEAD']);
+    expect(await src.read(100, 50)).toEqual(file.subarray(100, 150));
+  });
+
+  it('names the URL and the status on HTTP errors', async () => {
+    const e404 = await engineError(() => HttpRangeSource.open(`${base}/missing?x=1`));
+    expect(e404.code).toBe('network');
+    expect(e404.message).toBe(`${base}/missing: HTTP 404 Not Found: the file does not exist; check the URL`);
+    const e403 = await engineError(() => HttpRangeSource.open(`${base}/forbidden`));
+    expect(e403.message).toMatch(/\/forbidden: HTTP 403 Forbidden: access denied/);
+  });
+
+  it('an empty file has size 0 (416 for bytes=0-0), and the reader then says so', async () => {
+    const src = await HttpRangeSource.open(`${base}/empty`);
+    expect(src.size).toBe(0);
+    const e = await engineError(() => readGguf(src));
+    expect(e.code).toBe('bad-gguf');
+  });
+
+  it('detects a file that changed on the server between requests', async () => {
+    const src = await HttpRangeSource.open(`${base}/changing`);
+    const e = await engineError(() => src.read(0, 16));
+    expect(e.code).toBe('network');
+    expect(e.message).toMatch(/got Content-Range bytes 0-15\/\d+: the file changed on the server/);
+  });
+
+  it('detects a short body', async () => {
+    const src = await HttpRangeSource.open(`${base}/short`);
+    const e = await engineError(() => src.read(100, 64));
+    expect(e.message).toMatch(/short read: 10 of 64 bytes for Range bytes=100-163/);
+  });
+
+  it('turns a refused connection into a network error naming the URL', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const e = await engineError(() => HttpRangeSource.open(`http://127.0.0.1:${port}/m.gguf`));
+    expect(e.code).toBe('network');
+    expect(e.message).toMatch(
+      new RegExp(`^http://127.0.0.1:${port}/m.gguf: request failed: .*check the connection`),
+    );
+  });
+
+  it('a cancelled request is interrupted, not a network failure', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const e = await engineError(() => HttpRangeSource.open(`${base}/model.gguf`, { signal: ac.signal }));
+    expect(e).toBeInstanceOf(EngineError);
+    expect(e.code).toBe('interrupted');
+  });
+});
