@@ -26,9 +26,9 @@ describe('NodeFileSource', () => {
       const t = validateLlamaTensors(f, llamaConfigFromGguf(f));
       // Concurrent reads on one handle do not mix.
       const reads = await Promise.all(f.tensors.map((x) => readTensorBytes(src, x)));
-      f.tensors.forEach((x, i) =>
-        expect(reads[i]).toEqual(bytes.subarray(x.offset, x.offset + x.byteLength)),
-      );
+      for (const [i, x] of f.tensors.entries()) {
+        expect(reads[i]).toEqual(bytes.subarray(x.offset, x.offset + x.byteLength));
+      }
       expect(t.output).toBe(t.tokenEmbd);
     } finally {
       await src.close();
