@@ -1,0 +1,210 @@
+/**
+ * The facade in-process on the CPU reference, over the tiny fixtures (`npm run fixtures`). The
+ * llama.cpp parity of the same path is checked through the real CLI in src/cli/generate.test.ts.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { LoadedModel, type LoadProgress } from './engine';
+import { EngineError } from './errors';
+import { MemorySource } from './source';
+
+const FIXTURE = join(__dirname, '../../fixtures/tiny-q4_0.gguf');
+const hasFixture = existsSync(FIXTURE);
+
+let bytes: Uint8Array;
+let model: LoadedModel;
+const progress: LoadProgress[] = [];
+
+beforeAll(async () => {
+  if (!hasFixture) return;
+  bytes = new Uint8Array(readFileSync(FIXTURE));
+  model = await LoadedModel.load(new MemorySource(bytes, 'tiny-q4_0.gguf'), {
+    device: 'cpu',
+    maxBatch: 3,
+    maxSeqLen: 64,
+    onProgress: (p) => progress.push(p),
+  });
+});
+
+async function errorOf(p: Promise<unknown>): Promise<EngineError> {
+  const e = await p.then(
+    () => undefined,
+    (err) => err,
+  );
+  expect(e).toBeInstanceOf(EngineError);
+  return e as EngineError;
+}
+
+describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
+  it('loads config, tokenizer and runner, reporting header then weight progress up to the total', () => {
+    expect(model.device).toBe('cpu');
+    expect(model.config.dim).toBe(256);
+    expect(model.tokenizer.bosId).toBe(128000);
+    expect(model.runner.maxBatch).toBe(3);
+    expect(model.runner.maxSeqLen).toBe(64);
+    expect(progress[0].phase).toBe('header');
+    const weights = progress.filter((p) => p.phase === 'weights');
+    const total = model.file.tensors.reduce((a, t) => a + t.byteLength, 0);
+    expect(weights.length).toBeGreaterThan(10);
+    expect(weights.at(-1)).toEqual({ phase: 'weights', loadedBytes: total, totalBytes: total });
+    for (let i = 1; i < weights.length; i++)
+      expect(weights[i].loadedBytes).toBeGreaterThanOrEqual(weights[i - 1].loadedBytes);
+    expect(model.loadMs).toBeGreaterThan(0);
+  });
+
+  it('completes greedily: BOS + prompt, streamed deltas equal the decoded text, stats add up', async () => {
+    const deltas: string[] = [];
+    const finished: [number, string][] = [];
+    const r = await model.complete({
+      prompts: ['Once upon a time'],
+      maxTokens: 12,
+      sampling: { temperature: 0 },
+      onText: (s, d) => {
+        expect(s).toBe(0);
+        deltas.push(d);
+      },
+      onFinish: (s, why) => finished.push([s, why]),
+    });
+    expect(r.promptTokens[0]).toEqual([128000, ...model.tokenizer.encode('Once upon a time')]);
+    expect(r.tokens[0].length).toBeGreaterThan(0);
+    expect(r.tokens[0].length).toBeLessThanOrEqual(12);
+    const body = r.tokens[0].filter((t) => !model.tokenizer.stopIds.has(t));
+    expect(r.text[0]).toBe(model.tokenizer.decode(body));
+    expect(deltas.join('')).toBe(r.text[0]);
+    expect(finished).toEqual([[0, r.finishReasons[0]]]);
+    expect(r.stats.promptTokens).toBe(r.promptTokens[0].length);
+    expect(r.stats.generatedTokens).toBe(r.tokens[0].length);
+    expect(r.stats.batches).toBe(1);
+    expect(r.stats.device).toBe('cpu');
+    expect(r.stats.timeToFirstTokenMs).toBeGreaterThan(0);
+  });
+
+  it('runs prompts beyond the batch size in successive batches, identical to one at a time', async () => {
+    const prompts = ['The cat', 'A long time ago, in a galaxy', 'Hello'];
+    // Sampled (not greedy): sequence g draws from stream seed + g whatever its batch.
+    const sampling = { temperature: 0.9, topP: 0.95, seed: 7 };
+    const together = await model.complete({ prompts, maxTokens: 6, sampling });
+    expect(together.stats.batches).toBe(1);
+    const order: number[] = [];
+    const single = await LoadedModel.load(new MemorySource(bytes), {
+      device: 'cpu',
+      maxBatch: 1,
+      maxSeqLen: 64,
+    });
+    try {
+      const apart = await single.complete({
+        prompts,
+        maxTokens: 6,
+        sampling,
+        onFinish: (g) => order.push(g),
+      });
+      expect(apart.stats.batches).toBe(3);
+      expect(apart.tokens).toEqual(together.tokens);
+      expect(apart.text).toEqual(together.text);
+      expect(order).toEqual([0, 1, 2]);
+      expect(apart.stats.promptTokens).toBe(together.stats.promptTokens);
+    } finally {
+      single.dispose();
+    }
+  });
+
+  it('chat mode renders the template once, with exactly one BOS', async () => {
+    const ids = model.encodePrompt('Hi <|eot_id|>', 'chat');
+    expect(ids[0]).toBe(128000);
+    expect(ids.filter((t) => t === 128000).length).toBe(1);
+    expect(ids.filter((t) => t === 128009).length).toBe(1); // the template's, not the user's
+    const r = await model.complete({
+      prompts: ['Hi'],
+      mode: 'chat',
+      maxTokens: 2,
+      sampling: { temperature: 0 },
+    });
+    expect(r.promptTokens[0]).toEqual(model.encodePrompt('Hi', 'chat'));
+  });
+
+  it('stops at the length limit of the context', async () => {
+    const r = await model.complete({
+      prompts: ['x '.repeat(25)],
+      maxTokens: 1000,
+      sampling: { temperature: 0 },
+    });
+    const total = r.promptTokens[0].length + r.tokens[0].length;
+    // Either the context filled up exactly, or the model chose to stop.
+    if (r.finishReasons[0] === 'length') expect(total).toBe(64);
+    else expect(model.tokenizer.stopIds.has(r.tokens[0].at(-1)!)).toBe(true);
+    expect(total).toBeLessThanOrEqual(64);
+  });
+
+  it('says context-overflow for a prompt longer than the context', async () => {
+    const e = await errorOf(model.complete({ prompts: ['ok', 'word '.repeat(100)] }));
+    expect(e.code).toBe('context-overflow');
+    expect(e.message).toMatch(/prompt 2 is \d+ tokens but the context holds 64/);
+  });
+
+  it('rejects bad arguments with bad-argument', async () => {
+    for (const req of [
+      { prompts: [] },
+      { prompts: ['a'], maxTokens: 0 },
+      { prompts: ['a'], sampling: { temperature: -1 } },
+      { prompts: ['a'], sampling: { topP: 0 } },
+      { prompts: ['a'], sampling: { topK: 1.5 } },
+      { prompts: ['a'], mode: 'poem' as never },
+    ]) {
+      expect((await errorOf(model.complete(req))).code).toBe('bad-argument');
+    }
+    const src = new MemorySource(bytes);
+    expect((await errorOf(LoadedModel.load(src, { device: 'tpu' as never }))).code).toBe('bad-argument');
+    expect((await errorOf(LoadedModel.load(src, { device: 'gpu' }))).message).toMatch(/needs a GPU object/);
+    expect(
+      (await errorOf(LoadedModel.load(src, { device: 'cpu', quantizationEncoding: 'q2' as never }))).code,
+    ).toBe('bad-argument');
+    expect((await errorOf(LoadedModel.load(src, { device: 'cpu', maxBatch: 0 }))).code).toBe('bad-argument');
+    expect(
+      (await errorOf(LoadedModel.load(src, { device: 'cpu', customKernels: new Map([['rmsnorm', '']]) })))
+        .message,
+    ).toMatch(/need device "gpu"/);
+  });
+
+  it('cancels: an aborted load stops at the next read; an aborted completion reports interrupted', async () => {
+    const ctl = new AbortController();
+    let reads = 0;
+    const e = await errorOf(
+      LoadedModel.load(new MemorySource(bytes), {
+        device: 'cpu',
+        signal: ctl.signal,
+        onProgress: (p) => {
+          if (p.phase === 'weights' && ++reads === 3) ctl.abort();
+        },
+      }),
+    );
+    expect(e.code).toBe('interrupted');
+    expect(reads).toBe(3);
+
+    const ctl2 = new AbortController();
+    const seen: number[] = [];
+    const r = await model.complete({
+      prompts: ['a', 'b', 'c', 'd'],
+      maxTokens: 20,
+      sampling: { temperature: 0 },
+      signal: ctl2.signal,
+      onText: (g) => {
+        seen.push(g);
+        if (seen.length === 6) ctl2.abort();
+      },
+    });
+    // The first batch (3 prompts) stopped early; the fourth prompt never ran.
+    expect(r.finishReasons).toEqual(['interrupted', 'interrupted', 'interrupted', 'interrupted']);
+    expect(r.tokens[3]).toEqual([]);
+    expect(r.tokens[0].length).toBeLessThan(20);
+  });
+
+  it('refuses a second completion while one runs, and any after dispose', async () => {
+    const first = model.complete({ prompts: ['a'], maxTokens: 3, sampling: { temperature: 0 } });
+    expect((await errorOf(model.complete({ prompts: ['b'] }))).message).toMatch(/already running/);
+    await first;
+    const m2 = await LoadedModel.load(new MemorySource(bytes), { device: 'cpu', maxSeqLen: 16 });
+    m2.dispose();
+    expect((await errorOf(m2.complete({ prompts: ['b'] }))).message).toMatch(/disposed/);
+  });
+});
