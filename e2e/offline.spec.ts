@@ -1,0 +1,127 @@
+// The installed app shell, production build: the second visit opens and generates with the server
+// gone; model bytes live in IndexedDB, never in the service-worker cache; a new version waits for the
+// user's "Reload to update" instead of swapping code under a running page.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, type Page, test } from '@playwright/test';
+import { writeServiceWorker } from '../src/sw/vite-plugin';
+import {
+  DEMO_FILE,
+  GREEDY_20,
+  generateGreedy,
+  guardedContext,
+  modelStatus,
+  privateBuild,
+  waitForServiceWorker,
+} from './first-run';
+import { type PreviewServer, startPreview } from './preview';
+
+let dist: string;
+let server: PreviewServer | undefined;
+
+test.beforeAll(async () => {
+  dist = await privateBuild('offline');
+});
+test.afterAll(async () => {
+  await server?.stop();
+});
+
+/** URLs in every Cache Storage cache of the page's origin. */
+function cachedUrls(page: Page): Promise<string[]> {
+  return page.evaluate(async () => {
+    const urls: string[] = [];
+    for (const name of await caches.keys()) {
+      for (const req of await (await caches.open(name)).keys()) urls.push(req.url);
+    }
+    return urls;
+  });
+}
+
+test('second visit with the server stopped: the shell comes from the service worker, the model from IndexedDB', async ({
+  browser,
+}, testInfo) => {
+  server = await startPreview(dist);
+  const { context, requests, foreign } = await guardedContext(browser, server.origin);
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await waitForServiceWorker(page);
+  await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 180_000 });
+  expect(await generateGreedy(page)).toBe(GREEDY_20);
+
+  // The shell is precached; the model is not (it is in IndexedDB only).
+  const cached = await cachedUrls(page);
+  expect(cached).toContain(`${server.origin}/index.html`);
+  expect(cached).toContain(`${server.origin}/manifest.webmanifest`);
+  expect(cached.some((u) => /\/assets\/.*\.js$/.test(u))).toBe(true);
+  expect(cached.filter((u) => u.includes('/models/') || u.endsWith('.gguf'))).toEqual([]);
+  // The demo was downloaded once.
+  expect(requests.filter((u) => u === `${server?.origin}/${DEMO_FILE}`)).toHaveLength(1);
+
+  // Offline: nothing listens on the origin any more.
+  await server.stop();
+  await expect(page.request.get(server.url).then((r) => r.status())).rejects.toThrow();
+  const before = requests.length;
+  const nav = await page.reload();
+  expect(nav?.fromServiceWorker(), 'page served by the service worker').toBe(true);
+  await expect(modelStatus(page)).toContainText('Loaded from cache', { timeout: 180_000 });
+  expect(await generateGreedy(page)).toBe(GREEDY_20);
+  // The model did not go to the network this time (the reload asked for no model bytes).
+  expect(requests.slice(before).filter((u) => u.includes('/models/'))).toEqual([]);
+
+  await page.screenshot({ path: testInfo.outputPath('offline-second-visit.png') });
+  expect(foreign, 'requests outside the app origin').toEqual([]);
+  await context.close();
+});
+
+test('a new version waits: "Reload to update" shows, the old page keeps running until clicked', async ({
+  browser,
+}, testInfo) => {
+  server = await startPreview(dist);
+  const { context, foreign } = await guardedContext(browser, server.origin);
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await waitForServiceWorker(page);
+  const version = () =>
+    page.evaluate(
+      () =>
+        new Promise<string>((resolve) => {
+          const ch = new MessageChannel();
+          ch.port1.onmessage = (e) => resolve(e.data.version);
+          navigator.serviceWorker.controller!.postMessage({ type: 'GET_VERSION' }, [ch.port2]);
+        }),
+    );
+  const v1 = await version();
+  const title1 = await page.title();
+  // The first install is not an update.
+  await expect(page.getByRole('button', { name: 'Reload to update' })).toHaveCount(0);
+
+  // Deploy a new version on the same origin: a changed index.html, and the sw.js the build step
+  // writes for it (a new list hash → new bytes → the browser installs it next to the old one).
+  await server.stop();
+  const html = join(dist, 'index.html');
+  writeFileSync(
+    html,
+    readFileSync(html, 'utf8').replace(/<title>([^<]*)<\/title>/, '<title>$1 (v2)</title>'),
+  );
+  const sw2 = await writeServiceWorker(dist);
+  expect(sw2.version).not.toBe(v1);
+  server = await startPreview(dist, server.port);
+
+  // A later visit finds the new worker; it installs and waits. This page is still the old version.
+  await page.reload();
+  const banner = page.getByRole('button', { name: 'Reload to update' });
+  await expect(banner).toBeVisible({ timeout: 60_000 });
+  expect(await page.title()).toBe(title1);
+  expect(await version()).toBe(v1);
+  await page.screenshot({ path: testInfo.outputPath('update-banner.png') });
+
+  await banner.click();
+  await expect(page).toHaveTitle(`${title1} (v2)`, { timeout: 60_000 });
+  await waitForServiceWorker(page);
+  expect(await version()).toBe(sw2.version);
+  await expect(banner).toHaveCount(0);
+  expect(foreign, 'requests outside the app origin').toEqual([]);
+  await context.close();
+  await server.stop();
+  server = undefined;
+});
