@@ -17,7 +17,26 @@ export interface ModelPreset {
 
 const hf = (repo: string, file: string) => `https://huggingface.co/${repo}/resolve/main/${file}`;
 
+/** Absolute URL of a file this site serves (the worker resolves URLs against its own script, not the page). */
+function onThisSite(path: string): string {
+  const base = import.meta.env?.BASE_URL ?? '/';
+  return typeof location === 'undefined' ? base + path : new URL(base + path, location.href).href;
+}
+
+/**
+ * The model that ships with the app (public/models/, see MODEL.md there): a 37M-parameter Llama 3
+ * trained on TinyStories. Served from this site, so the first run needs no download dialog and no
+ * other host; the default whenever no other model is cached.
+ */
+export const DEMO_PRESET: ModelPreset = {
+  label: 'Demo: TinyStories 37M — a toy; pick a Llama 3 model for real use',
+  url: onThisSite('models/tinystories-llama3-q4_0.gguf'),
+  approxBytes: 28_681_440,
+  kind: 'base',
+};
+
 export const PRESETS: readonly ModelPreset[] = [
+  DEMO_PRESET,
   {
     label: 'Llama 3.2 1B Instruct (q4_0)',
     url: hf('bartowski/Llama-3.2-1B-Instruct-GGUF', 'Llama-3.2-1B-Instruct-Q4_0.gguf'),
