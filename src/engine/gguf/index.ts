@@ -12,6 +12,7 @@ export {
 export {
   type GgufReadOptions,
   type GgufStreamResult,
+  readableChunks,
   readGguf,
   readGgufStream,
   readTensorBytes,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { llama3VocabKvs } from '../../../scripts/fixtures/llama3-vocab';
 import { EngineError } from '../errors';
 import { MemorySource, type RandomAccessSource } from '../source';
-import { readGguf, readGgufStream, readTensorBytes } from './reader';
+import { readableChunks, readGguf, readGgufStream, readTensorBytes } from './reader';
 import { chunked, engineError, prng, Raw } from './test-helpers';
 import { GgmlType, GgufValueType, tensorBytes } from './types';
 import { type GgufKv, type GgufTensorIn, writeGguf } from './writer';
@@ -666,5 +666,30 @@ describe('hostile headers', () => {
     const e = await engineError(() => readGguf(new MemorySource(new Uint8Array(4)), { initialWindow: 0 }));
     expect(e).toBeInstanceOf(EngineError);
     expect(e.code).toBe('bad-argument');
+  });
+});
+
+describe('readableChunks', () => {
+  const bytes = writeGguf(ALL_KVS, tensorsOfEveryKind(), 64);
+
+  it('feeds a ReadableStream (a fetch body) to readGgufStream', async () => {
+    const body = new Response(bytes.slice().buffer).body!;
+    const { file, rest, restOffset } = await readGgufStream(readableChunks(body), { fileSize: bytes.length });
+    expect(file).toEqual(await readGguf(new MemorySource(bytes)));
+    expect(await collect(rest)).toEqual(bytes.subarray(restOffset));
+  });
+
+  it('cancels the stream on a header error', async () => {
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        c.enqueue(new TextEncoder().encode('<html>'.repeat(100)));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    await expect(readGgufStream(readableChunks(body))).rejects.toThrow(/not a GGUF file/);
+    expect(cancelled).toBe(true);
   });
 });

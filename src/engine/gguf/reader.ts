@@ -706,7 +706,11 @@ export async function readGgufStream(
     const dataEnd = file.tensors.reduce((m, t) => Math.max(m, t.offset + t.byteLength), restOffset);
     return { file, restOffset, rest: restOf(it, leftover, p.end, dataEnd, fileSize, streamEnded) };
   } catch (e) {
-    await it.return?.();
+    try {
+      await it.return?.(); // cancel the download: its bytes are of no use now
+    } catch {
+      // the header error is the one worth reporting
+    }
     if (e instanceof NeedMore)
       throw new EngineError('internal', 'GGUF reader: unexpected NeedMore', { cause: e });
     throw e;
@@ -762,4 +766,31 @@ export async function readTensorBytes(source: RandomAccessSource, t: TensorInfo)
     );
   }
   return readExact(source, t.offset, t.byteLength);
+}
+
+/**
+ * A ReadableStream (a fetch body) as the AsyncIterable `readGgufStream` takes. Not every browser
+ * iterates ReadableStream natively (Safari); this does, and `return()` (leaving early, or a header
+ * error) cancels the stream, which aborts the download.
+ */
+export function readableChunks(stream: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+      const reader = stream.getReader();
+      return {
+        async next() {
+          const r = await reader.read();
+          if (r.done) {
+            reader.releaseLock();
+            return { done: true, value: undefined };
+          }
+          return { done: false, value: r.value };
+        },
+        async return() {
+          await reader.cancel();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
 }
