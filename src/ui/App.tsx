@@ -16,7 +16,8 @@ import type {
 } from '../worker/api';
 import { asEngineError, Comlink, type RemoteEngine } from '../worker/client';
 import { formatBytes, formatDuration, formatMs, formatRate } from './format';
-import { PRESETS } from './presets';
+import { DEMO_PRESET, PRESETS } from './presets';
+import { UpdateBanner } from './pwa/UpdateBanner';
 
 interface Settings {
   temperature: number;
@@ -84,6 +85,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
           Comlink.proxy((p: LoadProgress) => setProgress(p)),
         );
         setModel(info);
+        return info;
       } catch (e) {
         const err = asEngineError(e);
         setError({ code: err.code, message: err.message });
@@ -105,6 +107,12 @@ export function App({ engine }: { engine: RemoteEngine }) {
       autoLoaded.current = true;
       setUrl(fromAddress);
       load({ kind: 'url', url: fromAddress });
+    } else if (!fromAddress) {
+      // First run (no other model cached): select the bundled demo; Generate loads it from this site.
+      engine.listCached().then(
+        (list) => list.every((c) => c.url === DEMO_PRESET.url) && setUrl((u) => u || DEMO_PRESET.url),
+        () => {},
+      );
     }
   }, [engine, refreshCache, load]);
 
@@ -116,7 +124,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
     : [prompt];
 
   const generate = async () => {
-    if (!model || busy !== 'idle' || prompts.every((p) => p.length === 0)) return;
+    if (busy !== 'idle' || prompts.every((p) => p.length === 0)) return;
+    if (!model && !(url === DEMO_PRESET.url && (await load({ kind: 'url', url })))) return;
     setBusy('generating');
     setError(undefined);
     setResult(undefined);
@@ -174,7 +183,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
     if (!Number.isNaN(v)) setSettings((s) => ({ ...s, [key]: v }));
   };
 
-  const canGenerate = !!model && busy === 'idle' && prompts.some((p) => p.length > 0);
+  const canGenerate =
+    (!!model || url === DEMO_PRESET.url) && busy === 'idle' && prompts.some((p) => p.length > 0);
 
   return (
     // biome-ignore lint/a11y/noStaticElementInteractions: the whole page is a drop target for .gguf files
@@ -187,6 +197,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
       onDragLeave={() => setDragging(false)}
       onDrop={onDrop}
     >
+      <UpdateBanner />
       <header className="top">
         <h1>Llama 3 on WebGPU</h1>
         <p className="tagline">Runs entirely in your browser. Weights are cached on this device.</p>
