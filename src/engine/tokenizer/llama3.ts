@@ -20,6 +20,7 @@ import type { GgufValue } from '../gguf/types';
 import { bpeMerge, type MergeRules, PairTable } from './bpe';
 import { BYTE_TO_CHAR, CHAR_TO_BYTE, toByteLevel } from './bytes';
 import { LLAMA3_PATTERN, splitLlama3 } from './pretokenize';
+import { StringTable } from './string-table';
 
 /** llama.cpp token types (`llama_token_type`). */
 export const TokenType = {
@@ -57,7 +58,8 @@ export interface StreamDecoder {
 interface VocabSpec {
   tokens: string[];
   types: Int32Array;
-  merges: [string, string][];
+  /** "a b" strings or [a, b] pairs, checked while they are indexed. */
+  merges: readonly unknown[];
   bosId: number | undefined;
   eosId: number | undefined;
   eotId: number | undefined;
@@ -82,7 +84,7 @@ export class Llama3Tokenizer {
 
   private readonly tokens: string[];
   private readonly types: Int32Array;
-  private readonly vocab: Map<string, number>;
+  private readonly vocab: StringTable;
   private readonly rules: MergeRules;
   /** Token id of each byte's alphabet character. */
   private readonly byteIds: Int32Array;
@@ -99,16 +101,12 @@ export class Llama3Tokenizer {
     this.tokens = tokens;
     this.types = types;
     this.vocabSize = tokens.length;
-    this.vocab = new Map();
-    for (let i = 0; i < tokens.length; i++) {
-      // First id wins for duplicate strings, as llama.cpp's token_to_id map does.
-      if (!this.vocab.has(tokens[i])) this.vocab.set(tokens[i], i);
-    }
+    this.vocab = new StringTable(tokens);
 
     this.byteIds = new Int32Array(256);
     for (let b = 0; b < 256; b++) {
       const id = this.vocab.get(BYTE_TO_CHAR[b]);
-      if (id === undefined) {
+      if (id < 0) {
         throw bad(
           `${origin}: the vocabulary has no token for byte 0x${b.toString(16).padStart(2, '0')} ` +
             `("${BYTE_TO_CHAR[b]}"), so it is not a byte-level BPE vocabulary. Use a Llama 3 model's tokenizer.`,
@@ -119,13 +117,29 @@ export class Llama3Tokenizer {
 
     const pairs = new PairTable(merges.length);
     const result = new Int32Array(merges.length);
+    const vocab = this.vocab;
     for (let r = 0; r < merges.length; r++) {
-      const [a, b] = merges[r];
-      const ia = this.vocab.get(a);
-      const ib = this.vocab.get(b);
-      const im = this.vocab.get(a + b);
-      if (ia === undefined || ib === undefined || im === undefined) {
-        const missing = ia === undefined ? a : ib === undefined ? b : a + b;
+      const m = merges[r];
+      let ia: number;
+      let ib: number;
+      let im: number;
+      if (typeof m === 'string') {
+        // Looked up in place (no substrings): this loop runs 280k times at every load.
+        const sp = m.indexOf(' ');
+        if (sp <= 0 || sp >= m.length - 1 || m.indexOf(' ', sp + 1) >= 0) throw badMerge(m, r, origin);
+        ia = vocab.getRange(m, 0, sp);
+        ib = vocab.getRange(m, sp + 1, m.length);
+        im = vocab.getRange(m, 0, m.length, sp);
+      } else if (isPair(m)) {
+        ia = vocab.get(m[0]);
+        ib = vocab.get(m[1]);
+        im = vocab.get(m[0] + m[1]);
+      } else {
+        throw badMerge(m, r, origin);
+      }
+      if (ia < 0 || ib < 0 || im < 0) {
+        const [a, b] = typeof m === 'string' ? m.split(' ') : (m as [string, string]);
+        const missing = ia < 0 ? a : ib < 0 ? b : a + b;
         throw bad(
           `${origin}: merge #${r} "${a} ${b}" uses "${missing}", which is not in the vocabulary. ` +
             'The merges do not belong to these tokens: re-export the tokenizer.',
@@ -143,7 +157,10 @@ export class Llama3Tokenizer {
       }
       return v;
     };
-    const byText = (text: string) => this.vocab.get(text);
+    const byText = (text: string) => {
+      const i = this.vocab.get(text);
+      return i < 0 ? undefined : i;
+    };
     const bos = id('BOS', spec.bosId ?? byText('<|begin_of_text|>'));
     const eos = id('EOS', spec.eosId ?? byText('<|end_of_text|>'));
     if (bos === undefined || eos === undefined) {
@@ -217,7 +234,7 @@ export class Llama3Tokenizer {
     if (!Array.isArray(rawMerges) || rawMerges.length === 0) {
       throw bad(`${origin}: tokenizer.ggml.merges is missing; a BPE vocabulary needs its merge list.`);
     }
-    const merges = rawMerges.map((m, i) => parseMerge(m, i, origin));
+    const merges = rawMerges;
     const num = (key: string): number | undefined => {
       const v = metadata.get(key);
       if (v === undefined) return undefined;
@@ -287,7 +304,7 @@ export class Llama3Tokenizer {
     if (!Array.isArray(model.merges) || model.merges.length === 0) {
       throw bad(`${origin}: model.merges is missing; a BPE vocabulary needs its merge list.`);
     }
-    const merges = (model.merges as unknown[]).map((m, i) => parseMerge(m, i, origin));
+    const merges = model.merges as unknown[];
     const name = (v: unknown): string | undefined =>
       typeof v === 'string'
         ? v
@@ -326,7 +343,7 @@ export class Llama3Tokenizer {
     let last = 0;
     for (let m = specials.exec(text); m !== null; m = specials.exec(text)) {
       if (m.index > last) this.encodeOrdinary(text.slice(last, m.index), out);
-      out.push(this.vocab.get(m[0])!);
+      out.push(this.vocab.get(m[0]));
       last = m.index + m[0].length;
     }
     if (last < text.length) this.encodeOrdinary(text.slice(last), out);
@@ -414,7 +431,7 @@ export class Llama3Tokenizer {
     // ignore_merges: a piece that is itself a vocabulary entry is that token, whatever the merges
     // would have built. This is what tokenizer.json asks for and what llama.cpp does for Llama 3.
     const whole = this.vocab.get(bl);
-    if (whole !== undefined && this.types[whole] === TokenType.NORMAL) return [whole];
+    if (whole >= 0 && this.types[whole] === TokenType.NORMAL) return [whole];
     const symbols = new Int32Array(bl.length);
     for (let i = 0; i < bl.length; i++) symbols[i] = this.byteIds[CHAR_TO_BYTE.get(bl.charCodeAt(i))!];
     return bpeMerge(symbols, this.rules);
@@ -444,25 +461,22 @@ function specialMatcher(texts: string[]): RegExp | undefined {
   return new RegExp(sorted.map((t) => t.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|'), 'gu');
 }
 
-/** "a b" (GGUF, older tokenizer.json) or ["a", "b"] (newer tokenizer.json). */
-function parseMerge(m: unknown, i: number, origin: string): [string, string] {
-  if (
+/** A merge in tokenizer.json's newer form: ["a", "b"]. */
+function isPair(m: unknown): m is [string, string] {
+  return (
     Array.isArray(m) &&
     m.length === 2 &&
     typeof m[0] === 'string' &&
     typeof m[1] === 'string' &&
-    m[0] &&
-    m[1]
-  ) {
-    return [m[0], m[1]];
-  }
-  if (typeof m === 'string') {
-    const sp = m.indexOf(' ');
-    if (sp > 0 && sp < m.length - 1 && m.indexOf(' ', sp + 1) < 0) return [m.slice(0, sp), m.slice(sp + 1)];
-  }
-  throw bad(
-    `${origin}: merge #${i} is ${JSON.stringify(m)}; each merge must be two non-empty tokens, "left right". ` +
-      'The file is damaged or not a BPE tokenizer.',
+    !!m[0] &&
+    !!m[1]
+  );
+}
+
+function badMerge(m: unknown, i: number, origin: string): EngineError {
+  return bad(
+    `${origin}: merge #${i} is ${JSON.stringify(m)}; each merge must be two non-empty tokens, "left right" ` +
+      '(or ["left", "right"]). The file is damaged or not a BPE tokenizer.',
   );
 }
 
