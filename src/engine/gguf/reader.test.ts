@@ -153,6 +153,14 @@ describe('readGguf round trip', () => {
     expect({ ...f2, version: 3 }).toEqual(f3);
   });
 
+  it('accepts general.alignment written as u64', async () => {
+    const b = new Raw().header(1, 1).str('general.alignment').u32(GgufValueType.UINT64).u64(64n);
+    b.tensor('w', [8], GgmlType.F32, 0).pad(64).zeros(32);
+    const f = await readGguf(new MemorySource(b.result()));
+    expect(f.alignment).toBe(64);
+    expect(f.dataOffset).toBe(128);
+  });
+
   it('defaults the alignment to 32 and reads a header-only file', async () => {
     const b = writeGguf([{ key: 'a', type: GgufValueType.UINT8, value: 1 }], []);
     const f = await readGguf(new MemorySource(b));
@@ -605,6 +613,17 @@ describe('hostile headers', () => {
           .kvU32('general.alignment', 2 ** 30)
           .result(),
       /"general.alignment" is 1073741824; allowed a power of two from 1 to 1048576/,
+    ],
+    [
+      'alignment a u64 of 2^40',
+      () =>
+        new Raw()
+          .header(0, 1)
+          .str('general.alignment')
+          .u32(GgufValueType.UINT64)
+          .u64(2n ** 40n)
+          .result(),
+      /"general.alignment" is 1099511627776; allowed a power of two from 1 to 1048576/,
     ],
     [
       'alignment a string',

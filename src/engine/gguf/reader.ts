@@ -492,7 +492,11 @@ class HeaderParser {
 function alignmentOf(metadata: Map<string, GgufValue>): number {
   const v = metadata.get('general.alignment');
   if (v === undefined) return DEFAULT_ALIGNMENT;
-  const n = typeof v === 'bigint' && v <= BigInt(MAX_ALIGNMENT) && v >= 0n ? Number(v) : v;
+  // ggml writes a u32; any integer type is accepted, the value is what matters.
+  const n = typeof v === 'bigint' ? (v <= BigInt(MAX_ALIGNMENT) && v >= 0n ? Number(v) : -1) : v;
+  if (n === -1 && typeof v === 'bigint') {
+    throw bad(`metadata "general.alignment" is ${v}; allowed a power of two from 1 to ${MAX_ALIGNMENT}`);
+  }
   if (typeof n !== 'number' || !Number.isInteger(n)) {
     throw bad(`metadata "general.alignment" must be an integer, got ${describeValue(v)}`);
   }
