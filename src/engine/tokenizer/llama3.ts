@@ -68,7 +68,9 @@ interface VocabSpec {
   origin: string;
 }
 
+/** Piece cache bounds: entries (cleared when full) and the longest piece worth keeping. */
 const CACHE_LIMIT = 1 << 16;
+const CACHE_MAX_PIECE = 64;
 
 function bad(message: string): EngineError {
   return new EngineError('bad-tokenizer', message);
@@ -419,8 +421,11 @@ export class Llama3Tokenizer {
       let ids = this.cache.get(piece);
       if (ids === undefined) {
         ids = this.encodePiece(piece);
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-        this.cache.set(piece, ids);
+        // Long pieces (whitespace runs, 500-letter "words") rarely repeat: not worth their memory.
+        if (piece.length <= CACHE_MAX_PIECE) {
+          if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+          this.cache.set(piece, ids);
+        }
       }
       for (let i = 0; i < ids.length; i++) out.push(ids[i]);
     });
