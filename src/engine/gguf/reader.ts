@@ -628,8 +628,8 @@ export interface GgufStreamResult {
    * tensor-less file ends before its padding). */
   restOffset: number;
   /**
-   * The rest of the stream, in file order, starting exactly at `restOffset`: first what is left of
-   * the chunk that held the end of the header (if anything), then the untouched remaining chunks.
+   * The rest of the stream, in file order, starting exactly at `restOffset`: first the bytes already
+   * pulled past the header (a copy; if any), then the untouched remaining chunks.
    * It throws EngineError('bad-gguf') if the stream ends before the last tensor's data does, or
    * (when `fileSize` was given) delivers a different number of bytes. Stopping early (`break`,
    * `return()`) ends the underlying iterator too, which cancels a fetch body.
@@ -706,7 +706,8 @@ export async function readGgufStream(
       );
     }
     const restOffset = Math.min(file.dataOffset, p.end);
-    const leftover = p.buf.subarray(restOffset - p.base);
+    // A copy, so the header window (megabytes of vocabulary bytes) can be freed while `rest` lives.
+    const leftover = p.buf.slice(restOffset - p.base);
     const dataEnd = file.tensors.reduce((m, t) => Math.max(m, t.offset + t.byteLength), restOffset);
     return { file, restOffset, rest: restOf(it, leftover, p.end, dataEnd, fileSize, streamEnded) };
   } catch (e) {
