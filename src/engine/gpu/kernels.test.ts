@@ -1,0 +1,116 @@
+import { describe, expect, it } from 'vitest';
+import {
+  attentionSpec,
+  CORE_KERNELS,
+  checkSamplingCases,
+  computePipeline,
+  elementwiseSpec,
+  rmsnormSpec,
+  ropeSpec,
+  runSampling,
+  samplingSpec,
+} from './kernels';
+import { createTestContext, withValidation } from './testing';
+
+describe('core kernels vs the CPU reference (SwiftShader)', () => {
+  for (const spec of CORE_KERNELS) {
+    it(`${spec.name}: built-in source passes its self-check`, async () => {
+      const { device } = await createTestContext();
+      const r = await withValidation(device, () => spec.check(device, spec.source));
+      expect(r.ok, r.detail).toBe(true);
+      expect(r.maxRelError).toBeLessThanOrEqual(1e-4);
+    });
+  }
+
+  // The checks must catch real mistakes, or a custom kernel could slip through.
+  const broken: [string, typeof rmsnormSpec, (s: string) => string][] = [
+    ['rmsnorm without eps', rmsnormSpec, (s) => s.replace('+ EPS', '+ 0.0 * EPS')],
+    [
+      'rope with a wrong rotation',
+      ropeSpec,
+      (s) => s.replace('let x1 = qkv[k + 1u];', 'let x1 = qkv[k + 1u] * 0.5;'),
+    ],
+    [
+      'rope without the V copy',
+      ropeSpec,
+      (s) => s.replace('v_cache[slot + j] = qkv', 'v_cache[slot + j] = 0.0 * qkv'),
+    ],
+    [
+      'attention not causal',
+      attentionSpec,
+      (s) => s.replace('attend(t, h, 0u, rows[t].y + 1u, lid)', 'attend(t, h, 0u, MAX_SEQ, lid)'),
+    ],
+    [
+      'attention without GQA',
+      attentionSpec,
+      (s) => s.replace('let kvh = h / (N_HEADS / N_KV_HEADS);', 'let kvh = h % N_KV_HEADS;'),
+    ],
+    [
+      'attention reduce ignores m',
+      attentionSpec,
+      (s) => s.replace('big_l += exp(partial[o + HEAD_DIM] - big_m) *', 'big_l += '),
+    ],
+    ['sampling ignores top-p', samplingSpec, (s) => s.replace('if (params.top_p < 1.0) {', 'if (false) {')],
+    ['gather off by one', elementwiseSpec, (s) => s.replace('seqs[s].x * DIM', '(seqs[s].x + 1u) * DIM')],
+  ];
+  for (const [what, spec, mutate] of broken) {
+    it(`the ${spec.name} check rejects a kernel with a bug: ${what}`, async () => {
+      const { device } = await createTestContext();
+      const src = mutate(spec.source);
+      expect(src).not.toBe(spec.source);
+      const r = await withValidation(device, () => spec.check(device, src));
+      expect(r.ok).toBe(false);
+      expect(r.detail).toMatch(/expected/);
+    });
+  }
+
+  it('sampling agrees with sampleToken over many random logit vectors at the Llama 3 vocab size', async () => {
+    const { device } = await createTestContext();
+    const vocab = 128256;
+    const settings = [
+      { temperature: 0, topK: 0, topP: 1 },
+      { temperature: 0.6, topK: 0, topP: 0.9 },
+      { temperature: 0.8, topK: 50, topP: 0.95 },
+    ];
+    for (const s of settings) {
+      // Logit spreads like a real model's: a few strong candidates over a flat tail.
+      const r = await checkSamplingCases(
+        device,
+        samplingSpec.source,
+        [{ vocab, seqs: 2, scale: 12, ...s }],
+        1234 + s.topK,
+      );
+      expect(r.ok, r.detail).toBe(true);
+    }
+    const many = Array.from({ length: 12 }, (_, i) => ({
+      vocab: 2000 + 37 * i,
+      seqs: 4,
+      temperature: [0.3, 0.6, 1, 1.5][i % 4],
+      topK: [0, 10, 100][i % 3],
+      topP: [1, 0.9, 0.5, 0.99][(i >> 1) % 4],
+      scale: [2, 6, 10][i % 3],
+    }));
+    const r = await checkSamplingCases(device, samplingSpec.source, many, 99);
+    expect(r.ok, r.detail).toBe(true);
+  });
+
+  it('greedy sampling picks the first index among equal maxima', async () => {
+    const { device } = await createTestContext();
+    const module = device.createShaderModule({ code: samplingSpec.source });
+    const pipeline = computePipeline(device, module, 'main', { VOCAB: 1000 }, 'sampling');
+    const logits = new Float32Array(2000);
+    logits[700] = 5;
+    logits[300] = 5;
+    logits[1000 + 999] = 2;
+    logits[1000 + 998] = 2;
+    const got = await runSampling(device, pipeline, logits, new Float32Array([0.5, 0.5]), {
+      vocab: 1000,
+      seqs: 2,
+      temperature: 0,
+      topK: 0,
+      topP: 1,
+      scale: 1,
+    });
+    expect(Array.from(got)).toEqual([300, 998]);
+  });
+});

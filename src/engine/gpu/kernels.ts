@@ -1,0 +1,452 @@
+/**
+ * The non-linear kernels of the forward pass, each a named `KernelSpec` (one shaders/*.wgsl file)
+ * with a self-check against the CPU reference (src/engine/reference/ops.ts) on fresh random inputs
+ * of awkward sizes, outputs poisoned with NaN first. The Vitest kernel tests and
+ * `--custom-ops-path` (registry.override) run the same checks.
+ *
+ *   rmsnorm     RMSNorm rows (attn_norm, ffn_norm, output_norm)
+ *   rope        RoPE (NORM pairing, θ, rope_freqs) fused with the KV-cache write
+ *   attention   causal GQA attention: `prefill` (whole range per query) and flash-decoding
+ *               `decode_split` + `decode_reduce`
+ *   sampling    argmax / temperature → top-k → top-p → draw with the CPU's u; token ids only
+ *   elementwise `gather`: the last row of each sequence
+ *
+ * Binding contracts are written at the top of each .wgsl file and in docs/kernels.md.
+ */
+import attentionSource from '../../../shaders/attention.wgsl?raw';
+import elementwiseSource from '../../../shaders/elementwise.wgsl?raw';
+import rmsnormSource from '../../../shaders/rmsnorm.wgsl?raw';
+import ropeSource from '../../../shaders/rope.wgsl?raw';
+import samplingSource from '../../../shaders/sampling.wgsl?raw';
+import * as ref from '../reference/ops';
+import { sampleToken } from '../sampling/sampler';
+import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
+import {
+  createStorage,
+  createUniform,
+  dispatch,
+  makeRng,
+  poison,
+  randomFloats,
+  readF32,
+  readU32,
+  runCases,
+} from './testing';
+
+/** f32 kernels vs the f64-accumulating reference: a few ulps of the largest value. */
+const F32_TOLERANCE = 1e-4;
+
+/** A compute pipeline from `source` (user WGSL during a check, the registry's module otherwise). */
+export function computePipeline(
+  device: GPUDevice,
+  module: GPUShaderModule,
+  entryPoint: string,
+  constants: Record<string, number>,
+  label: string,
+): GPUComputePipeline {
+  return device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint, constants }, label });
+}
+
+function moduleOf(device: GPUDevice, source: string, label: string): GPUShaderModule {
+  return device.createShaderModule({ code: source, label });
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+// ---------------------------------------------------------------------------------------------
+
+export const rmsnormSpec: KernelSpec = {
+  name: 'rmsnorm',
+  source: rmsnormSource,
+  contract:
+    'main: y[r,i] = x[r,i] / sqrt(mean(x[r]²) + EPS) · w[i]; bindings 0 uniform {n_rows}, 1 x, 2 w, 3 y; overrides DIM, EPS; grid (n_rows)',
+  async check(device, source) {
+    const module = moduleOf(device, source, 'check:rmsnorm');
+    const rng = makeRng(0x5eed01 ^ Date.now());
+    const cases = [
+      { rows: 1, dim: 5, scale: 3 },
+      { rows: 5, dim: 17, scale: 3 },
+      { rows: 3, dim: 129, scale: 3 },
+      { rows: 17, dim: 33, scale: 3 },
+      { rows: 2, dim: 256, scale: 3 },
+      { rows: 4, dim: 600, scale: 3 },
+      // Activations so small that eps dominates the mean square: a kernel that drops eps fails.
+      { rows: 3, dim: 64, scale: 0.003 },
+    ];
+    return runCases(
+      cases,
+      async ({ rows, dim, scale }) => {
+        const eps = 1e-5;
+        const x = randomFloats(rows * dim, rng, scale);
+        const w = randomFloats(dim, rng, 2);
+        const pipeline = computePipeline(device, module, 'main', { DIM: dim, EPS: eps }, 'rmsnorm');
+        // One more row than n_rows is poisoned and must stay untouched (it is not compared, but a
+        // kernel that ignores n_rows would read garbage for it).
+        const yBuf = createStorage(device, (rows + 1) * dim * 4, 'y');
+        poison(device, yBuf);
+        const bufs = [
+          createUniform(device, [rows], 'params'),
+          createStorage(device, x, 'x'),
+          createStorage(device, w, 'w'),
+          yBuf,
+        ];
+        await dispatch(device, pipeline, bufs, [rows + 1]);
+        const got = await readF32(device, yBuf, 0, rows * dim);
+        const want = new Float32Array(rows * dim);
+        for (let r = 0; r < rows; r++) {
+          want.set(ref.rmsNorm(x.subarray(r * dim, (r + 1) * dim), w, eps), r * dim);
+        }
+        for (const b of bufs) b.destroy();
+        return { got, ref: want };
+      },
+      F32_TOLERANCE,
+      (c) => `rows=${c.rows} dim=${c.dim} |x| < ${c.scale}`,
+    );
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// RoPE + KV-cache write
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * cos/sin of every (position, pair) in f64: [maxSeq, headDim/2] × (cos, sin), the `table`
+ * binding of the rope kernel. θ = pos · base^(−2i/Dh) / freqFactors[i], as ops.rope.
+ */
+export function ropeTable(maxSeq: number, headDim: number, base: number, freqFactors?: Float32Array) {
+  const half = headDim / 2;
+  const out = new Float32Array(maxSeq * half * 2);
+  for (let i = 0; i < half; i++) {
+    const freq = base ** ((-2 * i) / headDim) / (freqFactors ? freqFactors[i] : 1);
+    for (let pos = 0; pos < maxSeq; pos++) {
+      out[2 * (pos * half + i)] = Math.cos(pos * freq);
+      out[2 * (pos * half + i) + 1] = Math.sin(pos * freq);
+    }
+  }
+  return out;
+}
+
+/** Distinct (seq, pos) slots for `n` tokens in a cache of `batch` × `maxSeq` positions. */
+function randomSlots(n: number, batch: number, maxSeq: number, rng: () => number): Uint32Array {
+  const used = new Set<number>();
+  const rows = new Uint32Array(2 * n);
+  for (let t = 0; t < n; t++) {
+    let slot: number;
+    do slot = Math.floor(rng() * batch * maxSeq);
+    while (used.has(slot));
+    used.add(slot);
+    rows[2 * t] = Math.floor(slot / maxSeq);
+    rows[2 * t + 1] = slot % maxSeq;
+  }
+  return rows;
+}
+
+export const ropeSpec: KernelSpec = {
+  name: 'rope',
+  source: ropeSource,
+  contract:
+    'main: rotate q and k pairs (2i, 2i+1) of qkv rows by table[pos]; store k, v at cache[seq, pos]; bindings 0 uniform {n_tokens}, 1 rows vec2 (seq,pos), 2 table, 3 qkv (rw), 4 k_cache, 5 v_cache; overrides N_HEADS, N_KV_HEADS, HEAD_DIM, MAX_SEQ; grid (n_tokens)',
+  async check(device, source) {
+    const module = moduleOf(device, source, 'check:rope');
+    const rng = makeRng(0x5eed02 ^ Date.now());
+    const cases = [
+      { n: 1, H: 1, Hkv: 1, Dh: 2, maxSeq: 1, batch: 1, factors: false },
+      { n: 5, H: 4, Hkv: 2, Dh: 16, maxSeq: 33, batch: 2, factors: true },
+      { n: 17, H: 3, Hkv: 1, Dh: 34, maxSeq: 129, batch: 3, factors: false },
+      { n: 3, H: 8, Hkv: 2, Dh: 128, maxSeq: 2000, batch: 1, factors: true },
+    ];
+    return runCases(
+      cases,
+      async ({ n, H, Hkv, Dh, maxSeq, batch, factors }) => {
+        const theta = 500000;
+        const qDim = H * Dh;
+        const kvDim = Hkv * Dh;
+        const stride = qDim + 2 * kvDim;
+        const qkv = randomFloats(n * stride, rng, 2);
+        const ff = factors ? Float32Array.from({ length: Dh / 2 }, () => 1 + 31 * rng()) : undefined;
+        const rows = randomSlots(n, batch, maxSeq, rng);
+        // The largest sampled position is pushed to the end of the table (big angles).
+        if (n > 1) rows[1] = maxSeq - 1;
+        const pipeline = computePipeline(
+          device,
+          module,
+          'main',
+          { N_HEADS: H, N_KV_HEADS: Hkv, HEAD_DIM: Dh, MAX_SEQ: maxSeq },
+          'rope',
+        );
+        const qkvBuf = createStorage(device, qkv, 'qkv');
+        const kBuf = createStorage(device, batch * maxSeq * kvDim * 4, 'k_cache');
+        const vBuf = createStorage(device, batch * maxSeq * kvDim * 4, 'v_cache');
+        poison(device, kBuf);
+        poison(device, vBuf);
+        const bufs = [
+          createUniform(device, [n], 'params'),
+          createStorage(device, rows, 'rows'),
+          createStorage(device, ropeTable(maxSeq, Dh, theta, ff), 'table'),
+          qkvBuf,
+          kBuf,
+          vBuf,
+        ];
+        await dispatch(device, pipeline, bufs, [n]);
+        const qOut = await readF32(device, qkvBuf);
+        const kOut = await readF32(device, kBuf);
+        const vOut = await readF32(device, vBuf);
+        const got = new Float32Array(n * stride);
+        const want = new Float32Array(n * stride);
+        for (let t = 0; t < n; t++) {
+          const [seq, pos] = [rows[2 * t], rows[2 * t + 1]];
+          const q = qkv.slice(t * stride, t * stride + qDim);
+          const k = qkv.slice(t * stride + qDim, t * stride + qDim + kvDim);
+          const v = qkv.slice(t * stride + qDim + kvDim, (t + 1) * stride);
+          ref.rope(q, H, Dh, pos, theta, ff);
+          ref.rope(k, Hkv, Dh, pos, theta, ff);
+          want.set(q, t * stride);
+          want.set(k, t * stride + qDim);
+          want.set(v, t * stride + qDim + kvDim);
+          const slot = (seq * maxSeq + pos) * kvDim;
+          got.set(qOut.subarray(t * stride, t * stride + qDim), t * stride);
+          got.set(kOut.subarray(slot, slot + kvDim), t * stride + qDim);
+          got.set(vOut.subarray(slot, slot + kvDim), t * stride + qDim + kvDim);
+        }
+        for (const b of bufs) b.destroy();
+        return { got, ref: want };
+      },
+      F32_TOLERANCE,
+      (c) =>
+        `tokens=${c.n} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} rope_freqs=${c.factors}`,
+    );
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+// ---------------------------------------------------------------------------------------------
+
+/** Floats per (token, head, split) of the decode_split output: o[HEAD_DIM], m, l. */
+export const partialStride = (headDim: number) => headDim + 2;
+
+export const attentionSpec: KernelSpec = {
+  name: 'attention',
+  source: attentionSource,
+  contract:
+    "prefill (grid H × n_tokens) / decode_split (grid n_splits × H × n_tokens) + decode_reduce (grid H × n_tokens): causal GQA softmax(q·Kᵀ/√Dh)·V over positions 0..pos of each token's sequence; bindings 0 uniform {n_tokens, n_splits, split_len}, 1 rows, 2 qkv, 3 k_cache, 4 v_cache, 5 out | partial; reduce: 0 uniform, 1 partial, 2 out; overrides N_HEADS, N_KV_HEADS, HEAD_DIM, MAX_SEQ",
+  async check(device, source) {
+    const module = moduleOf(device, source, 'check:attention');
+    const rng = makeRng(0x5eed03 ^ Date.now());
+    const cases = [
+      { n: 1, H: 1, Hkv: 1, Dh: 5, maxSeq: 1, batch: 1, splitLen: 0 },
+      { n: 5, H: 4, Hkv: 2, Dh: 16, maxSeq: 33, batch: 2, splitLen: 0 },
+      { n: 5, H: 4, Hkv: 2, Dh: 16, maxSeq: 33, batch: 2, splitLen: 7 },
+      { n: 3, H: 3, Hkv: 1, Dh: 33, maxSeq: 129, batch: 3, splitLen: 64 },
+      { n: 2, H: 8, Hkv: 2, Dh: 129, maxSeq: 140, batch: 1, splitLen: 17 },
+      { n: 17, H: 2, Hkv: 2, Dh: 64, maxSeq: 70, batch: 2, splitLen: 0 },
+    ];
+    return runCases(
+      cases,
+      async ({ n, H, Hkv, Dh, maxSeq, batch, splitLen }) => {
+        const qDim = H * Dh;
+        const kvDim = Hkv * Dh;
+        const stride = qDim + 2 * kvDim;
+        const qkv = randomFloats(n * stride, rng, 1);
+        const kCache = randomFloats(batch * maxSeq * kvDim, rng, 1);
+        const vCache = randomFloats(batch * maxSeq * kvDim, rng, 1);
+        const rows = randomSlots(n, batch, maxSeq, rng);
+        if (n > 1) rows[1] = maxSeq - 1; // one query sees the whole cache
+        const maxLen = Math.max(...Array.from({ length: n }, (_, t) => rows[2 * t + 1] + 1));
+        const nSplits = splitLen > 0 ? Math.ceil(maxLen / splitLen) : 1;
+        const constants = { N_HEADS: H, N_KV_HEADS: Hkv, HEAD_DIM: Dh, MAX_SEQ: maxSeq };
+        const params = createUniform(device, [n, nSplits, splitLen], 'params');
+        const outBuf = createStorage(device, n * qDim * 4, 'out');
+        poison(device, outBuf);
+        const inputs = [
+          params,
+          createStorage(device, rows, 'rows'),
+          createStorage(device, qkv, 'qkv'),
+          createStorage(device, kCache, 'k_cache'),
+          createStorage(device, vCache, 'v_cache'),
+        ];
+        const made = [...inputs, outBuf];
+        if (splitLen === 0) {
+          const pipeline = computePipeline(device, module, 'prefill', constants, 'attention.prefill');
+          await dispatch(device, pipeline, [...inputs, outBuf], [H, n]);
+        } else {
+          const partial = createStorage(device, n * H * nSplits * partialStride(Dh) * 4, 'partial');
+          poison(device, partial);
+          made.push(partial);
+          const split = computePipeline(device, module, 'decode_split', constants, 'attention.split');
+          const reduce = computePipeline(device, module, 'decode_reduce', constants, 'attention.reduce');
+          await dispatch(device, split, [...inputs, partial], [nSplits, H, n]);
+          await dispatch(device, reduce, [params, partial, outBuf], [H, n]);
+        }
+        const got = await readF32(device, outBuf);
+        const want = new Float32Array(n * qDim);
+        for (let t = 0; t < n; t++) {
+          const [seq, pos] = [rows[2 * t], rows[2 * t + 1]];
+          const cache = (c: Float32Array) => c.subarray(seq * maxSeq * kvDim, (seq + 1) * maxSeq * kvDim);
+          const q = qkv.subarray(t * stride, t * stride + qDim);
+          want.set(ref.attention(q, cache(kCache), cache(vCache), pos + 1, H, Hkv, Dh), t * qDim);
+        }
+        for (const b of made) b.destroy();
+        return { got, ref: want };
+      },
+      F32_TOLERANCE,
+      (c) =>
+        `tokens=${c.n} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} ${c.splitLen ? `decode split_len=${c.splitLen}` : 'prefill'}`,
+    );
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Sampling
+// ---------------------------------------------------------------------------------------------
+
+export interface SamplingCase {
+  vocab: number;
+  seqs: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  /** Logits are uniform in [−scale, scale). */
+  scale: number;
+}
+
+/** Run the sampling kernel on `logits` [seqs, vocab] with draws `u` and return the token ids. */
+export async function runSampling(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  logits: Float32Array,
+  u: Float32Array,
+  c: SamplingCase,
+): Promise<Uint32Array> {
+  const seqs = new Uint32Array(4 * c.seqs);
+  const uBits = new Uint32Array(u.buffer, u.byteOffset, u.length);
+  for (let s = 0; s < c.seqs; s++) seqs[4 * s + 2] = uBits[s];
+  const params = new Uint32Array([c.seqs, 0, c.topK, 0]);
+  new Float32Array(params.buffer).set([c.temperature], 1);
+  new Float32Array(params.buffer).set([c.topP], 3);
+  const tokens = createStorage(device, c.seqs * 4, 'tokens');
+  poison(device, tokens);
+  const bufs = [
+    createUniform(device, params, 'params'),
+    createStorage(device, seqs, 'seqs'),
+    createStorage(device, logits, 'logits'),
+    createStorage(device, c.seqs * c.vocab * 4, 'scratch'),
+    tokens,
+  ];
+  await dispatch(device, pipeline, bufs, [c.seqs]);
+  const got = await readU32(device, tokens, 0, c.seqs);
+  for (const b of bufs) b.destroy();
+  return got;
+}
+
+/** Compare the kernel with `sampleToken` on fresh random logits and draws; result per case. */
+export async function checkSamplingCases(
+  device: GPUDevice,
+  source: string,
+  cases: readonly SamplingCase[],
+  seed: number,
+): Promise<CheckResult> {
+  const module = moduleOf(device, source, 'check:sampling');
+  const rng = makeRng(seed);
+  const pipelines = new Map<number, GPUComputePipeline>();
+  return runCases(
+    cases,
+    async (c) => {
+      let pipeline = pipelines.get(c.vocab);
+      if (!pipeline) {
+        pipeline = computePipeline(device, module, 'main', { VOCAB: c.vocab }, 'sampling');
+        pipelines.set(c.vocab, pipeline);
+      }
+      const logits = randomFloats(c.seqs * c.vocab, rng, c.scale);
+      const u = Float32Array.from({ length: c.seqs }, () => rng());
+      const got = await runSampling(device, pipeline, logits, u, c);
+      const want = new Float32Array(c.seqs);
+      const opts = { temperature: c.temperature, topK: c.topK, topP: c.topP, seed: 0 };
+      for (let s = 0; s < c.seqs; s++) {
+        want[s] = sampleToken(logits.subarray(s * c.vocab, (s + 1) * c.vocab), opts, u[s]);
+      }
+      return { got: Array.from(got), ref: want };
+    },
+    0,
+    (c) => `vocab=${c.vocab} seqs=${c.seqs} T=${c.temperature} top_k=${c.topK} top_p=${c.topP}`,
+  );
+}
+
+export const samplingSpec: KernelSpec = {
+  name: 'sampling',
+  source: samplingSource,
+  contract:
+    'main: one token per sequence from logits [n_seqs, VOCAB] like sampleToken (argmax if T=0; else temperature → top-k → top-p → first cumulative > u·Σ); bindings 0 uniform {n_seqs, temperature f32, top_k, top_p f32}, 1 seqs vec4 (last_row, len, u bits, 0), 2 logits, 3 scratch, 4 tokens u32; override VOCAB; grid (n_seqs)',
+  check(device, source) {
+    const cases: SamplingCase[] = [
+      { vocab: 1, seqs: 1, temperature: 0, topK: 0, topP: 1, scale: 1 },
+      { vocab: 5, seqs: 3, temperature: 0, topK: 0, topP: 1, scale: 1 },
+      { vocab: 300, seqs: 4, temperature: 0, topK: 0, topP: 1, scale: 5 },
+      { vocab: 17, seqs: 3, temperature: 1, topK: 0, topP: 1, scale: 2 },
+      { vocab: 129, seqs: 4, temperature: 0.6, topK: 0, topP: 0.9, scale: 4 },
+      { vocab: 1000, seqs: 2, temperature: 0.8, topK: 40, topP: 1, scale: 4 },
+      { vocab: 1000, seqs: 2, temperature: 1.3, topK: 20, topP: 0.5, scale: 3 },
+    ];
+    return checkSamplingCases(device, source, cases, 0x5eed04 ^ Date.now());
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise (gather)
+// ---------------------------------------------------------------------------------------------
+
+export const elementwiseSpec: KernelSpec = {
+  name: 'elementwise',
+  source: elementwiseSource,
+  contract:
+    'gather: y[s] = x[seqs[s].x] for s < n_seqs; bindings 0 uniform {n_seqs}, 1 seqs vec4 (last_row, …), 2 x, 3 y; override DIM; grid (n_seqs)',
+  async check(device, source) {
+    const module = moduleOf(device, source, 'check:elementwise');
+    const rng = makeRng(0x5eed05 ^ Date.now());
+    const cases = [
+      { tokens: 1, seqs: 1, dim: 5 },
+      { tokens: 17, seqs: 3, dim: 33 },
+      { tokens: 129, seqs: 4, dim: 256 },
+    ];
+    return runCases(
+      cases,
+      async ({ tokens, seqs, dim }) => {
+        const x = randomFloats(tokens * dim, rng, 1);
+        const meta = new Uint32Array(4 * seqs);
+        for (let s = 0; s < seqs; s++) meta[4 * s] = Math.floor(rng() * tokens);
+        const y = createStorage(device, seqs * dim * 4, 'y');
+        poison(device, y);
+        const pipeline = computePipeline(device, module, 'gather', { DIM: dim }, 'gather');
+        const bufs = [
+          createUniform(device, [seqs], 'params'),
+          createStorage(device, meta, 'seqs'),
+          createStorage(device, x, 'x'),
+          y,
+        ];
+        await dispatch(device, pipeline, bufs, [seqs]);
+        const got = await readF32(device, y);
+        const want = new Float32Array(seqs * dim);
+        for (let s = 0; s < seqs; s++)
+          want.set(x.subarray(meta[4 * s] * dim, (meta[4 * s] + 1) * dim), s * dim);
+        for (const b of bufs) b.destroy();
+        return { got, ref: want };
+      },
+      0,
+      (c) => `tokens=${c.tokens} seqs=${c.seqs} dim=${c.dim}`,
+    );
+  },
+};
+
+export const CORE_KERNELS: readonly KernelSpec[] = [
+  rmsnormSpec,
+  ropeSpec,
+  attentionSpec,
+  samplingSpec,
+  elementwiseSpec,
+];
+
+/** Register this module's kernels (skipping any already registered). */
+export function registerCoreKernels(registry: KernelRegistry): void {
+  const have = new Set(registry.names());
+  for (const spec of CORE_KERNELS) if (!have.has(spec.name)) registry.register(spec);
+}
