@@ -11,6 +11,7 @@ import {
   modelStatus,
   privateBuild,
 } from './first-run';
+import { shot } from './helpers';
 import { type PreviewServer, startPreview } from './preview';
 
 let server: PreviewServer;
@@ -24,7 +25,7 @@ test.afterAll(async () => {
 
 test('first visit: the demo model is the default, loads from this origin and writes the greedy story', async ({
   browser,
-}, testInfo) => {
+}) => {
   const { context, requests, foreign } = await guardedContext(browser, server.origin);
   const page = await context.newPage();
   await page.goto(server.url);
@@ -35,15 +36,20 @@ test('first visit: the demo model is the default, loads from this origin and wri
   await expect(demo).toHaveClass(/selected/);
   await expect(page.getByRole('button', { name: /Llama 3\.2 1B Instruct/ })).toBeVisible();
 
-  // Loaded without asking: a plain fetch from the app's own origin, kept in the cache.
-  await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 180_000 });
-  expect(requests).toContain(`${server.origin}/${DEMO_FILE}`);
+  // Nothing is loaded or asked before Generate: no dialog, no model request yet.
+  await expect(modelStatus(page)).toHaveCount(0);
+  expect(requests.filter((u) => u.includes('/models/'))).toEqual([]);
 
+  // Generate loads the demo with a plain fetch from the app's own origin, caches it, then writes.
   const text = await generateGreedy(page);
   expect(text).toBe(GREEDY_20);
-  await expect(page.getByRole('article', { name: 'Output 1' })).toContainText(`Once upon a time${GREEDY_20}`);
+  await expect(modelStatus(page)).toContainText('Downloaded and cached');
+  expect([...new Set(requests.filter((u) => u.includes('/models/')))]).toEqual([
+    `${server.origin}/${DEMO_FILE}`,
+  ]);
+  await expect(page.getByLabel('Output')).toContainText(`Once upon a time${GREEDY_20}`);
 
-  await page.screenshot({ path: testInfo.outputPath('first-run.png') });
+  await shot(page, 'demo-first-run');
   expect(foreign, 'requests outside the app origin').toEqual([]);
   await context.close();
 });

@@ -4,6 +4,7 @@
 import { cpSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, expect, type Page } from '@playwright/test';
+import { greedy, outputText } from './helpers';
 import { buildApp, ROOT } from './preview';
 
 /** The build playwright.config.ts's webServer makes before any test runs. */
@@ -76,11 +77,11 @@ export function modelStatus(page: Page) {
 /** Greedy (temperature 0), 20 tokens from "Once upon a time"; returns the generated text. */
 export async function generateGreedy(page: Page): Promise<string> {
   await page.getByLabel('Prompt').fill(PROMPT);
-  await page.getByLabel('Temperature').fill('0');
-  await page.getByLabel('Max tokens').fill('20');
+  await greedy(page, 20);
   await page.getByRole('button', { name: 'Generate', exact: true }).click();
-  const out = page.getByRole('article', { name: 'Output 1' });
   // The finish reason appears when the generation is over: 20 tokens, no end-of-text → "length".
-  await expect(out.locator('.finish')).toHaveText('length', { timeout: 180_000 });
-  return (await out.locator('.text').textContent()) ?? '';
+  await expect(page.getByLabel('Output').locator('.finish').first()).toHaveText('length', {
+    timeout: 240_000,
+  });
+  return (await outputText(page).textContent()) ?? '';
 }
