@@ -320,7 +320,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
           </fieldset>
           <label className="check">
             <input type="checkbox" checked={batch} onChange={(e) => setBatch(e.target.checked)} />
-            One prompt per line
+            Batch (one per line)
           </label>
         </div>
         <textarea
@@ -391,7 +391,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
         <section aria-label="Output" className="outputs" aria-live="polite" aria-busy={busy === 'generating'}>
           {outputs.map((o, i) => (
             // biome-ignore lint/suspicious/noArrayIndexKey: outputs are positional (one per prompt)
-            <article key={i} className="output" aria-label={`Output ${i + 1}`}>
+            <article key={i} className="output" aria-label={`Result ${i + 1}`}>
               {outputs.length > 1 && <header className="output-prompt">{o.prompt}</header>}
               <pre className="gen">
                 {mode === 'completion' && outputs.length === 1 ? (
@@ -506,7 +506,7 @@ function ErrorView({ error, onReload }: { error: UiError; onReload?: () => void 
       <strong>{ERROR_TITLES[error.code] ?? 'Something went wrong'}.</strong> <span>{error.message}</span>
       {error.code === 'device-lost' && onReload && (
         <button type="button" className="small" onClick={onReload}>
-          Reload model
+          Reload the model
         </button>
       )}
     </div>

@@ -35,7 +35,7 @@ export interface LoadedModelLike {
   device?: string;
   file: GgufFile;
   config: LlamaConfig;
-  runner: { maxBatch: number; maxSeqLen: number };
+  runner: { maxBatch: number; maxSeqLen: number; step?: (tokens: number[][]) => Promise<number[]> };
   complete(req: {
     prompts: string[];
     maxTokens?: number;
@@ -70,6 +70,33 @@ export interface EngineHostOptions {
   /** Storage; IndexedDB (falling back to memory) by default. */
   kv?: KeyValueStore;
   retryDelayMs?: (attempt: number) => number;
+}
+
+/**
+ * Resolves after the event loop has run once (a MessageChannel round trip: no 4 ms timer clamp).
+ * A backend whose step never waits on anything outside JS (the CPU reference) would otherwise keep
+ * the worker busy from the first token to the last, and the interrupt() message would sit unread.
+ */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === 'undefined') return new Promise((r) => setTimeout(r, 0));
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => {
+      ch.port1.close();
+      resolve();
+    };
+    ch.port2.postMessage(null);
+  });
+}
+
+/** Let messages (interrupt) in before every step of the generation loop. */
+function yieldBetweenSteps(runner: LoadedModelLike['runner']): void {
+  const step = runner.step?.bind(runner);
+  if (!step) return;
+  runner.step = async (tokens) => {
+    await yieldToEventLoop();
+    return step(tokens);
+  };
 }
 
 export class EngineHost implements EngineApi {
@@ -208,14 +235,15 @@ export class EngineHost implements EngineApi {
       });
       if (download) await download;
     } catch (e) {
+      // The download's own error says more than the reader that was waiting on it. Read both
+      // before aborting the download, which would then fail with 'interrupted'.
+      const err = toEngineError(downloadError ?? e);
+      const stoppedByCaller = ac.signal.aborted;
       ac.abort();
       if (download) await download.catch(() => {});
-      // The download's own error says more than the reader that was waiting on it.
-      const err = toEngineError(downloadError ?? e);
       if (download && id && err.code === 'bad-gguf') await (await this.store()).delete(id).catch(() => {});
-      if (err.code === 'interrupted' || ac.signal.aborted) {
-        throw err.code === 'interrupted' ? err : new EngineError('interrupted', 'Loading stopped.');
-      }
+      if (stoppedByCaller && err.code !== 'interrupted')
+        throw new EngineError('interrupted', 'Loading stopped.');
       throw err;
     } finally {
       if (this.loadAbort === ac) this.loadAbort = undefined;
@@ -224,6 +252,7 @@ export class EngineHost implements EngineApi {
       model.dispose();
       throw new EngineError('interrupted', 'Loading stopped.');
     }
+    yieldBetweenSteps(model.runner);
     this.model = model;
     const c = model.config;
     report({ phase: 'ready', loadedBytes: source.size, totalBytes: source.size });

@@ -1,0 +1,183 @@
+/**
+ * The app end to end: real page, worker, IndexedDB, downloads from a real local HTTP server with
+ * faults, and generation on the stub model (fixtures/tiny-q4_0.gguf, random weights, real vocab).
+ */
+import { expect, test } from '@playwright/test';
+import { type ModelServer, startModelServer } from './model-server';
+import {
+  appUrl,
+  CHUNK,
+  cachedSha256,
+  cliGreedy,
+  greedy,
+  loadByUrl,
+  outputText,
+  sha256,
+  shot,
+  TINY,
+  tinyModel,
+} from './helpers';
+
+const PROMPT = 'Once upon a time';
+const N = 6;
+const model = tinyModel();
+let server: ModelServer;
+let expectedGreedy: Promise<string>;
+
+test.beforeAll(async () => {
+  server = await startModelServer({ 'tiny.gguf': model });
+  // The CLI runs in parallel with the first browser test.
+  expectedGreedy = cliGreedy(TINY, PROMPT, N);
+  expectedGreedy.catch(() => {});
+});
+test.afterAll(() => server?.stop());
+test.beforeEach(() => {
+  server.faults = {};
+  server.log = [];
+});
+
+test('loads a model by URL with visible progress, streams tokens equal to the CLI greedy text', async ({
+  page,
+}) => {
+  server.faults = { delayMsPerPiece: 1 };
+  await page.goto(appUrl());
+  await shot(page, '01-start');
+  await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  const bar = page.getByRole('progressbar');
+  await expect(bar).toBeVisible();
+  await expect(page.getByText(/Downloading .* of 53\.9 MB/)).toBeVisible();
+  await shot(page, '02-downloading');
+  await expect(page.getByRole('status')).toContainText('Downloaded and cached', { timeout: 180_000 });
+  await expect(bar).toBeHidden();
+  // The first load read the file while it downloaded (one GET, from byte 0).
+  expect(server.log.filter((r) => r.method === 'GET').map((r) => r.range)).toEqual([undefined]);
+
+  await greedy(page, N);
+  await page.getByLabel('Prompt').fill(PROMPT);
+  // Record every text the output shows, to see tokens arrive one by one.
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (window as unknown as { seen: string[] }).seen = seen;
+    const target = document.querySelector('[aria-label="Output"]')!;
+    new MutationObserver(() => {
+      const t = target.querySelector('.text')?.textContent ?? '';
+      if (seen[seen.length - 1] !== t) seen.push(t);
+    }).observe(target, { subtree: true, childList: true, characterData: true });
+  });
+  await page.getByLabel('Prompt').press('Control+Enter');
+  await expect(page.getByRole('button', { name: 'Stop' })).toBeEnabled();
+  await expect(page.getByLabel('Stats')).toBeVisible({ timeout: 180_000 });
+  await shot(page, '03-generated');
+  const text = await outputText(page).textContent();
+  expect(text).toBe(await expectedGreedy);
+  const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+  const growing = seen.filter((s) => s.length > 0 && s !== text && text?.startsWith(s));
+  expect(growing.length).toBeGreaterThan(0); // partial texts were shown before the end
+  await expect(page.getByLabel('Stats')).toContainText('tok/s');
+});
+
+test('a cached model loads with the server stopped and the network off', async ({ page, context }) => {
+  const own = await startModelServer({ 'tiny.gguf': model });
+  const url = own.fileUrl('tiny.gguf');
+  await page.goto(appUrl());
+  await loadByUrl(page, url);
+  await expect(page.getByRole('status')).toContainText('Downloaded and cached');
+  await own.stop();
+  await page.reload();
+  await expect(page.getByRole('listitem').filter({ hasText: 'tiny.gguf' })).toBeVisible();
+  // The page is up; from now on nothing reaches the network (the model server is gone anyway).
+  await context.setOffline(true);
+  await loadByUrl(page, url);
+  await expect(page.getByRole('status')).toContainText('Loaded from cache');
+  await shot(page, '04-loaded-from-cache');
+  await greedy(page, 3);
+  await page.getByLabel('Prompt').fill(PROMPT);
+  await page.getByRole('button', { name: 'Generate' }).click();
+  await expect(page.getByLabel('Stats')).toBeVisible({ timeout: 180_000 });
+  expect((await outputText(page).textContent())?.length).toBeGreaterThan(0);
+});
+
+test('resumes after the server cuts the socket; the cached bytes equal the file', async ({ page }) => {
+  const cutAt = Math.floor(model.length * 0.4);
+  // Paced, so the browser has read what was sent before the reset (an RST discards unread bytes).
+  server.faults = { cutAfterBytes: cutAt, cutTimes: 1, delayMsPerPiece: 1 };
+  const url = server.fileUrl('tiny.gguf');
+  await page.goto(appUrl());
+  await loadByUrl(page, url);
+  const gets = server.log.filter((r) => r.method === 'GET');
+  expect(gets.length).toBe(2);
+  // Resume from the end of a complete chunk, at or before the cut.
+  const from = Number(/^bytes=(\d+)-$/.exec(gets[1].range ?? '')?.[1]);
+  expect(from % CHUNK).toBe(0);
+  expect(from).toBeGreaterThanOrEqual(CHUNK);
+  expect(from).toBeLessThanOrEqual(cutAt);
+  expect(gets[1].status).toBe(206);
+  const cached = await cachedSha256(page, url);
+  expect(cached.complete).toBe(true);
+  expect(cached.chunks).toBe(Math.ceil(model.length / CHUNK));
+  expect(cached.sha).toBe(sha256(model));
+});
+
+test('rejects a web page served instead of the model, and caches nothing', async ({ page }) => {
+  server.faults = { html: true };
+  await page.goto(appUrl());
+  await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('Not a usable GGUF file');
+  await expect(alert).toContainText('not a GGUF file');
+  await expect(alert).toContainText('<!DOCTYPE');
+  await shot(page, '05-not-gguf');
+  await expect(page.getByText('Nothing cached yet')).toBeVisible();
+});
+
+test('rejects a truncated file, and caches nothing', async ({ page }) => {
+  server.faults = { truncateTo: Math.floor(model.length / 2) };
+  await page.goto(appUrl());
+  await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('Not a usable GGUF file');
+  await shot(page, '06-truncated');
+  await expect(page.getByText('Nothing cached yet')).toBeVisible();
+  await expect(page.getByRole('status')).toHaveCount(0);
+});
+
+test('opens a local file; stop, chat and a batch of prompts', async ({ page }) => {
+  await page.goto(appUrl());
+  await page.getByLabel('Open GGUF file').setInputFiles(TINY);
+  await expect(page.getByRole('status')).toContainText('Local file', { timeout: 180_000 });
+
+  // Stop mid-generation: the text so far stays, the reason says interrupted.
+  await page.getByLabel('Max tokens').fill('400');
+  await page.getByLabel('Temperature').fill('0');
+  await page.getByLabel('Prompt').fill(PROMPT);
+  await page.getByRole('button', { name: 'Generate' }).click();
+  await expect(outputText(page)).not.toBeEmpty();
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await expect(page.getByLabel('Output').locator('.finish')).toHaveText('interrupted');
+  await expect(page.getByRole('button', { name: 'Generate' })).toBeEnabled();
+  await shot(page, '07-stopped');
+
+  // Chat mode: the prompt goes through the chat template.
+  await page.getByLabel('Chat').check();
+  await page.getByLabel('Max tokens').fill('4');
+  await page.getByLabel('Prompt').fill('Hello!');
+  await page.getByRole('button', { name: 'Generate' }).click();
+  await expect(page.getByLabel('Stats')).toBeVisible({ timeout: 180_000 });
+  await expect(page.getByLabel('Output').locator('.finish')).toHaveText(/stop|length/);
+  await shot(page, '08-chat');
+
+  // A batch: one prompt per line, one output each; the first equals the single-prompt greedy text.
+  await page.getByLabel('Completion').check();
+  await page.getByLabel('Batch (one per line)').check();
+  await page.getByLabel('Max tokens').fill(String(N));
+  await page.getByLabel('Prompt').fill(`${PROMPT}\nThe capital of France is`);
+  await page.getByRole('button', { name: 'Generate' }).click();
+  await expect(page.getByLabel('Stats')).toBeVisible({ timeout: 180_000 });
+  await expect(page.getByLabel('Output').locator('article')).toHaveCount(2);
+  await expect(outputText(page, 0)).toHaveText(await expectedGreedy);
+  await expect(outputText(page, 1)).not.toBeEmpty();
+  await shot(page, '09-batch');
+});

@@ -1,0 +1,115 @@
+/**
+ * Shared pieces of the app's e2e tests: the app's address, the stub model, the CLI oracle,
+ * screenshots, and a look into the page's IndexedDB.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { expect, type Page } from '@playwright/test';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+export const TINY = join(ROOT, 'fixtures', 'tiny-q4_0.gguf');
+/** Small chunks so a ~50 MB stub model spans many chunks (resume from a chunk boundary). */
+export const CHUNK = 4 * 1024 * 1024;
+
+export function tinyModel(): Uint8Array {
+  if (!existsSync(TINY)) throw new Error(`${TINY} is missing: run \`npm run fixtures\` first`);
+  return new Uint8Array(readFileSync(TINY));
+}
+
+export const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** The app's URL (vite preview's port comes from playwright.config.ts's webServer.wait). */
+export function appUrl(params: Record<string, string> = {}): string {
+  const port = process.env.E2E_APP_PORT;
+  if (!port) throw new Error('E2E_APP_PORT is not set: run the tests through playwright.config.ts');
+  const q = new URLSearchParams({ chunkSize: String(CHUNK), ...params });
+  return `http://127.0.0.1:${port}/?${q}`;
+}
+
+export async function shot(page: Page, name: string): Promise<void> {
+  const dir = join(ROOT, 'test-results', 'screens');
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: join(dir, `${name}.png`), fullPage: true });
+}
+
+/** The CLI's greedy continuation of `prompt` (the engine run in Node: an independent host). */
+export async function cliGreedy(modelPath: string, prompt: string, maxTokens: number): Promise<string> {
+  const { stdout } = await promisify(execFile)(
+    'npm',
+    [
+      'run',
+      '--silent',
+      'cli',
+      '--',
+      'generate',
+      '--model-path',
+      modelPath,
+      '--prompt',
+      prompt,
+      '--temperature',
+      '0',
+      '--max-tokens',
+      String(maxTokens),
+      '--json',
+    ],
+    { cwd: ROOT, timeout: 180_000, maxBuffer: 16 << 20 },
+  );
+  const last = stdout.trim().split('\n').pop() ?? '';
+  const out = JSON.parse(last) as { text: string[] };
+  return out.text[0];
+}
+
+/** Load a model by URL through the UI and wait until it is ready. */
+export async function loadByUrl(page: Page, url: string): Promise<void> {
+  await page.getByLabel('Model URL').fill(url);
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.getByRole('status')).toBeVisible({ timeout: 180_000 });
+}
+
+/** Set greedy decoding and a token budget. */
+export async function greedy(page: Page, maxTokens: number): Promise<void> {
+  await page.getByLabel('Temperature').fill('0');
+  await page.getByLabel('Max tokens').fill(String(maxTokens));
+}
+
+/** Generated text of output `i` (without the echoed prompt). */
+export function outputText(page: Page, i = 0) {
+  return page.getByLabel('Output').locator('article').nth(i).locator('.text');
+}
+
+/** sha-256 of the cached copy of `url`, read back from the page's IndexedDB (manifest + chunk Blobs). */
+export async function cachedSha256(
+  page: Page,
+  url: string,
+): Promise<{ sha: string; complete: boolean; chunks: number }> {
+  return page.evaluate(async (id) => {
+    const db = await new Promise<IDBDatabase>((ok, fail) => {
+      const r = indexedDB.open('llama3-webgpu');
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    });
+    const get = (key: string) =>
+      new Promise<unknown>((ok, fail) => {
+        const r = db.transaction('models').objectStore('models').get(key);
+        r.onsuccess = () => ok(r.result);
+        r.onerror = () => fail(r.error);
+      });
+    const m = (await get(`m:${id}`)) as { complete: boolean; chunks: { index: number }[] };
+    const parts: ArrayBuffer[] = [];
+    for (const c of m.chunks) {
+      const blob = (await get(`c:${String(c.index).padStart(6, '0')}:${id}`)) as Blob;
+      parts.push(await blob.arrayBuffer());
+    }
+    const all = await new Blob(parts).arrayBuffer();
+    const d = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
+    db.close();
+    return {
+      sha: [...d].map((x) => x.toString(16).padStart(2, '0')).join(''),
+      complete: m.complete,
+      chunks: m.chunks.length,
+    };
+  }, url);
+}
