@@ -26,6 +26,7 @@ test.afterAll(async () => {
 test('first visit: the demo model is the default, loads from this origin and writes the greedy story', async ({
   browser,
 }) => {
+  test.setTimeout(600_000); // one load and one generation in software (SwiftShader or the CPU reference)
   const { context, requests, foreign } = await guardedContext(browser, server.origin);
   const page = await context.newPage();
   await page.goto(server.url);

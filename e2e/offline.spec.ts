@@ -41,6 +41,8 @@ function cachedUrls(page: Page): Promise<string[]> {
 test('second visit with the server stopped: the shell comes from the service worker, the model from IndexedDB', async ({
   browser,
 }) => {
+  // Two loads and two generations of the demo model, in software (SwiftShader or the CPU reference).
+  test.setTimeout(900_000);
   server = await startPreview(dist);
   const { context, requests, foreign } = await guardedContext(browser, server.origin);
   const page = await context.newPage();
