@@ -73,4 +73,13 @@ describe('Llama3Tokenizer vs @huggingface/tokenizers', () => {
       );
     }
   });
+
+  it('gives identical ids on the whole TinyStories validation file (one 0.8 MB string)', () => {
+    const text = readFileSync('/work/shared/data/tinystories/tinystories-v1-valid.txt', 'utf8');
+    const want = hf.encode(text, { add_special_tokens: false }).ids;
+    const got = ours.encode(text);
+    expect(got.length).toBe(want.length);
+    const first = got.findIndex((id, i) => id !== want[i]);
+    expect(first).toBe(-1);
+  });
 });

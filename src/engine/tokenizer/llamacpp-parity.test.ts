@@ -151,4 +151,13 @@ describe('Llama3Tokenizer vs llama.cpp', () => {
       expect(ours.decode(ids, { skipSpecial: true })).toBe(model.detokenize(ids as never, false));
     }
   });
+
+  it('gives identical ids on the whole TinyStories validation file (one 0.8 MB string)', () => {
+    const text = readFileSync('/work/shared/data/tinystories/tinystories-v1-valid.txt', 'utf8');
+    const want = Array.from(model.tokenize(text, false), Number);
+    const got = ours.encode(text);
+    expect(got.length).toBe(want.length);
+    const first = got.findIndex((id, i) => id !== want[i]);
+    expect(first).toBe(-1);
+  });
 });
