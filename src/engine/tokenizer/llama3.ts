@@ -463,7 +463,7 @@ function fromByteLevel(text: string): Uint8Array {
 function specialMatcher(texts: string[]): RegExp | undefined {
   if (texts.length === 0) return undefined;
   const sorted = [...new Set(texts)].sort((a, b) => b.length - a.length);
-  return new RegExp(sorted.map((t) => t.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|'), 'gu');
+  return new RegExp(sorted.map((t) => t.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|'), 'gu');
 }
 
 /** A merge in tokenizer.json's newer form: ["a", "b"]. */

@@ -385,7 +385,8 @@ describe('pre-tokenizer', () => {
 });
 
 describe('merge loop vs an obvious reference, on a toy vocabulary', () => {
-  const SPECIALS = ['<|begin_of_text|>', '<|end_of_text|>', '<tool>'];
+  // Specials with regex metacharacters ("-", ".", "*", "(", "\\", "|") must be matched literally.
+  const SPECIALS = ['<|begin_of_text|>', '<|end_of_text|>', '<a-b.c*(d)\\|>', '<tool>'];
 
   /** 256 byte tokens, `merged` strings, then specials (the last one user-defined). */
   function toy(merges: [string, string][], extra: string[] = []) {
@@ -485,6 +486,13 @@ describe('merge loop vs an obvious reference, on a toy vocabulary', () => {
     // BOS/EOS inferred from the Llama 3 names when the ids are absent; no eot in this vocabulary.
     expect(t.bosId).toBe(bos);
     expect(t.eotId).toBeUndefined();
+    const odd = tokens.indexOf('<a-b.c*(d)\\|>');
+    expect(t.encode('x<a-b.c*(d)\\|>x', { allowSpecial: true })).toEqual([
+      tokens.indexOf('x'),
+      odd,
+      tokens.indexOf('x'),
+    ]);
+    expect(t.encode('<aXb.c*(d)\\|>', { allowSpecial: true })).not.toContain(odd);
     // User-defined tokens are plain text, kept by skipSpecial; control tokens are dropped.
     expect(t.decode([bos, tool], { skipSpecial: true })).toBe('<tool>');
   });
