@@ -454,7 +454,7 @@ describe('merge loop vs an obvious reference, on a toy vocabulary', () => {
 
   it('matches the reference on random merges and random words (incl. 3,000-letter words)', () => {
     const rand = mulberry32(7);
-    for (let trial = 0; trial < 20; trial++) {
+    for (let trial = 0; trial < 12; trial++) {
       const alphabet = 'abcd';
       const pool = [...alphabet];
       const merges: [string, string][] = [];
@@ -467,7 +467,7 @@ describe('merge loop vs an obvious reference, on a toy vocabulary', () => {
       }
       const { t, tokens } = toy(merges);
       for (let w = 0; w < 30; w++) {
-        const len = w === 0 ? 3000 : 1 + Math.floor(rand() * 60);
+        const len = w === 0 && trial % 3 === 0 ? 3000 : 1 + Math.floor(rand() * 60);
         let word = '';
         for (let i = 0; i < len; i++) word += alphabet[Math.floor(rand() * alphabet.length)];
         const got = t.encode(word).map((id) => t.tokenText(id));
