@@ -74,14 +74,17 @@ export function modelStatus(page: Page) {
   return page.getByRole('status').filter({ hasText: /Loaded from cache|Downloaded and cached|Local file/ });
 }
 
-/** Greedy (temperature 0), 20 tokens from "Once upon a time"; returns the generated text. */
-export async function generateGreedy(page: Page): Promise<string> {
+/**
+ * Greedy (temperature 0), `tokens` tokens from "Once upon a time" (loading the selected model first
+ * when none is loaded); returns the generated text.
+ */
+export async function generateGreedy(page: Page, tokens = 20): Promise<string> {
   await page.getByLabel('Prompt').fill(PROMPT);
-  await greedy(page, 20);
+  await greedy(page, tokens);
   await page.getByRole('button', { name: 'Generate', exact: true }).click();
-  // The finish reason appears when the generation is over: 20 tokens, no end-of-text → "length".
+  // The finish reason appears when the generation is over: no end-of-text this early → "length".
   await expect(page.getByLabel('Output').locator('.finish').first()).toHaveText('length', {
-    timeout: 240_000,
+    timeout: 480_000,
   });
   return (await outputText(page).textContent()) ?? '';
 }

@@ -7,7 +7,7 @@ import { expect, type Page, test } from '@playwright/test';
 import { writeServiceWorker } from '../src/sw/vite-plugin';
 import {
   DEMO_FILE,
-  GREEDY_20,
+  GREEDY_8,
   generateGreedy,
   guardedContext,
   modelStatus,
@@ -41,15 +41,17 @@ function cachedUrls(page: Page): Promise<string[]> {
 test('second visit with the server stopped: the shell comes from the service worker, the model from IndexedDB', async ({
   browser,
 }) => {
-  // Two loads and two generations of the demo model, in software (SwiftShader or the CPU reference).
+  // Two loads and a generation of the demo model, in software (SwiftShader or the CPU reference).
   test.setTimeout(900_000);
   server = await startPreview(dist);
   const { context, requests, foreign } = await guardedContext(browser, server.origin);
   const page = await context.newPage();
   await page.goto(server.url);
   await waitForServiceWorker(page);
-  expect(await generateGreedy(page)).toBe(GREEDY_20);
-  await expect(modelStatus(page)).toContainText('Downloaded and cached');
+  // First visit: the default (demo) model, loaded from the origin into IndexedDB. Generating with it
+  // on the first visit is demo.spec.ts's job; here the point is what the second visit can do.
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 300_000 });
 
   // The shell is precached; the model is not (it is in IndexedDB only).
   const cached = await cachedUrls(page);
@@ -68,7 +70,7 @@ test('second visit with the server stopped: the shell comes from the service wor
   expect(nav?.fromServiceWorker(), 'page served by the service worker').toBe(true);
   // The demo is the only cached model, so it is still the default; Generate loads it from IndexedDB.
   await expect(modelStatus(page)).toHaveCount(0);
-  expect(await generateGreedy(page)).toBe(GREEDY_20);
+  expect(await generateGreedy(page, 8)).toBe(GREEDY_8);
   await expect(modelStatus(page)).toContainText('Loaded from cache');
   // The model did not go to the network this time (the reload asked for no model bytes).
   expect(requests.slice(before).filter((u) => u.includes('/models/'))).toEqual([]);
