@@ -20,6 +20,8 @@ export const PROMPT = 'Once upon a time';
  */
 export const GREEDY_20 =
   ', there was a little girl named Lily. She loved to play with her toys and eat yummy food';
+/** Its first 8 tokens (11 1070 574 264 2697 3828 7086 48390). */
+export const GREEDY_8 = ', there was a little girl named Lily';
 
 /**
  * A private copy of the production build (sw.js included) for one spec: the specs stop and restart
