@@ -328,7 +328,7 @@ describe('bad metadata → bad-tokenizer', () => {
       /has a normalizer \("NFC"\)/,
     );
     const vocab = { ...json.model.vocab };
-    delete vocab['Ġthe'];
+    delete vocab.Ġthe;
     expectBadTokenizer(
       () => Llama3Tokenizer.fromHfJson({ ...json, model: { ...json.model, vocab } }),
       /no token has id 279/,
