@@ -1,6 +1,7 @@
 // First visit, production build: with nothing cached the app picks the bundled demo model, loads it
 // from its own origin (no other host is reachable, and none is even tried), and writes llama.cpp's
 // greedy story from "Once upon a time".
+import { join } from 'node:path';
 import { expect, test } from '@playwright/test';
 import {
   DEMO_FILE,
@@ -11,7 +12,7 @@ import {
   modelStatus,
   privateBuild,
 } from './first-run';
-import { shot } from './helpers';
+import { ROOT, shot } from './helpers';
 import { type PreviewServer, startPreview } from './preview';
 
 let server: PreviewServer;
@@ -51,6 +52,15 @@ test('first visit: the demo model is the default, loads from this origin and wri
   await expect(page.getByLabel('Output')).toContainText(`Once upon a time${GREEDY_20}`);
 
   await shot(page, 'demo-first-run');
+  // The README's picture (docs/first-run.png is copied from this one): the page down to the stats.
+  const stats = await page.getByLabel('Stats').boundingBox();
+  if (stats) {
+    await page.screenshot({
+      path: join(ROOT, 'test-results', 'screens', 'first-run-docs.png'),
+      fullPage: true,
+      clip: { x: 0, y: 0, width: page.viewportSize()?.width ?? 1100, height: stats.y + stats.height + 24 },
+    });
+  }
   expect(foreign, 'requests outside the app origin').toEqual([]);
   await context.close();
 });
