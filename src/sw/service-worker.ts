@@ -55,8 +55,11 @@ self.addEventListener('message', (event) => {
 
 async function fromCache(request: Request, r: Route): Promise<Response> {
   const cache = await caches.open(CACHE);
-  const key = r.kind === 'shell' ? scopeUrl('index.html') : request;
-  const hit = await cache.match(key);
+  const key = r.kind === 'shell' ? scopeUrl('index.html') : request.url;
+  // ignoreVary: the server may answer `Vary: Origin` (vite preview does), and the page's module-script
+  // requests carry an Origin header that the install-time requests did not: without it every
+  // precached script would miss the cache, which only shows once the network is gone.
+  const hit = await cache.match(key, { ignoreVary: true });
   if (hit) return hit;
   // Not precached (or the cache was evicted): the network is the only other source.
   return fetch(request);
