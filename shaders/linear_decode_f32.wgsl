@@ -1,0 +1,11 @@
+// f32 unit decoder (32 weights). Layout: the file's floats verbatim; eight vec4<u32> per unit.
+const QV: u32 = 8u;
+const HAS_SCALES: bool = false;
+
+fn load_unit(idx: u32) -> array<vec4<f32>, 8> {
+  var w: array<vec4<f32>, 8>;
+  for (var i = 0u; i < 8u; i++) {
+    w[i] = bitcast<vec4<f32>>(quants[8u * idx + i]);
+  }
+  return w;
+}

@@ -1,0 +1,277 @@
+/**
+ * Weight layouts, linear and embedding kernels on Dawn (SwiftShader here). Each kernel's own
+ * self-check (the one --custom-ops-path runs) covers every epilogue, both paths and awkward sizes;
+ * the cases below add the row-split path, the load-time encodings, concatenation and error paths.
+ */
+import { describe, expect, it } from 'vitest';
+import { EngineError } from '../errors';
+import { GgmlType, typeName } from '../gguf/types';
+import { quantize } from '../quant/quantize';
+import { dequantize } from '../reference/ops';
+import { checkEmbedding, EMBEDDING_KERNELS } from './embedding';
+import {
+  checkLinear,
+  LINEAR_KERNELS,
+  Linear,
+  linearKernelName,
+  randomWeight,
+  referenceLinear,
+} from './linear';
+import { KernelRegistry } from './registry';
+import {
+  createStorage,
+  createTestContext,
+  createUniform,
+  makeRng,
+  poison,
+  randomFloats,
+  readF32,
+  relError,
+  withValidation,
+} from './testing';
+import { repackRows, uploadConcatenated, uploadWeight } from './weights';
+
+const TYPES = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16, GgmlType.F32];
+
+function spec(kernels: typeof LINEAR_KERNELS, name: string) {
+  const s = kernels.find((k) => k.name === name);
+  if (!s) throw new Error(`no kernel ${name}`);
+  return s;
+}
+
+describe('linear kernels (self-check: every epilogue, both paths, awkward sizes)', () => {
+  for (const type of TYPES) {
+    const name = linearKernelName(type);
+    it(name, async () => {
+      const { device } = await createTestContext();
+      const s = spec(LINEAR_KERNELS, name);
+      const r = await withValidation(device, () => s.check(device, s.source));
+      expect(r.ok, r.detail).toBe(true);
+      expect(r.maxRelError).toBeLessThan(1e-4);
+    });
+  }
+});
+
+describe('embedding kernels (repeated and out-of-order ids)', () => {
+  for (const type of TYPES) {
+    const name = `embedding_${linearKernelName(type).slice('linear_'.length)}`;
+    it(name, async () => {
+      const { device } = await createTestContext();
+      const s = spec(EMBEDDING_KERNELS, name);
+      const r = await withValidation(device, () => s.check(device, s.source));
+      expect(r.ok, r.detail).toBe(true);
+    });
+  }
+});
+
+describe('weight upload', () => {
+  it('splits a tensor over the binding limit by rows; every part is dispatched', async () => {
+    const { device } = await createTestContext();
+    const q4 = spec(LINEAR_KERNELS, 'linear_q4_0');
+    // 37 rows × 96 cols of q4_0 = 48 bytes of quants per row; 512-byte bindings hold 10 rows: 4 parts.
+    const r = await withValidation(device, () =>
+      checkLinear(device, q4.source, GgmlType.Q4_0, [
+        { rows: 37, cols: 96, tokens: 1, epilogue: 'store', maxBindingSize: 512 },
+        { rows: 37, cols: 96, tokens: 3, epilogue: 'accumulate', maxBindingSize: 512 },
+        { rows: 37, cols: 96, tokens: 9, epilogue: 'store', maxBindingSize: 512 },
+      ]),
+    );
+    expect(r.ok, r.detail).toBe(true);
+    const e = await withValidation(device, () =>
+      checkEmbedding(device, spec(EMBEDDING_KERNELS, 'embedding_q4_0').source, GgmlType.Q4_0, [
+        { rows: 37, cols: 96, tokens: [36, 0, 11, 10, 9, 36, 20], nTokens: 7, maxBindingSize: 512 },
+      ]),
+    );
+    expect(e.ok, e.detail).toBe(true);
+    const { bytes } = randomWeight(GgmlType.Q4_0, 37, 96, makeRng(3));
+    const w = uploadWeight({ device, limits: device.limits }, 'split', GgmlType.Q4_0, bytes, 37, 96, {
+      maxBindingSize: 512,
+    });
+    expect(w.parts.map((p) => [p.rowStart, p.rows])).toEqual([
+      [0, 10],
+      [10, 10],
+      [20, 10],
+      [30, 7],
+    ]);
+    for (const p of w.parts) p.buffer.destroy();
+  });
+
+  it("encoding 'q4_0' re-quantizes f32/f16/bf16 exactly like the CPU quantizer", async () => {
+    const { device } = await createTestContext();
+    const q4 = spec(LINEAR_KERNELS, 'linear_q4_0');
+    // runLinearCase's reference is dequantize(quantize(q4_0, the source values)).
+    const r = await withValidation(device, () =>
+      checkLinear(device, q4.source, GgmlType.Q4_0, [
+        { rows: 17, cols: 96, tokens: 2, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.F32 },
+        { rows: 5, cols: 64, tokens: 9, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.F16 },
+        { rows: 6, cols: 32, tokens: 1, epilogue: 'swiglu', encoding: 'q4_0', sourceType: GgmlType.BF16 },
+      ]),
+    );
+    expect(r.ok, r.detail).toBe(true);
+    // The repacked bytes themselves: nibbles verbatim and d as f32, from the CPU quantizer's blocks.
+    const x = randomFloats(2 * 64, makeRng(5));
+    const file = quantize(GgmlType.Q4_0, x);
+    const viaEncoding = repackRows(GgmlType.F32, GgmlType.Q4_0, new Uint8Array(x.buffer), 2, 64);
+    const direct = repackRows(GgmlType.Q4_0, GgmlType.Q4_0, file, 2, 64);
+    expect(viaEncoding.quants).toEqual(direct.quants);
+    expect(viaEncoding.scales).toEqual(direct.scales);
+    expect(direct.quants.subarray(16, 32)).toEqual(file.subarray(20, 36));
+    // Quantized types stay as they are under 'q4_0'.
+    const { bytes } = randomWeight(GgmlType.Q8_0, 3, 32, makeRng(6));
+    const w = uploadWeight({ device, limits: device.limits }, 'q8', GgmlType.Q8_0, bytes, 3, 32, {
+      encoding: 'q4_0',
+    });
+    expect(w.type).toBe(GgmlType.Q8_0);
+    w.parts[0].buffer.destroy();
+  });
+
+  it("encoding 'float32' dequantizes every type", async () => {
+    const { device } = await createTestContext();
+    const f32 = spec(LINEAR_KERNELS, 'linear_f32');
+    const cases = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16].map(
+      (sourceType) => ({
+        rows: 9,
+        cols: 256,
+        tokens: sourceType === GgmlType.Q6_K ? 10 : 2,
+        epilogue: 'store' as const,
+        encoding: 'float32' as const,
+        sourceType,
+      }),
+    );
+    const r = await withValidation(device, () => checkLinear(device, f32.source, GgmlType.F32, cases));
+    expect(r.ok, r.detail).toBe(true);
+  });
+
+  it('uploadConcatenated stacks matrices row-wise (QKV, gate+up) into one weight', async () => {
+    const ctx = await createTestContext();
+    const { device } = ctx;
+    const rng = makeRng(9);
+    const cols = 64;
+    const gate = randomWeight(GgmlType.Q4_0, 12, cols, rng);
+    const up = randomWeight(GgmlType.Q4_0, 12, cols, rng);
+    const registry = new KernelRegistry();
+    for (const s of LINEAR_KERNELS) registry.register(s);
+    const got = await withValidation(device, async () => {
+      const w = uploadConcatenated(
+        ctx,
+        'ffn_gate_up',
+        [
+          { type: GgmlType.Q4_0, bytes: gate.bytes, rows: 12 },
+          { type: GgmlType.Q4_0, bytes: up.bytes, rows: 12 },
+        ],
+        cols,
+      );
+      expect(w.rows).toBe(24);
+      const x = randomFloats(cols, rng);
+      const xb = createStorage(device, x, 'x');
+      const yb = createStorage(device, 12 * 4, 'y');
+      poison(device, yb);
+      const params = createUniform(device, [1], 'params');
+      const linear = new Linear(
+        ctx,
+        registry,
+        w,
+        { x: xb, y: yb, params, maxTokens: 1 },
+        { epilogue: 'swiglu' },
+      );
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      linear.encode(pass, 1);
+      pass.end();
+      device.queue.submit([enc.finish()]);
+      const y = await readF32(device, yb);
+      const W = new Float32Array(24 * cols);
+      W.set(gate.values);
+      W.set(up.values, 12 * cols);
+      return { y, ref: referenceLinear(W, x, new Float32Array(12), 24, cols, 1, 'swiglu') };
+    });
+    expect(relError(got.y, got.ref).maxRelError).toBeLessThan(1e-4);
+  });
+
+  it('rejects shapes the kernels cannot run, with what to do', async () => {
+    const ctx = await createTestContext();
+    const bytes = new Uint8Array(4 * 48);
+    expect(() => uploadWeight(ctx, 'odd', GgmlType.F32, bytes, 1, 48)).toThrow(/multiple of 32/);
+    expect(() => uploadWeight(ctx, 'short', GgmlType.F32, bytes, 2, 32)).toThrow(EngineError);
+    expect(() => uploadWeight(ctx, 'q5', GgmlType.Q5_0, bytes, 1, 32)).toThrow(/q5_0 has no GPU kernel/);
+    expect(() =>
+      uploadConcatenated(
+        ctx,
+        'mixed',
+        [
+          { type: GgmlType.F32, bytes, rows: 1 },
+          { type: GgmlType.F16, bytes, rows: 1 },
+        ],
+        32,
+      ),
+    ).toThrow(/cannot concatenate f16 rows with f32/);
+    const { bytes: q } = randomWeight(GgmlType.Q4_0, 8, 32, makeRng(1));
+    const split = uploadWeight(ctx, 'gate_up', GgmlType.Q4_0, q, 8, 32, { maxBindingSize: 64 });
+    const registry = new KernelRegistry();
+    for (const s of LINEAR_KERNELS) registry.register(s);
+    const io = {
+      x: createStorage(ctx.device, 128, 'x'),
+      y: createStorage(ctx.device, 64, 'y'),
+      params: createUniform(ctx.device, [1], 'p'),
+      maxTokens: 1,
+    };
+    expect(() => new Linear(ctx, registry, split, io, { epilogue: 'swiglu' })).toThrow(
+      /SwiGLU weight must be one buffer/,
+    );
+    expect(() => new Linear(ctx, registry, split, { ...io, maxTokens: 4 })).toThrow(/x needs/);
+  });
+});
+
+describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', () => {
+  it('a q4_0 decoder with the wrong zero point is rejected and names the failing case', async () => {
+    const { device } = await createTestContext();
+    const s = spec(LINEAR_KERNELS, 'linear_q4_0');
+    const broken = s.source.replaceAll('- 8.0) * d', '- 7.0) * d');
+    expect(broken).not.toBe(s.source);
+    const registry = new KernelRegistry();
+    for (const k of LINEAR_KERNELS) registry.register(k);
+    const err = await registry.override(device, 'linear_q4_0', broken).catch((e) => e);
+    expect(err).toBeInstanceOf(EngineError);
+    expect(err.message).toMatch(/linear_q4_0 rows=1 cols=32 tokens=1 epilogue=store path=matvec/);
+  });
+
+  it('an embedding that skips the last unit is rejected (poisoned output)', async () => {
+    const { device } = await createTestContext();
+    const s = spec(EMBEDDING_KERNELS, 'embedding_f16');
+    const broken = s.source.replace('if (u >= part.units', 'if (u + 1u >= part.units');
+    expect(broken).not.toBe(s.source);
+    const r = await checkEmbedding(device, broken, GgmlType.F16);
+    expect(r.ok).toBe(false);
+    expect(r.detail).toMatch(/NaN/);
+  });
+
+  it('an accepted custom kernel replaces the built-in', async () => {
+    const { device } = await createTestContext();
+    const s = spec(LINEAR_KERNELS, 'linear_f32');
+    const registry = new KernelRegistry();
+    for (const k of LINEAR_KERNELS) registry.register(k);
+    const custom = `// custom\n${s.source}`;
+    const r = await registry.override(device, 'linear_f32', custom);
+    expect(r.ok).toBe(true);
+    expect(registry.source('linear_f32')).toBe(custom);
+  });
+});
+
+it('q6_K repack keeps every value (GPU layout decoded on the CPU)', () => {
+  const { bytes, values } = randomWeight(GgmlType.Q6_K, 2, 256, makeRng(11));
+  const { quants } = repackRows(GgmlType.Q6_K, GgmlType.Q6_K, bytes, 2, 256);
+  const words = new Uint32Array(quants.buffer, quants.byteOffset, quants.byteLength / 4);
+  const floats = new Float32Array(words.buffer, words.byteOffset, words.length);
+  const out = new Float32Array(512);
+  for (let unit = 0; unit < 16; unit++) {
+    const w = unit * 8;
+    for (let e = 0; e < 32; e++) {
+      const lo = (quants[unit * 32 + (e % 16)] >> (e < 16 ? 0 : 4)) & 0xf;
+      const hi = (words[w + 4 + (e < 16 ? 0 : 1)] >>> (2 * (e % 16))) & 3;
+      out[unit * 32 + e] = ((lo | (hi << 4)) - 32) * floats[w + 6 + (e < 16 ? 0 : 1)];
+    }
+  }
+  expect(out).toEqual(values);
+  expect(values).toEqual(dequantize(GgmlType.Q6_K, bytes, 512));
+  expect(typeName(GgmlType.Q6_K)).toBe('q6_K');
+});
