@@ -37,8 +37,7 @@ const JS_PATTERN = [
  * so the pieces always concatenate back to `text`.
  */
 export function splitLlama3(text: string, emit: (piece: string) => void): void {
-  // A fresh RegExp per call keeps `lastIndex` state local (re-entrancy, no shared mutable global).
-  const re = new RegExp(JS_PATTERN, 'gu');
+  const re = llama3Regex();
   let last = 0;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
     if (m.index > last) emit(text.slice(last, m.index));
@@ -46,4 +45,12 @@ export function splitLlama3(text: string, emit: (piece: string) => void): void {
     last = m.index + m[0].length;
   }
   if (last < text.length) emit(text.slice(last));
+}
+
+/**
+ * A new global RegExp for the pattern (callers own its `lastIndex`; V8 shares the compiled code).
+ * Every alternative consumes at least one character, so an exec loop always advances.
+ */
+export function llama3Regex(): RegExp {
+  return new RegExp(JS_PATTERN, 'gu');
 }
