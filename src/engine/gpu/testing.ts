@@ -168,7 +168,7 @@ export function relError(
   for (let i = 0; i < ref.length; i++) scale = Math.max(scale, Math.abs(ref[i]));
   scale = Math.max(scale, 1e-30);
   let worst = 0;
-  let index = -1;
+  let index = got.length > 0 ? 0 : -1;
   for (let i = 0; i < got.length; i++) {
     const e = Number.isFinite(got[i]) ? Math.abs(got[i] - ref[i]) / scale : Number.POSITIVE_INFINITY;
     if (!(e <= worst)) {
