@@ -219,6 +219,18 @@ describe('loaders', () => {
     expect([...c.stopIds].sort()).toEqual([128001, 128009]);
   });
 
+  it('reads merges in the newer ["a", "b"] form and finds <|eom_id|> (Llama 3.1 vocabularies)', () => {
+    const json = JSON.parse(tokenizerJsonText);
+    const merges = json.model.merges.map((m: string) => m.split(' '));
+    const added = json.added_tokens.map((a: { id: number }) =>
+      a.id === 128008 ? { ...a, content: '<|eom_id|>' } : a,
+    );
+    const t = Llama3Tokenizer.fromHfJson({ ...json, added_tokens: added, model: { ...json.model, merges } });
+    for (const s of corpus.slice(0, 150)) expect(t.encode(s)).toEqual(tok.encode(s));
+    expect([...t.stopIds].sort()).toEqual([128001, 128008, 128009]);
+    expect(t.encode('<|eom_id|>', { allowSpecial: true })).toEqual([128008]);
+  });
+
   it('accepts llama3 / llama-v3 / absent pre names', () => {
     for (const pre of ['llama3', 'llama-v3', undefined]) {
       const m = new Map(gguf);
