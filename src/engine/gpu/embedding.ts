@@ -124,6 +124,7 @@ export interface EmbeddingCase {
 
 export async function runEmbeddingCase(
   ctx: Pick<GpuContext, 'device' | 'limits'>,
+  source: string,
   module: GPUShaderModule,
   type: GgmlType,
   c: EmbeddingCase,
@@ -141,7 +142,7 @@ export async function runEmbeddingCase(
   const out = createStorage(device, maxTokens * c.cols * 4, 'check.out');
   poison(device, out);
   const params = createUniform(device, [ids.length], 'check.params');
-  const lookup = new EmbeddingLookup(ctx, { module: () => module }, weight, {
+  const lookup = new EmbeddingLookup(ctx, { module: () => module, source: () => source }, weight, {
     tokens,
     out,
     params,
@@ -182,7 +183,7 @@ export async function checkEmbedding(
   let seed = 100;
   return runCases(
     table,
-    (c) => runEmbeddingCase(ctx, module, type, c, seed++),
+    (c) => runEmbeddingCase(ctx, source, module, type, c, seed++),
     0,
     (c) =>
       `${embeddingKernelName(type)} rows=${c.rows} cols=${c.cols} tokens=${c.tokens ? `[${c.tokens}]` : `${c.nTokens} random`}${c.maxBindingSize ? ` maxBindingSize=${c.maxBindingSize}` : ''}`,

@@ -16,6 +16,7 @@ import q4Decode from '../../../shaders/linear_decode_q4_0.wgsl?raw';
 import q6kDecode from '../../../shaders/linear_decode_q6_k.wgsl?raw';
 import q8Decode from '../../../shaders/linear_decode_q8_0.wgsl?raw';
 import body from '../../../shaders/linear_body.wgsl?raw';
+import subgroupMatvec from '../../../shaders/linear_matvec_subgroups.wgsl?raw';
 import { EngineError } from '../errors';
 import { GgmlType, typeName } from '../gguf/types';
 import { quantize } from '../quant/quantize';
@@ -26,6 +27,8 @@ import { createStorage, createUniform, makeRng, poison, randomFloats, readF32, r
 import { GPU_LAYOUTS, type GpuWeight, type UploadOptions, UNIT, uploadWeight } from './weights';
 
 export type Epilogue = 'store' | 'accumulate' | 'swiglu';
+/** matvec: workgroup-tree reduction; matvec_sg: subgroup reduction; matmul: tiled prefill. */
+export type LinearPath = 'matvec' | 'matvec_sg' | 'matmul';
 const EPILOGUE_CODE: Record<Epilogue, number> = { store: 0, accumulate: 1, swiglu: 2 };
 /** Largest n_tokens the mat-vec path takes; more tokens go through the tiled mat-mat. */
 export const MATVEC_MAX_TOKENS = 8;
@@ -49,9 +52,33 @@ export function linearKernelName(type: GgmlType): string {
   return `linear_${layout.kernel}`;
 }
 
-/** Where a Linear gets its shader module: a KernelRegistry, or a fixed module (checks). */
+/** Where a Linear gets its shader: a KernelRegistry, or a fixed source and module (checks). */
 export interface ModuleProvider {
   module(device: GPUDevice, name: string): GPUShaderModule;
+  source(name: string): string;
+}
+
+const subgroupModules = new WeakMap<GPUDevice, Map<string, GPUShaderModule>>();
+
+/**
+ * The subgroup variant of a linear kernel: `enable subgroups;` + the kernel (built-in or custom) +
+ * the `matvec_sg` entry point. Compiled only on devices with the subgroups feature.
+ */
+export function subgroupVariant(device: GPUDevice, source: string, label: string): GPUShaderModule {
+  let perDevice = subgroupModules.get(device);
+  if (!perDevice) {
+    perDevice = new Map();
+    subgroupModules.set(device, perDevice);
+  }
+  let m = perDevice.get(source);
+  if (!m) {
+    m = device.createShaderModule({
+      code: `enable subgroups;\n${source}\n${subgroupMatvec}`,
+      label: `${label}+subgroups`,
+    });
+    perDevice.set(source, m);
+  }
+  return m;
 }
 
 // Pipelines are cached per shader module: 32 layers of the same type share them.
@@ -159,13 +186,15 @@ export class Linear {
   /** Output columns per token: rows, or F = rows / 2 for swiglu. */
   readonly outCols: number;
   private readonly matvec: GPUComputePipeline;
+  /** The subgroup-reduction mat-vec, where the device has subgroups. */
+  private readonly matvecSg: GPUComputePipeline | undefined;
   private readonly matmul: GPUComputePipeline;
   private readonly groups: { bindGroup: GPUBindGroup; rows: number }[] = [];
   private readonly maxTokens: number;
   private readonly maxWorkgroups: number;
 
   constructor(
-    ctx: Pick<GpuContext, 'device' | 'limits'>,
+    ctx: Pick<GpuContext, 'device' | 'limits'> & { features?: GpuContext['features'] },
     registry: ModuleProvider | KernelRegistry,
     weight: GpuWeight,
     io: LinearIO,
@@ -198,15 +227,26 @@ export class Linear {
         `${label}: x needs ${needX} bytes (has ${io.x.size}), y needs ${needY} (has ${io.y.size}) for ${io.maxTokens} tokens`,
       );
     }
-    const module = registry.module(device, linearKernelName(weight.type));
+    const kernel = linearKernelName(weight.type);
+    const module = registry.module(device, kernel);
     this.matvec = cachedPipeline(
       device,
       module,
       'matvec',
       { WG: MATVEC_WG, TPR: MATVEC_TPR },
-      `${linearKernelName(weight.type)}.matvec`,
+      `${kernel}.matvec`,
     );
-    this.matmul = cachedPipeline(device, module, 'matmul', {}, `${linearKernelName(weight.type)}.matmul`);
+    this.matmul = cachedPipeline(device, module, 'matmul', {}, `${kernel}.matmul`);
+    const subgroups = ctx.features?.subgroups ?? device.features.has('subgroups');
+    this.matvecSg = subgroups
+      ? cachedPipeline(
+          device,
+          subgroupVariant(device, registry.source(kernel), kernel),
+          'matvec_sg',
+          { WG: MATVEC_WG, TPR: MATVEC_TPR },
+          `${kernel}.matvec_sg`,
+        )
+      : undefined;
     const { bgl } = weightKernelLayout(device);
     for (const [i, part] of weight.parts.entries()) {
       const meta = partMeta(device, `${label}.meta[${i}]`, {
@@ -237,23 +277,36 @@ export class Linear {
     }
   }
 
-  /** Record the dispatches for `nTokens` tokens (the params buffer must say the same). */
-  encode(pass: GPUComputePassEncoder, nTokens: number, path?: 'matvec' | 'matmul'): void {
+  /** The path `encode` takes by default for `nTokens`. */
+  defaultPath(nTokens: number): LinearPath {
+    if (nTokens > MATVEC_MAX_TOKENS) return 'matmul';
+    return this.matvecSg ? 'matvec_sg' : 'matvec';
+  }
+
+  /**
+   * Record the dispatches for `nTokens` tokens (the params buffer must say the same). The path is
+   * mat-vec (subgroup reduction where available) up to MATVEC_MAX_TOKENS, else mat-mat; tests and
+   * checks may force one.
+   */
+  encode(pass: GPUComputePassEncoder, nTokens: number, path?: LinearPath): void {
     if (nTokens < 1 || nTokens > this.maxTokens) {
       throw new EngineError(
         'bad-argument',
         `${this.weight.name}: ${nTokens} tokens, 1..${this.maxTokens} allowed`,
       );
     }
-    const useMatvec = (path ?? (nTokens <= MATVEC_MAX_TOKENS ? 'matvec' : 'matmul')) === 'matvec';
-    if (useMatvec && nTokens > MATVEC_MAX_TOKENS) {
+    const chosen = path ?? this.defaultPath(nTokens);
+    if (chosen !== 'matmul' && nTokens > MATVEC_MAX_TOKENS) {
       throw new EngineError('bad-argument', `the mat-vec path takes at most ${MATVEC_MAX_TOKENS} tokens`);
+    }
+    if (chosen === 'matvec_sg' && !this.matvecSg) {
+      throw new EngineError('bad-argument', 'this device has no subgroups: no matvec_sg path');
     }
     const swiglu = this.epilogue === 'swiglu';
     for (const g of this.groups) {
       pass.setBindGroup(0, g.bindGroup);
-      if (useMatvec) {
-        pass.setPipeline(this.matvec);
+      if (chosen !== 'matmul') {
+        pass.setPipeline(chosen === 'matvec_sg' ? this.matvecSg! : this.matvec);
         const pairs = swiglu ? g.rows / 2 : Math.ceil(g.rows / 2);
         const wgs = Math.ceil(pairs / (MATVEC_WG / MATVEC_TPR));
         const x = Math.min(wgs, this.maxWorkgroups);
@@ -276,7 +329,7 @@ export interface LinearCase {
   cols: number;
   tokens: number;
   epilogue: Epilogue;
-  path?: 'matvec' | 'matmul';
+  path?: LinearPath;
   /** Force a row split (bytes per binding). */
   maxBindingSize?: number;
   encoding?: UploadOptions['encoding'];
@@ -318,6 +371,7 @@ export function referenceLinear(
 /** Run one case on the GPU with `module`; returns the GPU result and the reference. */
 export async function runLinearCase(
   ctx: Pick<GpuContext, 'device' | 'limits'>,
+  source: string,
   module: GPUShaderModule,
   type: GgmlType,
   c: LinearCase,
@@ -347,7 +401,8 @@ export async function runLinearCase(
   if (c.epilogue === 'accumulate') device.queue.writeBuffer(yb, 0, y0 as Float32Array<ArrayBuffer>);
   else poison(device, yb);
   const params = createUniform(device, [c.tokens], 'check.params');
-  const linear = new Linear(ctx, { module: () => module }, weight, { x: xb, y: yb, params, maxTokens }, c);
+  const provider = { module: () => module, source: () => source };
+  const linear = new Linear(ctx, provider, weight, { x: xb, y: yb, params, maxTokens }, c);
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   linear.encode(pass, c.tokens, c.path);
@@ -368,9 +423,17 @@ export async function runLinearCase(
 
 export const LINEAR_TOLERANCE = 1e-4;
 
-function casesFor(type: GgmlType): LinearCase[] {
+function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
   const c = type === GgmlType.Q6_K ? [256, 512] : [32, 96, 256];
+  // The default mat-vec path is matvec_sg where the device has subgroups: check the tree too.
+  const tree: LinearCase[] = subgroups
+    ? [
+        { rows: 17, cols: c[1], tokens: 3, epilogue: 'accumulate', path: 'matvec' },
+        { rows: 34, cols: c[0], tokens: 1, epilogue: 'swiglu', path: 'matvec' },
+      ]
+    : [];
   return [
+    ...tree,
     { rows: 1, cols: c[0], tokens: 1, epilogue: 'store' },
     { rows: 5, cols: c[1], tokens: 3, epilogue: 'store' },
     { rows: 17, cols: c[0], tokens: 8, epilogue: 'accumulate' },
@@ -382,8 +445,8 @@ function casesFor(type: GgmlType): LinearCase[] {
   ];
 }
 
-function describeCase(type: GgmlType, c: LinearCase): string {
-  const path = c.path ?? (c.tokens <= MATVEC_MAX_TOKENS ? 'matvec' : 'matmul');
+function describeCase(type: GgmlType, c: LinearCase, subgroups: boolean): string {
+  const path = c.path ?? (c.tokens > MATVEC_MAX_TOKENS ? 'matmul' : subgroups ? 'matvec_sg' : 'matvec');
   const extra = [
     c.maxBindingSize ? ` maxBindingSize=${c.maxBindingSize}` : '',
     c.encoding ? ` encoding=${c.encoding} from ${typeName(c.sourceType ?? type)}` : '',
@@ -413,16 +476,16 @@ export async function checkLinear(
   device: GPUDevice,
   source: string,
   type: GgmlType,
-  cases: LinearCase[] = casesFor(type),
+  cases: LinearCase[] = casesFor(type, device.features.has('subgroups')),
 ): Promise<CheckResult> {
   const module = checkModule(device, source, `check:${linearKernelName(type)}`);
   const ctx = { device, limits: device.limits };
   let seed = 1;
   return runCases(
     cases,
-    (c) => runLinearCase(ctx, module, type, c, seed++),
+    (c) => runLinearCase(ctx, source, module, type, c, seed++),
     LINEAR_TOLERANCE,
-    (c) => describeCase(type, c),
+    (c) => describeCase(type, c, device.features.has('subgroups')),
   );
 }
 
