@@ -1,0 +1,166 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { makeTinyLlama, type TinyLlamaOptions } from '../../../scripts/fixtures/make-model';
+import { EngineError } from '../errors';
+import { generate } from '../generation';
+import { llamaConfigFromGguf } from '../gguf/config';
+import { readGguf, readTensorBytes } from '../gguf/reader';
+import { GgmlType, type GgufFile } from '../gguf/types';
+import { MemorySource } from '../source';
+import { ReferenceModel } from './model';
+import { addInPlace, argmax, dequantize, matVec, rmsNorm, swiglu } from './ops';
+
+const BASE: TinyLlamaOptions = {
+  dim: 64,
+  nLayers: 1,
+  nHeads: 4,
+  nKvHeads: 2,
+  ffnDim: 96,
+  bodyType: GgmlType.F32,
+  headType: GgmlType.F32,
+  tied: false,
+  ropeFreqs: true,
+  seed: 9,
+};
+const GREEDY = { temperature: 0, topP: 1, topK: 0, seed: 0 };
+
+async function open(opts: TinyLlamaOptions) {
+  const source = new MemorySource(makeTinyLlama(opts));
+  const file = await readGguf(source);
+  return { source, file, config: llamaConfigFromGguf(file) };
+}
+
+let f32: Awaited<ReturnType<typeof open>>;
+let model: ReferenceModel;
+
+beforeAll(async () => {
+  f32 = await open(BASE);
+  model = await ReferenceModel.load(f32.source, f32.file, f32.config, { maxBatch: 2, maxSeqLen: 16 });
+});
+
+async function tensor(source: MemorySource, file: GgufFile, name: string): Promise<Float32Array> {
+  const t = file.tensors.find((x) => x.name === name)!;
+  return dequantize(t.type, await readTensorBytes(source, t), t.elements);
+}
+
+describe('ReferenceModel', () => {
+  it('first-token logits equal a hand composition (attention over one position returns v)', async () => {
+    const { source, file, config } = f32;
+    const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps } = config;
+    const w = (n: string) => tensor(source, file, n);
+    const tok = 791;
+    const embd = await w('token_embd.weight');
+    const x = embd.slice(tok * dim, (tok + 1) * dim);
+    const xn = rmsNorm(x, await w('blk.0.attn_norm.weight'), normEps);
+    const v = matVec(await w('blk.0.attn_v.weight'), xn, nKvHeads * headDim, dim);
+    // At position 0 softmax over one score is 1: head h outputs v of KV head h / (H / Hkv).
+    const att = new Float32Array(nHeads * headDim);
+    for (let h = 0; h < nHeads; h++) {
+      const kv = Math.floor(h / (nHeads / nKvHeads));
+      att.set(v.subarray(kv * headDim, (kv + 1) * headDim), h * headDim);
+    }
+    addInPlace(x, matVec(await w('blk.0.attn_output.weight'), att, dim, dim));
+    const xn2 = rmsNorm(x, await w('blk.0.ffn_norm.weight'), normEps);
+    const hdn = swiglu(
+      matVec(await w('blk.0.ffn_gate.weight'), xn2, ffnDim, dim),
+      matVec(await w('blk.0.ffn_up.weight'), xn2, ffnDim, dim),
+    );
+    addInPlace(x, matVec(await w('blk.0.ffn_down.weight'), hdn, dim, ffnDim));
+    const expected = matVec(
+      await w('output.weight'),
+      rmsNorm(x, await w('output_norm.weight'), normEps),
+      vocabSize,
+      dim,
+    );
+    model.reset(1, GREEDY);
+    await model.step([[tok]]);
+    const got = await model.lastLogits(0);
+    let maxErr = 0;
+    for (let i = 0; i < vocabSize; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - expected[i]));
+    expect(maxErr).toBeLessThan(1e-4);
+  });
+
+  it('prefill in one step equals token-by-token, and sequences of a batch are independent', async () => {
+    const prompt = [128000, 791, 6864, 315];
+    model.reset(1, GREEDY);
+    await model.step([prompt]);
+    const once = (await model.lastLogits(0)).slice();
+    model.reset(2, GREEDY);
+    for (const t of prompt) await model.step([[t], t === 791 ? [5] : []]);
+    expect(await model.lastLogits(0)).toEqual(once);
+    // Sequence 1 got a single other token: its logits are those of that token alone.
+    model.reset(1, GREEDY);
+    await model.step([[5]]);
+    const alone = (await model.lastLogits(0)).slice();
+    model.reset(2, GREEDY);
+    await model.step([prompt, [5]]);
+    expect(await model.lastLogits(1)).toEqual(alone);
+    expect(await model.lastLogits(0)).toEqual(once);
+  });
+
+  it('sampling: sequence s draws from Rng(seed + s); equal seeds give equal tokens', async () => {
+    const prompt = [128000, 40, 4510];
+    // The random head's logits span tens of units: a high temperature makes the draws matter.
+    const s = (seed: number) => ({ temperature: 30, topP: 0.95, topK: 0, seed });
+    const req = (prompts: number[][], seed: number) =>
+      generate(model, { prompts, maxTokens: 8, sampling: s(seed), stopTokens: new Set() });
+    const pair = await req([prompt, prompt], 5);
+    expect((await req([prompt], 5)).tokens[0]).toEqual(pair.tokens[0]);
+    expect((await req([prompt], 6)).tokens[0]).toEqual(pair.tokens[1]);
+    expect(pair.tokens[0]).not.toEqual(pair.tokens[1]);
+  });
+
+  it("quantizationEncoding 'q4_0' sees exactly the weights of the same model stored as q4_0", async () => {
+    const q = await open({
+      ...BASE,
+      bodyType: GgmlType.Q4_0,
+      headType: GgmlType.Q4_0,
+      embedType: GgmlType.Q4_0,
+    });
+    const fromQ4 = await ReferenceModel.load(q.source, q.file, q.config, { maxBatch: 1, maxSeqLen: 8 });
+    const encoded = await ReferenceModel.load(f32.source, f32.file, f32.config, {
+      maxBatch: 1,
+      maxSeqLen: 8,
+      quantizationEncoding: 'q4_0',
+    });
+    const logits = async (m: ReferenceModel) => {
+      m.reset(1, GREEDY);
+      await m.step([[128000, 1000, 2000]]);
+      return (await m.lastLogits(0)).slice();
+    };
+    const a = await logits(fromQ4);
+    expect(await logits(encoded)).toEqual(a);
+    model.reset(1, GREEDY);
+    await model.step([[128000, 1000, 2000]]);
+    expect(await model.lastLogits(0)).not.toEqual(a); // float32 encoding keeps the file's values
+  });
+
+  it('tied embeddings: the head is token_embd', async () => {
+    const t = await open({
+      ...BASE,
+      tied: true,
+      headType: GgmlType.F16,
+      bodyType: GgmlType.F16,
+      ropeFreqs: false,
+    });
+    expect(t.file.tensors.some((x) => x.name === 'output.weight')).toBe(false);
+    const m = await ReferenceModel.load(t.source, t.file, t.config, { maxBatch: 1, maxSeqLen: 4 });
+    m.reset(1, GREEDY);
+    const [next] = await m.step([[77]]);
+    const logits = await m.lastLogits(0);
+    expect(logits.length).toBe(128256);
+    expect(next).toBe(argmax(logits));
+  });
+
+  it('errors say what went wrong', async () => {
+    model.reset(1, GREEDY);
+    await expect(model.lastLogits(0)).rejects.toThrow(/no logits yet/);
+    await expect(model.step([[1], [2]])).rejects.toThrow(/2 token lists for 1 sequences/);
+    await expect(model.step([[128256]])).rejects.toThrow(/outside the vocabulary/);
+    await expect(model.step([new Array(17).fill(1)])).rejects.toMatchObject({ code: 'context-overflow' });
+    expect(() => model.reset(3, GREEDY)).toThrow(EngineError);
+    await expect(
+      ReferenceModel.load(f32.source, f32.file, f32.config, { maxSeqLen: 1 << 20 }),
+    ).rejects.toThrow(/maxSeqLen/);
+    expect((await model.step([[]]))[0]).toBe(-1);
+  });
+});
