@@ -80,7 +80,7 @@ test('second visit with the server stopped: the shell comes from the service wor
   await context.close();
 });
 
-test('a new version waits: "Reload to update" shows, the old page keeps running until clicked', async ({
+test('a new version waits: "Reload to update" shows, the open page stays on the old version until clicked', async ({
   browser,
 }) => {
   server = await startPreview(dist);
