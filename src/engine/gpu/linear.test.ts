@@ -188,6 +188,51 @@ describe('weight upload', () => {
     expect(relError(got.y, got.ref).maxRelError).toBeLessThan(1e-4);
   });
 
+  it('honours x/y offsets and folds workgroups past maxComputeWorkgroupsPerDimension', async () => {
+    const ctx = await createTestContext();
+    const { device } = ctx;
+    const rng = makeRng(21);
+    const rows = 129;
+    const cols = 64;
+    const { bytes, values } = randomWeight(GgmlType.Q8_0, rows, cols, rng);
+    const registry = new KernelRegistry();
+    for (const s of LINEAR_KERNELS) registry.register(s);
+    // 65 row pairs → 17 workgroups of 4 pairs; a limit of 2 per dimension gives a 2 × 9 grid.
+    const limits = {
+      maxComputeWorkgroupsPerDimension: 2,
+      maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+      maxBufferSize: device.limits.maxBufferSize,
+    } as GPUSupportedLimits;
+    const tokens = 2;
+    const x = randomFloats(tokens * cols, rng);
+    const got = await withValidation(device, async () => {
+      const w = uploadWeight(ctx, 'folded', GgmlType.Q8_0, bytes, rows, cols);
+      const xb = createStorage(device, 256 + x.byteLength, 'x');
+      device.queue.writeBuffer(xb, 256, x);
+      const yb = createStorage(device, 64 + tokens * rows * 4, 'y');
+      poison(device, yb);
+      const params = createUniform(device, [tokens], 'params');
+      const io = { x: xb, y: yb, params, maxTokens: tokens, xOffset: 256, yOffset: 64 };
+      const linear = new Linear({ device, limits }, registry, w, io);
+      const out: Float32Array[] = [];
+      for (const path of ['matvec', 'matmul'] as const) {
+        poison(device, yb);
+        const enc = device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        linear.encode(pass, tokens, path);
+        pass.end();
+        device.queue.submit([enc.finish()]);
+        out.push(await readF32(device, yb));
+      }
+      return out;
+    });
+    const ref = referenceLinear(values, x, new Float32Array(0), rows, cols, tokens, 'store');
+    for (const y of got) {
+      expect(y.subarray(0, 16).every(Number.isNaN)).toBe(true); // before yOffset: untouched
+      expect(relError(y.subarray(16), ref).maxRelError).toBeLessThan(1e-4);
+    }
+  });
+
   it('rejects shapes the kernels cannot run, with what to do', async () => {
     const ctx = await createTestContext();
     const bytes = new Uint8Array(4 * 48);

@@ -72,13 +72,13 @@ export function makeRng(seed: number): () => number {
   };
 }
 
-export function randomFloats(n: number, rng: () => number, scale = 1): Float32Array {
+export function randomFloats(n: number, rng: () => number, scale = 1): Float32Array<ArrayBuffer> {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = (2 * rng() - 1) * scale;
   return out;
 }
 
-export function randomInts(n: number, rng: () => number, max: number): Uint32Array {
+export function randomInts(n: number, rng: () => number, max: number): Uint32Array<ArrayBuffer> {
   const out = new Uint32Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.min(max - 1, Math.floor(rng() * max));
   return out;

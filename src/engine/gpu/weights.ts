@@ -173,7 +173,15 @@ export function uploadConcatenated(
 
   const device = ctx.device;
   const parts: GpuWeightPart[] = [];
-  const sliceRows = Math.max(1, Math.floor(SLICE_BYTES / (quantsRowBytes + scalesRowBytes)));
+  // Rows per repack slice: bounded by the largest per-row footprint of the source bytes, the f32
+  // intermediate of a conversion and the GPU layout, so every transient array stays ≈ SLICE_BYTES.
+  const converting = pieces.some((p) => p.type !== gpuType);
+  const rowFootprint = Math.max(
+    quantsRowBytes + scalesRowBytes,
+    ...pieces.map((p) => fileRowBytes(p.type, cols)),
+    converting ? cols * 4 : 0,
+  );
+  const sliceRows = Math.max(1, Math.floor(SLICE_BYTES / rowFootprint));
   // Walk the pieces' rows in order while filling parts.
   let piece = 0;
   let pieceRow = 0;
