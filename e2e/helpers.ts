@@ -55,7 +55,13 @@ export async function cliGreedy(modelPath: string, prompt: string, maxTokens: nu
       String(maxTokens),
       '--json',
     ],
-    { cwd: ROOT, timeout: 180_000, maxBuffer: 16 << 20 },
+    {
+      cwd: ROOT,
+      timeout: 180_000,
+      maxBuffer: 16 << 20,
+      // Dawn finds the software (SwiftShader) Vulkan driver only through this variable.
+      env: { ...process.env, VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' },
+    },
   );
   const last = stdout.trim().split('\n').pop() ?? '';
   const out = JSON.parse(last) as { text: string[] };

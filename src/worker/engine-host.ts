@@ -36,6 +36,8 @@ export interface LoadedModelLike {
   file: GgufFile;
   config: LlamaConfig;
   runner: { maxBatch: number; maxSeqLen: number; step?: (tokens: number[][]) => Promise<number[]> };
+  /** The WebGPU device's context on 'gpu' (its `lost` promise tells a lost device). */
+  gpuContext?: { lost: Promise<GPUDeviceLostInfo> };
   complete(req: {
     prompts: string[];
     maxTokens?: number;
@@ -105,6 +107,8 @@ export class EngineHost implements EngineApi {
   private loadAbort?: AbortController;
   private genAbort?: AbortController;
   private generating = false;
+  /** Set when the loaded model's GPU device was lost: generation needs a reload. */
+  private deviceLost?: string;
 
   constructor(private readonly opts: EngineHostOptions) {}
 
@@ -254,6 +258,12 @@ export class EngineHost implements EngineApi {
     }
     yieldBetweenSteps(model.runner);
     this.model = model;
+    this.deviceLost = undefined;
+    model.gpuContext?.lost.then((info) => {
+      // 'destroyed' is our own dispose(); anything else (driver reset, OOM, watchdog) is a loss.
+      if (this.model === model && info.reason !== 'destroyed')
+        this.deviceLost = info.message || 'unknown reason';
+    });
     const c = model.config;
     report({ phase: 'ready', loadedBytes: source.size, totalBytes: source.size });
     return {
@@ -283,6 +293,7 @@ export class EngineHost implements EngineApi {
     if (!model) throw new EngineError('bad-argument', 'No model is loaded. Load a model first.');
     if (this.generating)
       throw new EngineError('bad-argument', 'A generation is already running; stop it first.');
+    if (this.deviceLost) throw this.lostError();
     const prompts = params.prompts;
     if (prompts.length === 0 || prompts.every((p) => p.length === 0)) {
       throw new EngineError('bad-argument', 'The prompt is empty. Type something to continue.');
@@ -306,10 +317,22 @@ export class EngineHost implements EngineApi {
         },
       });
       return { text: r.text, tokens: r.tokens, finishReasons: r.finishReasons, stats: r.stats };
+    } catch (e) {
+      // After a loss most GPU calls "succeed" and mapAsync rejects: report the loss, not the symptom.
+      await yieldToEventLoop();
+      if (this.deviceLost) throw this.lostError();
+      throw e;
     } finally {
       this.generating = false;
       if (this.genAbort === ac) this.genAbort = undefined;
     }
+  }
+
+  private lostError(): EngineError {
+    return new EngineError(
+      'device-lost',
+      `The GPU device was lost (${this.deviceLost}). Reload the model to continue; if it keeps happening, try a smaller model or close other GPU-heavy tabs.`,
+    );
   }
 
   async interrupt(): Promise<void> {

@@ -1,0 +1,114 @@
+/**
+ * EngineHost in-process (as a non-worker host would use it): a real HTTP server, the memory store,
+ * the real engine on the CPU reference backend, the stub model fixture.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ModelServer, startModelServer } from '../../e2e/model-server';
+import { LoadedModel } from '../engine/engine';
+import { EngineError } from '../engine/errors';
+import { MemorySource } from '../engine/source';
+import { MemoryKeyValueStore } from '../storage/kv';
+import type { LoadProgress } from './api';
+import { EngineHost } from './engine-host';
+import { toEngineError, withWireErrors } from './errors';
+
+const FIXTURE = 'fixtures/tiny-q4_0.gguf';
+
+describe.skipIf(!existsSync(FIXTURE))('EngineHost (in-process, CPU backend)', () => {
+  const bytes = existsSync(FIXTURE) ? new Uint8Array(readFileSync(FIXTURE)) : new Uint8Array();
+  let server: ModelServer;
+  const kv = new MemoryKeyValueStore();
+  const host = new EngineHost({
+    kv,
+    chunkSize: 4 << 20,
+    retryDelayMs: () => 5,
+    loader: (source, opts) => LoadedModel.load(source, { device: 'cpu', ...opts }),
+  });
+  const greedy = { temperature: 0, topP: 1, topK: 0, seed: 1 };
+
+  beforeAll(async () => {
+    server = await startModelServer({ 'tiny.gguf': bytes });
+  });
+  afterAll(async () => {
+    await host.unload();
+    await server.stop();
+  });
+
+  it('loads from a URL while downloading, then generates what the engine generates on the same bytes', async () => {
+    const phases = new Set<string>();
+    let lastDownload: LoadProgress | undefined;
+    const info = await host.load({ kind: 'url', url: server.fileUrl('tiny.gguf') }, (p) => {
+      phases.add(p.phase);
+      if (p.phase === 'download') lastDownload = p;
+    });
+    expect(info.fromCache).toBe(false);
+    expect(info.cached).toBe(true);
+    expect(info.sizeBytes).toBe(bytes.length);
+    expect(phases.has('download')).toBe(true);
+    expect(phases.has('weights')).toBe(true);
+    expect(lastDownload?.totalBytes).toBe(bytes.length);
+    const cached = await host.listCached();
+    expect(cached).toMatchObject([{ name: 'tiny.gguf', complete: true, storedBytes: bytes.length }]);
+
+    const streamed: string[] = [];
+    const out = await host.generate(
+      { prompts: ['Once upon a time'], mode: 'completion', maxTokens: 5, sampling: greedy },
+      (ev) => streamed.push(ev.delta),
+    );
+    expect(streamed.join('')).toBe(out.text[0]);
+
+    const direct = await LoadedModel.load(new MemorySource(bytes), { device: 'cpu' });
+    try {
+      const want = await direct.complete({ prompts: ['Once upon a time'], maxTokens: 5, sampling: greedy });
+      expect(out.tokens).toEqual(want.tokens);
+      expect(out.text).toEqual(want.text);
+    } finally {
+      direct.dispose();
+    }
+  });
+
+  it('loads from the cache without the network and stops a generation on interrupt()', async () => {
+    await server.stop();
+    const info = await host.load({ kind: 'cache', id: server.fileUrl('tiny.gguf') });
+    expect(info.fromCache).toBe(true);
+    let n = 0;
+    const run = host.generate(
+      { prompts: ['Hello', 'The sky is'], mode: 'completion', maxTokens: 500, sampling: greedy },
+      () => {
+        if (++n === 3) host.interrupt();
+      },
+    );
+    const out = await run;
+    expect(out.finishReasons).toEqual(['interrupted', 'interrupted']);
+    expect(out.tokens[0].length).toBeLessThan(10);
+  });
+
+  it('rejects with "[code] message" across the wire, and the code survives', async () => {
+    const wired = withWireErrors(host);
+    const e = await wired.load({ kind: 'cache', id: 'http://nowhere/x.gguf' }).catch((x) => x);
+    expect(e).toBeInstanceOf(Error);
+    expect(e).not.toBeInstanceOf(EngineError);
+    expect(e.message).toMatch(/^\[storage\] /);
+    expect(EngineError.fromSerialized(e).code).toBe('storage');
+    await host.unload();
+    const g = await wired
+      .generate({ prompts: ['x'], mode: 'completion', maxTokens: 1, sampling: greedy })
+      .catch((x) => x);
+    expect(EngineError.fromSerialized(g)).toMatchObject({ code: 'bad-argument' });
+  });
+});
+
+describe('error classification', () => {
+  it('maps platform errors to codes the UI acts on', () => {
+    expect(toEngineError(new DOMException('', 'QuotaExceededError')).code).toBe('storage-full');
+    expect(toEngineError(new DOMException('x', 'AbortError')).code).toBe('interrupted');
+    expect(toEngineError(new RangeError('Array buffer allocation failed')).code).toBe('gpu-out-of-memory');
+    expect(toEngineError(new Error('The Device was lost before mapping was resolved.')).code).toBe(
+      'device-lost',
+    );
+    expect(toEngineError(new TypeError('Failed to fetch')).code).toBe('network');
+    expect(toEngineError(new Error('[bad-gguf] nope')).code).toBe('bad-gguf');
+    expect(toEngineError('weird').code).toBe('internal');
+  });
+});
