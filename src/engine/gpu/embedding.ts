@@ -18,7 +18,7 @@ import {
 } from './linear';
 import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
 import { createStorage, createUniform, makeRng, poison, randomInts, readF32, runCases } from './testing';
-import { GPU_LAYOUTS, type GpuWeight, UNIT, uploadWeight } from './weights';
+import { destroyWeight, GPU_LAYOUTS, type GpuWeight, UNIT, uploadWeight } from './weights';
 
 export function embeddingKernelName(type: GgmlType): string {
   const layout = GPU_LAYOUTS.get(type);
@@ -41,6 +41,7 @@ export class EmbeddingLookup {
   readonly weight: GpuWeight;
   private readonly pipeline: GPUComputePipeline;
   private readonly bindGroups: GPUBindGroup[] = [];
+  private readonly metas: GPUBuffer[] = [];
   private readonly maxTokens: number;
 
   constructor(
@@ -74,6 +75,7 @@ export class EmbeddingLookup {
         xOffset: 0,
         yOffset: outOffset / 4,
       });
+      this.metas.push(meta);
       this.bindGroups.push(
         device.createBindGroup({
           label: `${label}[${i}]`,
@@ -92,6 +94,11 @@ export class EmbeddingLookup {
         }),
       );
     }
+  }
+
+  /** Free the per-part uniforms (the weight and the io buffers belong to the caller). */
+  destroy(): void {
+    for (const m of this.metas) m.destroy();
   }
 
   encode(pass: GPUComputePassEncoder, nTokens: number): void {
@@ -155,7 +162,8 @@ export async function runEmbeddingCase(
   device.queue.submit([enc.finish()]);
   const all = await readF32(device, out);
   for (const b of [tokens, out, params]) b.destroy();
-  for (const p of weight.parts) p.buffer.destroy();
+  lookup.destroy();
+  destroyWeight(weight);
   const ref = new Float32Array(ids.length * c.cols);
   ids.forEach((id, t) => {
     ref.set(values.subarray(id * c.cols, (id + 1) * c.cols), t * c.cols);

@@ -24,7 +24,14 @@ import { dequantize, matVec, silu } from '../reference/ops';
 import type { GpuContext } from './device';
 import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
 import { createStorage, createUniform, makeRng, poison, randomFloats, readF32, runCases } from './testing';
-import { GPU_LAYOUTS, type GpuWeight, type UploadOptions, UNIT, uploadWeight } from './weights';
+import {
+  destroyWeight,
+  GPU_LAYOUTS,
+  type GpuWeight,
+  type UploadOptions,
+  UNIT,
+  uploadWeight,
+} from './weights';
 
 export type Epilogue = 'store' | 'accumulate' | 'swiglu';
 /** matvec: workgroup-tree reduction; matvec_sg: subgroup reduction; matmul: tiled prefill. */
@@ -189,7 +196,7 @@ export class Linear {
   /** The subgroup-reduction mat-vec, where the device has subgroups. */
   private readonly matvecSg: GPUComputePipeline | undefined;
   private readonly matmul: GPUComputePipeline;
-  private readonly groups: { bindGroup: GPUBindGroup; rows: number }[] = [];
+  private readonly groups: { bindGroup: GPUBindGroup; rows: number; meta: GPUBuffer }[] = [];
   private readonly maxTokens: number;
   private readonly maxWorkgroups: number;
 
@@ -273,8 +280,13 @@ export class Linear {
           { binding: 5, resource: { buffer: meta } },
         ],
       });
-      this.groups.push({ bindGroup, rows: part.rows });
+      this.groups.push({ bindGroup, rows: part.rows, meta });
     }
+  }
+
+  /** Free the per-part uniforms (the weight and the io buffers belong to the caller). */
+  destroy(): void {
+    for (const g of this.groups) g.meta.destroy();
   }
 
   /** The path `encode` takes by default for `nTokens`. */
@@ -410,7 +422,8 @@ export async function runLinearCase(
   device.queue.submit([enc.finish()]);
   const all = await readF32(device, yb, 0, maxTokens * outCols);
   for (const b of [xb, yb, params]) b.destroy();
-  for (const p of weight.parts) p.buffer.destroy();
+  linear.destroy();
+  destroyWeight(weight);
   const got = all.subarray(0, c.tokens * outCols);
   const ref = referenceLinear(W, x, y0, c.rows, c.cols, c.tokens, c.epilogue);
   // Rows past n_tokens must be left alone: poisoned (NaN) or the accumulate input.
