@@ -1,0 +1,762 @@
+/**
+ * The Llama 3 forward pass on WebGPU as a `ModelRunner`: weights uploaded tensor by tensor, one KV
+ * cache per sequence, batching of sequences with different lengths, sampling on the GPU.
+ *
+ * Axis legend: T = token rows of this step (all sequences' new tokens concatenated, ≤ maxTokens),
+ * S = sequences sampled this step (≤ maxBatch), D = dim, H = query heads, Hkv = KV heads,
+ * Dh = head dim, F = FFN dim, V = vocabulary, L = maxSeqLen (KV positions per sequence).
+ *
+ * One step = one command buffer: the per-step values (token ids, each row's (seq, pos), each
+ * sequence's last row and uniform draw u, the counts) are written into one upload buffer and copied
+ * into place at the start of the command buffer; then one compute pass runs the whole forward pass
+ * with bind groups built at load; only the sampled token ids (u32 per sequence) are read back.
+ */
+import { EngineError } from '../errors';
+import type { ModelRunner, SamplingOptions } from '../generation';
+import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
+import { readTensorBytes } from '../gguf/reader';
+import type { GgufFile, LlamaConfig, TensorInfo } from '../gguf/types';
+import { dequantize } from '../reference/ops';
+import { Rng } from '../sampling/sampler';
+import type { RandomAccessSource } from '../source';
+import type { GpuContext } from './device';
+import { EmbeddingLookup, registerEmbeddingKernels } from './embedding';
+import { partialStride, registerCoreKernels, ropeTable } from './kernels';
+import { Linear, registerLinearKernels } from './linear';
+import { KernelRegistry } from './registry';
+import {
+  destroyWeight,
+  type GpuWeight,
+  uploadConcatenated,
+  uploadWeight,
+  type WeightEncoding,
+} from './weights';
+
+export interface GpuLoadOptions {
+  /** Largest number of sequences per step (default 4). */
+  maxBatch?: number;
+  /** KV cache length per sequence (default min(contextLength, 2048)). */
+  maxSeqLen?: number;
+  /** Token rows per command buffer; longer prefills run in chunks (default 512). */
+  maxTokens?: number;
+  /** Kernel registry (with any accepted custom kernels); default: built-ins only. */
+  registry?: KernelRegistry;
+  /** --quantization-encoding, passed to the weight upload. */
+  encoding?: WeightEncoding;
+  /** Keep each sequence's last logits on the GPU so `lastLogits` can read them (tests). */
+  keepLogits?: boolean;
+  /** Called after each tensor is uploaded. */
+  onProgress?: (loadedBytes: number, totalBytes: number) => void;
+}
+
+/** Flash-decoding: at most this many KV splits per (token, head), each ≥ MIN_SPLIT positions. */
+const MAX_SPLITS = 32;
+const MIN_SPLIT = 64;
+
+const U = { STORAGE: 0x80, UNIFORM: 0x40, COPY_SRC: 0x04, COPY_DST: 0x08, MAP_READ: 0x01 } as const;
+
+/** One recorded dispatch: pipeline + bind group made at load, grid chosen per step. */
+interface Kernel {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+}
+
+interface Layer {
+  attnNorm: Kernel; // xb = rmsnorm(x) · attn_norm
+  qkv: Linear; // qkv[T, (H + 2Hkv)·Dh] = [Wq; Wk; Wv] · xb
+  rope: Kernel; // rotate q, k; k, v → cache[seq, pos]
+  attnPrefill: Kernel; // att[T, H·Dh]
+  attnSplit: Kernel; // partial[T, H, splits, Dh + 2]
+  attnReduce: Kernel; // att[T, H·Dh]
+  wo: Linear; // x += Wo · att
+  ffnNorm: Kernel; // xb = rmsnorm(x) · ffn_norm
+  gateUp: Linear; // hb[T, F] = silu(Wg · xb) ⊙ (Wu · xb)
+  down: Linear; // x += Wdown · hb
+  kCache: GPUBuffer; // [maxBatch, L, Hkv·Dh]
+  vCache: GPUBuffer; // [maxBatch, L, Hkv·Dh]
+  weights: GpuWeight[];
+}
+
+/** Where the forward pass records its dispatches (see `encodeForward`). */
+export interface Recorder {
+  kernel(label: string, k: Kernel, x: number, y?: number, z?: number): void;
+  op(label: string, encode: (pass: GPUComputePassEncoder) => void): void;
+}
+
+function passRecorder(pass: GPUComputePassEncoder): Recorder {
+  return {
+    kernel(_label, k, x, y = 1, z = 1) {
+      pass.setPipeline(k.pipeline);
+      pass.setBindGroup(0, k.bindGroup);
+      pass.dispatchWorkgroups(x, y, z);
+    },
+    op(_label, encode) {
+      encode(pass);
+    },
+  };
+}
+
+/**
+ * Per-kernel times (bench): each dispatch in its own compute pass and submission, timed with
+ * timestamp queries when the device has them, else by wall clock around the submission (which
+ * includes ~50 µs of submit/wait overhead per kernel). Totals are summed per label.
+ */
+export class Profiler {
+  readonly totals = new Map<string, { ms: number; count: number }>();
+  readonly source: 'timestamp-query' | 'wall-clock';
+  private readonly querySet: GPUQuerySet | null;
+  private readonly resolve: GPUBuffer | null;
+  private readonly read: GPUBuffer | null;
+
+  constructor(private readonly ctx: GpuContext) {
+    const { device } = ctx;
+    this.source = ctx.features.timestampQuery ? 'timestamp-query' : 'wall-clock';
+    this.querySet = ctx.features.timestampQuery
+      ? device.createQuerySet({ type: 'timestamp', count: 2 })
+      : null;
+    this.resolve = this.querySet ? device.createBuffer({ size: 16, usage: 0x200 | U.COPY_SRC }) : null; // QUERY_RESOLVE
+    this.read = this.querySet ? device.createBuffer({ size: 16, usage: U.MAP_READ | U.COPY_DST }) : null;
+  }
+
+  async forward(record: (rec: Recorder) => void): Promise<void> {
+    const jobs: { label: string; encode: (pass: GPUComputePassEncoder) => void }[] = [];
+    record({
+      kernel: (label, k, x, y = 1, z = 1) =>
+        jobs.push({
+          label,
+          encode: (pass) => {
+            pass.setPipeline(k.pipeline);
+            pass.setBindGroup(0, k.bindGroup);
+            pass.dispatchWorkgroups(x, y, z);
+          },
+        }),
+      op: (label, encode) => jobs.push({ label, encode }),
+    });
+    const { device } = this.ctx;
+    for (const job of jobs) {
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass(
+        this.querySet
+          ? {
+              timestampWrites: {
+                querySet: this.querySet,
+                beginningOfPassWriteIndex: 0,
+                endOfPassWriteIndex: 1,
+              },
+            }
+          : {},
+      );
+      job.encode(pass);
+      pass.end();
+      if (this.querySet && this.resolve && this.read) {
+        enc.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
+        enc.copyBufferToBuffer(this.resolve, 0, this.read, 0, 16);
+      }
+      const t0 = performance.now();
+      device.queue.submit([enc.finish()]);
+      let ms: number;
+      if (this.read) {
+        await this.read.mapAsync(0x0001);
+        const [a, b] = new BigUint64Array(this.read.getMappedRange());
+        ms = Number(b - a) / 1e6;
+        this.read.unmap();
+      } else {
+        await device.queue.onSubmittedWorkDone();
+        ms = performance.now() - t0;
+      }
+      const t = this.totals.get(job.label) ?? { ms: 0, count: 0 };
+      t.ms += ms;
+      t.count++;
+      this.totals.set(job.label, t);
+    }
+  }
+}
+
+/** Byte offsets inside the per-step upload buffer (each 256-aligned: storage/uniform offsets). */
+interface StepLayout {
+  tokenParams: number; // { n_tokens, n_splits, split_len, 0 }
+  seqParams: number; // { n_seqs, temperature, top_k, top_p }
+  tokens: number; // u32 [maxTokens]
+  rows: number; // vec2<u32> [maxTokens] (seq, pos)
+  seqs: number; // vec4<u32> [maxBatch] (last_row, len, u bits, 0)
+  size: number;
+}
+
+const align = (n: number, a = 256) => Math.ceil(n / a) * a;
+
+interface Sequence {
+  pos: number; // positions filled so far
+  rng: Rng;
+  hasLogits: boolean;
+}
+
+export class GpuModel implements ModelRunner {
+  readonly config: LlamaConfig;
+  readonly maxBatch: number;
+  readonly maxSeqLen: number;
+  readonly maxTokens: number;
+  /** Which kernels came from a user's custom WGSL (observable for tests and the CLI). */
+  readonly customKernels: string[];
+  /** Total bytes of weights on the GPU. */
+  readonly weightBytes: number;
+
+  private readonly ctx: GpuContext;
+  private readonly keepLogits: boolean;
+  private readonly layout: StepLayout;
+  private readonly buffers: GPUBuffer[];
+  private readonly upload: GPUBuffer; // the per-step values, written once per step
+  private readonly tokenParams: GPUBuffer; // uniform { n_tokens, n_splits, split_len }
+  private readonly seqParams: GPUBuffer; // uniform { n_seqs, temperature, top_k, top_p }
+  private readonly tokensBuf: GPUBuffer; // u32 [maxTokens]
+  private readonly rowsBuf: GPUBuffer; // vec2<u32> [maxTokens]
+  private readonly seqsBuf: GPUBuffer; // vec4<u32> [maxBatch]
+  private readonly logits: GPUBuffer; // [maxBatch, V]
+  private readonly savedLogits: GPUBuffer | null; // [maxBatch, V] per sequence (keepLogits)
+  private readonly sampled: GPUBuffer; // u32 [maxBatch]
+  private readonly readback: GPUBuffer; // MAP_READ u32 [maxBatch]
+  private readonly embed: EmbeddingLookup;
+  private readonly layers: Layer[];
+  private readonly gather: Kernel;
+  private readonly finalNorm: Kernel;
+  private readonly head: Linear;
+  private readonly sample: Kernel;
+  private readonly globalWeights: GpuWeight[];
+  private seqs: Sequence[] = [];
+  private sampling: SamplingOptions = { temperature: 0, topP: 1, topK: 0, seed: 0 };
+  private lostReason: string | null = null;
+  /** When set, steps run kernel by kernel and record per-kernel times (bench only). */
+  profiler: Profiler | null = null;
+  private disposed = false;
+
+  private constructor(
+    ctx: GpuContext,
+    config: LlamaConfig,
+    parts: {
+      maxBatch: number;
+      maxSeqLen: number;
+      maxTokens: number;
+      keepLogits: boolean;
+      layout: StepLayout;
+      buffers: GPUBuffer[];
+      upload: GPUBuffer;
+      tokenParams: GPUBuffer;
+      seqParams: GPUBuffer;
+      tokensBuf: GPUBuffer;
+      rowsBuf: GPUBuffer;
+      seqsBuf: GPUBuffer;
+      logits: GPUBuffer;
+      savedLogits: GPUBuffer | null;
+      sampled: GPUBuffer;
+      readback: GPUBuffer;
+      embed: EmbeddingLookup;
+      layers: Layer[];
+      gather: Kernel;
+      finalNorm: Kernel;
+      head: Linear;
+      sample: Kernel;
+      globalWeights: GpuWeight[];
+      customKernels: string[];
+      weightBytes: number;
+    },
+  ) {
+    this.ctx = ctx;
+    this.config = config;
+    this.buffers = parts.buffers;
+    this.maxBatch = parts.maxBatch;
+    this.maxSeqLen = parts.maxSeqLen;
+    this.maxTokens = parts.maxTokens;
+    this.keepLogits = parts.keepLogits;
+    this.layout = parts.layout;
+    this.upload = parts.upload;
+    this.tokenParams = parts.tokenParams;
+    this.seqParams = parts.seqParams;
+    this.tokensBuf = parts.tokensBuf;
+    this.rowsBuf = parts.rowsBuf;
+    this.seqsBuf = parts.seqsBuf;
+    this.logits = parts.logits;
+    this.savedLogits = parts.savedLogits;
+    this.sampled = parts.sampled;
+    this.readback = parts.readback;
+    this.embed = parts.embed;
+    this.layers = parts.layers;
+    this.gather = parts.gather;
+    this.finalNorm = parts.finalNorm;
+    this.head = parts.head;
+    this.sample = parts.sample;
+    this.globalWeights = parts.globalWeights;
+    this.customKernels = parts.customKernels;
+    this.weightBytes = parts.weightBytes;
+    ctx.lost.then((info) => {
+      if (!this.disposed) this.lostReason = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  static async load(
+    ctx: GpuContext,
+    source: RandomAccessSource,
+    file: GgufFile,
+    config: LlamaConfig,
+    opts: GpuLoadOptions = {},
+  ): Promise<GpuModel> {
+    const { device, limits } = ctx;
+    const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = config;
+    const maxBatch = opts.maxBatch ?? 4;
+    const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, 2048);
+    const maxTokens = opts.maxTokens ?? 512;
+    for (const [what, v, hi] of [
+      ['maxBatch', maxBatch, 64],
+      ['maxSeqLen', maxSeqLen, config.contextLength],
+      ['maxTokens', maxTokens, limits.maxComputeWorkgroupsPerDimension],
+    ] as const) {
+      if (!(Number.isInteger(v) && v >= 1 && v <= hi)) {
+        throw new EngineError('bad-argument', `${what} ${v} must be an integer in [1, ${hi}]`);
+      }
+    }
+    if (headDim > 256 || headDim % 2 !== 0) {
+      throw new EngineError('unsupported-model', `head_dim ${headDim} is not supported (even, ≤ 256)`);
+    }
+    const tensors: LlamaTensors = validateLlamaTensors(file, config);
+    const registry = opts.registry ?? new KernelRegistry();
+    registerCoreKernels(registry);
+    if (!registry.names().includes('linear_q4_0')) registerLinearKernels(registry);
+    if (!registry.names().includes('embedding_q4_0')) registerEmbeddingKernels(registry);
+
+    const qDim = nHeads * headDim;
+    const kvDim = nKvHeads * headDim;
+    const qkvDim = qDim + 2 * kvDim;
+
+    // Device-limit checks up front, with what to do.
+    const kvBytes = maxBatch * maxSeqLen * kvDim * 4;
+    const biggest = Math.max(
+      kvBytes,
+      maxTokens * Math.max(ffnDim, qkvDim, dim) * 4,
+      maxBatch * vocabSize * 4,
+    );
+    const bindLimit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+    if (biggest > bindLimit) {
+      throw new EngineError(
+        'gpu-limits',
+        `an activation or KV-cache buffer needs ${biggest} bytes but this GPU binds at most ${bindLimit}; lower the batch size, context length or prefill chunk`,
+      );
+    }
+
+    const buffers: GPUBuffer[] = [];
+    const storage = (label: string, bytes: number, extra = 0) => {
+      const b = device.createBuffer({
+        label,
+        size: align(Math.max(bytes, 16), 16),
+        usage: U.STORAGE | U.COPY_SRC | U.COPY_DST | extra,
+      });
+      buffers.push(b);
+      return b;
+    };
+    const uniform = (label: string) => {
+      const b = device.createBuffer({ label, size: 16, usage: U.UNIFORM | U.COPY_DST });
+      buffers.push(b);
+      return b;
+    };
+
+    // Per-step values: one upload buffer, copied into these at the start of each command buffer.
+    const layout: StepLayout = (() => {
+      const tokenParams = 0;
+      const seqParams = 256;
+      const tokens = 512;
+      const rows = align(tokens + 4 * maxTokens);
+      const seqs = align(rows + 8 * maxTokens);
+      return { tokenParams, seqParams, tokens, rows, seqs, size: align(seqs + 16 * maxBatch) };
+    })();
+    const upload = device.createBuffer({
+      label: 'step-upload',
+      size: layout.size,
+      usage: U.COPY_SRC | U.COPY_DST,
+    });
+    buffers.push(upload);
+    const tokenParams = uniform('token-params');
+    const seqParams = uniform('seq-params');
+    const tokensBuf = storage('tokens', 4 * maxTokens); // u32 [T]
+    const rowsBuf = storage('rows', 8 * maxTokens); // (seq, pos) [T]
+    const seqsBuf = storage('seqs', 16 * maxBatch); // (last_row, len, u, 0) [S]
+
+    // Activations.
+    const x = storage('x', maxTokens * dim * 4); // [T, D] residual stream
+    const xb = storage('xb', maxTokens * dim * 4); // [T, D] normed
+    const qkv = storage('qkv', maxTokens * qkvDim * 4); // [T, (H + 2Hkv)·Dh]
+    const att = storage('att', maxTokens * qDim * 4); // [T, H·Dh]
+    const hb = storage('hb', maxTokens * ffnDim * 4); // [T, F]
+    const partial = storage('partial', maxBatch * nHeads * MAX_SPLITS * partialStride(headDim) * 4);
+    const last = storage('last', maxBatch * dim * 4); // [S, D]
+    const lastNorm = storage('last-norm', maxBatch * dim * 4); // [S, D]
+    const logits = storage('logits', maxBatch * vocabSize * 4); // [S, V]
+    const scratch = storage('sampling-scratch', maxBatch * vocabSize * 4); // [S, V]
+    const savedLogits = opts.keepLogits ? storage('saved-logits', maxBatch * vocabSize * 4) : null;
+    const sampled = storage('sampled', 4 * maxBatch); // u32 [S]
+    const readback = device.createBuffer({
+      label: 'readback',
+      size: align(4 * maxBatch, 16),
+      usage: U.MAP_READ | U.COPY_DST,
+    });
+    buffers.push(readback);
+
+    // Pipelines: one per (kernel, entry point), shared by all layers.
+    const customKernels = registry.names().filter((n) => registry.source(n) !== registry.spec(n).source);
+    const pipeline = (name: string, entryPoint: string, constants: Record<string, number>) =>
+      device.createComputePipeline({
+        label: `${name}.${entryPoint}`,
+        layout: 'auto',
+        compute: { module: registry.module(device, name), entryPoint, constants },
+      });
+    const attnConsts = { N_HEADS: nHeads, N_KV_HEADS: nKvHeads, HEAD_DIM: headDim, MAX_SEQ: maxSeqLen };
+    const pRmsnorm = pipeline('rmsnorm', 'main', { DIM: dim, EPS: normEps });
+    const pRope = pipeline('rope', 'main', attnConsts);
+    const pPrefill = pipeline('attention', 'prefill', attnConsts);
+    const pSplit = pipeline('attention', 'decode_split', attnConsts);
+    const pReduce = pipeline('attention', 'decode_reduce', attnConsts);
+    const pGather = pipeline('elementwise', 'gather', { DIM: dim });
+    const pSample = pipeline('sampling', 'main', { VOCAB: vocabSize });
+    const kernel = (
+      p: GPUComputePipeline,
+      resources: (GPUBuffer | GPUBufferBinding)[],
+      label: string,
+    ): Kernel => ({
+      pipeline: p,
+      bindGroup: device.createBindGroup({
+        label,
+        layout: p.getBindGroupLayout(0),
+        entries: resources.map((r, binding) => ({ binding, resource: 'buffer' in r ? r : { buffer: r } })),
+      }),
+    });
+
+    // Weights, one tensor at a time (never the whole file in memory).
+    let loaded = 0;
+    const total = file.tensors.reduce((a, t) => a + t.byteLength, 0);
+    const progress = (t: TensorInfo) => {
+      loaded += t.byteLength;
+      opts.onProgress?.(loaded, total);
+    };
+    const up = { encoding: opts.encoding };
+    const matrix = async (t: TensorInfo) => {
+      const w = uploadWeight(ctx, t.name, t.type, await readTensorBytes(source, t), t.dims[1], t.dims[0], up);
+      progress(t);
+      return w;
+    };
+    const concat = async (name: string, ts: TensorInfo[]) => {
+      const pieces = [];
+      for (const t of ts)
+        pieces.push({ type: t.type, bytes: await readTensorBytes(source, t), rows: t.dims[1] });
+      const w = uploadConcatenated(ctx, name, pieces, ts[0].dims[0], up);
+      for (const t of ts) progress(t);
+      return w;
+    };
+    const vector = async (t: TensorInfo) => {
+      const v = dequantize(t.type, await readTensorBytes(source, t), t.elements) as Float32Array<ArrayBuffer>; // f32 [n]
+      const b = storage(t.name, v.byteLength);
+      device.queue.writeBuffer(b, 0, v);
+      progress(t);
+      return { buffer: b, values: v };
+    };
+
+    const tokenEmbd = await matrix(tensors.tokenEmbd); // [V, D]
+    const ropeFreqs = tensors.ropeFreqs ? (await vector(tensors.ropeFreqs)).values : undefined; // [Dh/2]
+    const table = storage('rope-table', maxSeqLen * headDim * 4); // [L, Dh/2] (cos, sin)
+    device.queue.writeBuffer(table, 0, ropeTable(maxSeqLen, headDim, ropeTheta, ropeFreqs));
+
+    const tokenIo = { params: tokenParams, maxTokens };
+    const layers: Layer[] = [];
+    for (const [l, t] of tensors.layers.entries()) {
+      const attnNorm = (await vector(t.attnNorm)).buffer; // [D]
+      const wqkv = await concat(`blk.${l}.attn_qkv`, [t.wq, t.wk, t.wv]); // [(H + 2Hkv)·Dh, D]
+      const wo = await matrix(t.wo); // [D, H·Dh]
+      const ffnNorm = (await vector(t.ffnNorm)).buffer; // [D]
+      const wgu = await concat(`blk.${l}.ffn_gate_up`, [t.wGate, t.wUp]); // [2F, D]
+      const wdown = await matrix(t.wDown); // [D, F]
+      const kCache = storage(`blk.${l}.k_cache`, kvBytes);
+      const vCache = storage(`blk.${l}.v_cache`, kvBytes);
+      const rows = rowsBuf;
+      layers.push({
+        attnNorm: kernel(pRmsnorm, [tokenParams, x, attnNorm, xb], `blk.${l}.attn_norm`),
+        qkv: new Linear(ctx, registry, wqkv, { x: xb, y: qkv, ...tokenIo }, { label: `blk.${l}.qkv` }),
+        rope: kernel(pRope, [tokenParams, rows, table, qkv, kCache, vCache], `blk.${l}.rope`),
+        attnPrefill: kernel(pPrefill, [tokenParams, rows, qkv, kCache, vCache, att], `blk.${l}.attn`),
+        attnSplit: kernel(pSplit, [tokenParams, rows, qkv, kCache, vCache, partial], `blk.${l}.attn_split`),
+        attnReduce: kernel(pReduce, [tokenParams, partial, att], `blk.${l}.attn_reduce`),
+        wo: new Linear(
+          ctx,
+          registry,
+          wo,
+          { x: att, y: x, ...tokenIo },
+          { epilogue: 'accumulate', label: `blk.${l}.wo` },
+        ),
+        ffnNorm: kernel(pRmsnorm, [tokenParams, x, ffnNorm, xb], `blk.${l}.ffn_norm`),
+        gateUp: new Linear(
+          ctx,
+          registry,
+          wgu,
+          { x: xb, y: hb, ...tokenIo },
+          { epilogue: 'swiglu', label: `blk.${l}.gate_up` },
+        ),
+        down: new Linear(
+          ctx,
+          registry,
+          wdown,
+          { x: hb, y: x, ...tokenIo },
+          { epilogue: 'accumulate', label: `blk.${l}.down` },
+        ),
+        kCache,
+        vCache,
+        weights: [wqkv, wo, wgu, wdown],
+      });
+    }
+    const outputNorm = (await vector(tensors.outputNorm)).buffer; // [D]
+    const output = tensors.output === tensors.tokenEmbd ? tokenEmbd : await matrix(tensors.output); // [V, D]
+    const seqIo = { params: seqParams, maxTokens: maxBatch };
+    const embed = new EmbeddingLookup(ctx, registry, tokenEmbd, {
+      tokens: tokensBuf,
+      out: x,
+      params: tokenParams,
+      maxTokens,
+    });
+    const globalWeights = output === tokenEmbd ? [tokenEmbd] : [tokenEmbd, output];
+    const weightBytes = [...globalWeights, ...layers.flatMap((l) => l.weights)].reduce(
+      (a, w) => a + w.bytes,
+      0,
+    );
+    const model = new GpuModel(ctx, config, {
+      maxBatch,
+      maxSeqLen,
+      maxTokens,
+      keepLogits: !!opts.keepLogits,
+      layout,
+      buffers,
+      upload,
+      tokenParams,
+      seqParams,
+      tokensBuf,
+      rowsBuf,
+      seqsBuf,
+      logits,
+      savedLogits,
+      sampled,
+      readback,
+      embed,
+      layers,
+      gather: kernel(pGather, [seqParams, seqsBuf, x, last], 'gather'),
+      finalNorm: kernel(pRmsnorm, [seqParams, last, outputNorm, lastNorm], 'output_norm'),
+      head: new Linear(ctx, registry, output, { x: lastNorm, y: logits, ...seqIo }, { label: 'output' }),
+      sample: kernel(pSample, [seqParams, seqsBuf, logits, scratch, sampled], 'sampling'),
+      globalWeights,
+      customKernels,
+      weightBytes,
+    });
+    await device.queue.onSubmittedWorkDone();
+    return model;
+  }
+
+  reset(batch: number, sampling: SamplingOptions): void {
+    if (!(Number.isInteger(batch) && batch >= 1 && batch <= this.maxBatch)) {
+      throw new EngineError('bad-argument', `batch ${batch} must be in [1, ${this.maxBatch}]`);
+    }
+    this.sampling = sampling;
+    this.seqs = Array.from({ length: batch }, (_, s) => ({
+      pos: 0,
+      rng: new Rng(sampling.seed + s),
+      hasLogits: false,
+    }));
+  }
+
+  async step(tokens: number[][]): Promise<number[]> {
+    this.checkAlive();
+    if (tokens.length !== this.seqs.length) {
+      throw new EngineError(
+        'bad-argument',
+        `step got ${tokens.length} token lists for ${this.seqs.length} sequences (call reset first)`,
+      );
+    }
+    for (const [s, toks] of tokens.entries()) {
+      const seq = this.seqs[s];
+      if (seq.pos + toks.length > this.maxSeqLen) {
+        throw new EngineError(
+          'context-overflow',
+          `sequence ${s} would reach ${seq.pos + toks.length} positions but the cache holds ${this.maxSeqLen}`,
+        );
+      }
+      for (const t of toks) {
+        if (!(Number.isInteger(t) && t >= 0 && t < this.config.vocabSize)) {
+          throw new EngineError(
+            'bad-argument',
+            `token id ${t} is outside the vocabulary [0, ${this.config.vocabSize})`,
+          );
+        }
+      }
+    }
+    // One uniform draw per sequence with tokens, as the CPU reference does (greedy included).
+    const draws = tokens.map((toks, s) => (toks.length > 0 ? this.seqs[s].rng.next() : 0));
+    // All new tokens as rows (seq, pos), sequence after sequence; cut into chunks of maxTokens rows.
+    const rows: { seq: number; pos: number; token: number }[] = [];
+    for (const [s, toks] of tokens.entries()) {
+      for (const [i, token] of toks.entries()) rows.push({ seq: s, pos: this.seqs[s].pos + i, token });
+    }
+    const out = tokens.map(() => -1);
+    for (let start = 0; start < rows.length; start += this.maxTokens) {
+      const chunk = rows.slice(start, start + this.maxTokens);
+      // Sequences whose last new row is in this chunk are sampled: (sequence, row in chunk).
+      const finishing: { seq: number; row: number }[] = [];
+      for (const [i, r] of chunk.entries()) {
+        if (r.pos === this.seqs[r.seq].pos + tokens[r.seq].length - 1) finishing.push({ seq: r.seq, row: i });
+      }
+      const ids = await this.run(chunk, finishing, draws);
+      for (const [j, f] of finishing.entries()) out[f.seq] = ids[j];
+    }
+    for (const [s, toks] of tokens.entries()) {
+      this.seqs[s].pos += toks.length;
+      if (toks.length > 0) this.seqs[s].hasLogits = true;
+    }
+    return out;
+  }
+
+  /** Encode and submit one chunk as one command buffer; returns the sampled ids of `finishing`. */
+  private async run(
+    chunk: { seq: number; pos: number; token: number }[],
+    finishing: { seq: number; row: number }[],
+    draws: number[],
+  ): Promise<number[]> {
+    const { device } = this.ctx;
+    const n = chunk.length;
+    const nSeqs = finishing.length;
+    const L = this.layout;
+    // Flash-decoding only pays when few rows would leave the GPU idle; prefill uses one pass.
+    const useSplit = n <= this.maxBatch;
+    const maxLen = Math.max(...chunk.map((r) => r.pos + 1));
+    const nSplits = useSplit ? Math.min(MAX_SPLITS, Math.max(1, Math.ceil(maxLen / MIN_SPLIT))) : 1;
+    const splitLen = Math.ceil(maxLen / nSplits);
+
+    const bytes = new ArrayBuffer(L.size);
+    const u32 = new Uint32Array(bytes);
+    const f32 = new Float32Array(bytes);
+    u32.set([n, nSplits, splitLen, 0], L.tokenParams / 4);
+    u32[L.seqParams / 4] = nSeqs;
+    f32[L.seqParams / 4 + 1] = this.sampling.temperature;
+    u32[L.seqParams / 4 + 2] = this.sampling.topK;
+    f32[L.seqParams / 4 + 3] = this.sampling.topP;
+    for (const [i, r] of chunk.entries()) {
+      u32[L.tokens / 4 + i] = r.token;
+      u32[L.rows / 4 + 2 * i] = r.seq;
+      u32[L.rows / 4 + 2 * i + 1] = r.pos;
+    }
+    for (const [j, f] of finishing.entries()) {
+      u32[L.seqs / 4 + 4 * j] = f.row;
+      u32[L.seqs / 4 + 4 * j + 1] = chunk[f.row].pos + 1;
+      f32[L.seqs / 4 + 4 * j + 2] = draws[f.seq];
+    }
+    device.queue.writeBuffer(this.upload, 0, bytes);
+
+    let enc = device.createCommandEncoder({ label: 'step' });
+    enc.copyBufferToBuffer(this.upload, L.tokenParams, this.tokenParams, 0, 16);
+    enc.copyBufferToBuffer(this.upload, L.seqParams, this.seqParams, 0, 16);
+    enc.copyBufferToBuffer(this.upload, L.tokens, this.tokensBuf, 0, align(4 * n, 4));
+    enc.copyBufferToBuffer(this.upload, L.rows, this.rowsBuf, 0, 8 * n);
+    if (nSeqs > 0) enc.copyBufferToBuffer(this.upload, L.seqs, this.seqsBuf, 0, 16 * nSeqs);
+    if (this.profiler) {
+      // Profiling: the uploads go first, then each dispatch in its own timed submission.
+      device.queue.submit([enc.finish()]);
+      await this.profiler.forward((rec) => this.encodeForward(rec, n, nSeqs, useSplit, nSplits));
+      enc = device.createCommandEncoder({ label: 'step-tail' });
+    } else {
+      const pass = enc.beginComputePass({ label: 'forward' });
+      this.encodeForward(passRecorder(pass), n, nSeqs, useSplit, nSplits);
+      pass.end();
+    }
+    if (nSeqs > 0) {
+      enc.copyBufferToBuffer(this.sampled, 0, this.readback, 0, 4 * nSeqs);
+      if (this.savedLogits) {
+        const rowBytes = this.config.vocabSize * 4;
+        for (const [j, f] of finishing.entries()) {
+          enc.copyBufferToBuffer(this.logits, j * rowBytes, this.savedLogits, f.seq * rowBytes, rowBytes);
+        }
+      }
+    }
+    device.queue.submit([enc.finish()]);
+    if (nSeqs === 0) return [];
+    try {
+      await this.readback.mapAsync(0x0001);
+    } catch (e) {
+      this.checkAlive();
+      throw new EngineError('internal', `reading the sampled tokens back failed: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    const ids = Array.from(new Uint32Array(this.readback.getMappedRange(0, 4 * nSeqs)));
+    this.readback.unmap();
+    this.checkAlive();
+    return ids;
+  }
+
+  /**
+   * The forward pass for `n` token rows, then the LM head and sampling for `nSeqs` last rows.
+   * `rec` records each dispatch: into the one compute pass of a step, or (profiling) one by one.
+   */
+  private encodeForward(rec: Recorder, n: number, nSeqs: number, useSplit: boolean, nSplits: number) {
+    const { nHeads } = this.config;
+    const [H, T, S] = [nHeads, n, nSeqs];
+    rec.op('embedding', (p) => this.embed.encode(p, T)); // x[T, D] = token_embd[tokens]
+    for (const l of this.layers) {
+      rec.kernel('attn_norm', l.attnNorm, T); // xb[T, D] = rmsnorm(x) · attn_norm
+      rec.op('qkv', (p) => l.qkv.encode(p, T)); // qkv[T, (H + 2Hkv)·Dh] = Wqkv · xb
+      rec.kernel('rope', l.rope, T); // rotate q, k (NORM pairs); k, v → cache[seq, pos]
+      if (useSplit) {
+        rec.kernel('attention_split', l.attnSplit, nSplits, H, T); // partial[T, H, splits]: online softmax per KV split
+        rec.kernel('attention_reduce', l.attnReduce, H, T); // att[T, H·Dh] = merge of the splits
+      } else {
+        rec.kernel('attention_prefill', l.attnPrefill, H, T); // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos
+      }
+      rec.op('wo', (p) => l.wo.encode(p, T)); // x += Wo · att
+      rec.kernel('ffn_norm', l.ffnNorm, T); // xb = rmsnorm(x) · ffn_norm
+      rec.op('gate_up', (p) => l.gateUp.encode(p, T)); // hb[T, F] = silu(Wg · xb) ⊙ (Wu · xb)
+      rec.op('down', (p) => l.down.encode(p, T)); // x += Wdown · hb
+    }
+    if (S === 0) return;
+    rec.kernel('gather', this.gather, S); // last[S, D] = x[last row of each sequence]
+    rec.kernel('output_norm', this.finalNorm, S); // lastNorm[S, D] = rmsnorm(last) · output_norm
+    rec.op('output', (p) => this.head.encode(p, S)); // logits[S, V] = Whead · lastNorm
+    rec.kernel('sampling', this.sample, S); // sampled[S] = sample(logits, T, top-k, top-p, u)
+  }
+
+  async lastLogits(s: number): Promise<Float32Array> {
+    this.checkAlive();
+    if (!this.savedLogits) {
+      throw new EngineError('bad-argument', 'lastLogits needs the model loaded with keepLogits: true');
+    }
+    if (!this.seqs[s]?.hasLogits) throw new EngineError('bad-argument', `sequence ${s} has no logits yet`);
+    const { device } = this.ctx;
+    const bytes = this.config.vocabSize * 4;
+    const staging = device.createBuffer({
+      label: 'logits-readback',
+      size: bytes,
+      usage: U.MAP_READ | U.COPY_DST,
+    });
+    const enc = device.createCommandEncoder();
+    enc.copyBufferToBuffer(this.savedLogits, s * bytes, staging, 0, bytes);
+    device.queue.submit([enc.finish()]);
+    await staging.mapAsync(0x0001);
+    const out = new Float32Array(staging.getMappedRange().slice(0));
+    staging.destroy();
+    return out;
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new EngineError('bad-argument', 'the GPU model was disposed; load it again');
+    if (this.lostReason !== null) {
+      throw new EngineError(
+        'device-lost',
+        `the GPU device was lost (${this.lostReason}); create a new device and load the model again`,
+      );
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const b of this.buffers) b.destroy();
+    for (const l of this.layers) for (const w of l.weights) destroyWeight(w);
+    for (const w of this.globalWeights) destroyWeight(w);
+  }
+}
