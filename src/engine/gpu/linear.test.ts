@@ -17,6 +17,7 @@ import {
   randomWeight,
   referenceLinear,
 } from './linear';
+import { benchLinear } from './linear-bench';
 import { KernelRegistry } from './registry';
 import {
   createStorage,
@@ -319,4 +320,23 @@ it('q6_K repack keeps every value (GPU layout decoded on the CPU)', () => {
   expect(out).toEqual(values);
   expect(values).toEqual(dequantize(GgmlType.Q6_K, bytes, 512));
   expect(typeName(GgmlType.Q6_K)).toBe('q6_K');
+});
+
+it('benchLinear runs every path and reports the weight bytes (no speed claim on SwiftShader)', async () => {
+  const ctx = await createTestContext();
+  const registry = new KernelRegistry();
+  for (const s of LINEAR_KERNELS) registry.register(s);
+  for (const [tokens, path] of [
+    [1, undefined],
+    [1, 'matvec'],
+    [9, undefined],
+  ] as const) {
+    const r = await withValidation(ctx.device, () =>
+      benchLinear(ctx, registry, { type: GgmlType.Q4_0, rows: 64, cols: 128, tokens, iterations: 2, path }),
+    );
+    expect(r.path).toBe(path ?? (tokens > 8 ? 'matmul' : 'matvec_sg'));
+    expect(r.weightBytes).toBeGreaterThanOrEqual(64 * 128 * 0.625);
+    expect(r.msPerCall).toBeGreaterThan(0);
+    expect(Number.isFinite(r.weightGBps)).toBe(true);
+  }
 });
