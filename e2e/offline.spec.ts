@@ -15,7 +15,7 @@ import {
   waitForServiceWorker,
 } from './first-run';
 import { shot } from './helpers';
-import { type PreviewServer, startPreview } from './preview';
+import { type PreviewServer, startDevServer, startPreview } from './preview';
 
 let dist: string;
 let server: PreviewServer | undefined;
@@ -131,4 +131,31 @@ test('a new version waits: "Reload to update" shows, the open page stays on the 
   await context.close();
   await server.stop();
   server = undefined;
+});
+
+test('the dev server gets no service worker (hot reload is never served from a cache)', async ({
+  browser,
+}) => {
+  const dev = await startDevServer();
+  try {
+    const context = await browser.newContext();
+    const asked: string[] = [];
+    context.on('request', (r) => asked.push(new URL(r.url()).pathname));
+    const page = await context.newPage();
+    await page.goto(dev.url);
+    await expect(page.getByRole('heading', { name: 'Llama 3 on WebGPU' })).toBeVisible({ timeout: 120_000 });
+    // Registration would have happened on mount; give a stray one time to show up.
+    await page.waitForTimeout(2_000);
+    expect(await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length)).toBe(
+      0,
+    );
+    expect(await page.evaluate(() => navigator.serviceWorker.controller)).toBeNull();
+    // The dev server has no sw.js (it would answer index.html), so a failed registration would also
+    // leave none: the proof that the page did not even try is that nobody asked for sw.js.
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.filter((p) => p.endsWith('/sw.js'))).toEqual([]);
+    await context.close();
+  } finally {
+    await dev.stop();
+  }
 });

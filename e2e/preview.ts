@@ -53,11 +53,20 @@ export interface PreviewServer {
 }
 
 /** Serves outDir with `vite preview` on a free port (or the given one, to restart on the same origin). */
-export async function startPreview(outDir: string, port?: number, root = ROOT): Promise<PreviewServer> {
+export function startPreview(outDir: string, port?: number, root = ROOT): Promise<PreviewServer> {
+  return startVite(['preview', '--outDir', outDir], port, root);
+}
+
+/** The dev server (`vite`, as `npm run dev` starts it) on a free port. */
+export function startDevServer(root = ROOT): Promise<PreviewServer> {
+  return startVite([], undefined, root);
+}
+
+async function startVite(args: string[], port: number | undefined, root: string): Promise<PreviewServer> {
   const p = port ?? (await freePort());
   const child: ChildProcess = spawn(
     process.execPath,
-    [VITE, 'preview', '--outDir', outDir, '--host', '127.0.0.1', '--port', String(p), '--strictPort'],
+    [VITE, ...args, '--host', '127.0.0.1', '--port', String(p), '--strictPort'],
     { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
@@ -70,7 +79,8 @@ export async function startPreview(outDir: string, port?: number, root = ROOT): 
   const origin = `http://127.0.0.1:${p}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`vite preview exited (${child.exitCode}):\n${log}`);
+    if (child.exitCode !== null)
+      throw new Error(`vite ${args[0] ?? 'dev'} exited (${child.exitCode}):\n${log}`);
     try {
       const res = await fetch(`${origin}/`);
       if (res.ok) break;
@@ -79,7 +89,7 @@ export async function startPreview(outDir: string, port?: number, root = ROOT): 
     }
     if (Date.now() > deadline) {
       child.kill();
-      throw new Error(`vite preview did not answer on ${origin} within 60 s:\n${log}`);
+      throw new Error(`vite ${args[0] ?? 'dev'} did not answer on ${origin} within 60 s:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
