@@ -26,8 +26,8 @@ export default defineConfig({
   testDir: 'e2e',
   testMatch: /.*\.spec\.ts$/,
   // SwiftShader is ~1000× slower than a GPU: generous limits, one test at a time (2 shared cores).
-  timeout: 240_000,
-  expect: { timeout: 90_000 },
+  timeout: 480_000,
+  expect: { timeout: 120_000 },
   workers: 1,
   fullyParallel: false,
   retries: 0,

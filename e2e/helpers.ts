@@ -57,7 +57,7 @@ export async function cliGreedy(modelPath: string, prompt: string, maxTokens: nu
     ],
     {
       cwd: ROOT,
-      timeout: 180_000,
+      timeout: 400_000,
       maxBuffer: 16 << 20,
       // Dawn finds the software (SwiftShader) Vulkan driver only through this variable.
       env: { ...process.env, VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' },
@@ -72,7 +72,7 @@ export async function cliGreedy(modelPath: string, prompt: string, maxTokens: nu
 export async function loadByUrl(page: Page, url: string): Promise<void> {
   await page.getByLabel('Model URL').fill(url);
   await page.getByRole('button', { name: 'Load model' }).click();
-  await expect(page.getByRole('status')).toBeVisible({ timeout: 180_000 });
+  await expect(page.getByRole('status')).toBeVisible({ timeout: 300_000 });
 }
 
 /** Set greedy decoding and a token budget. */
