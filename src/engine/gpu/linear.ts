@@ -438,11 +438,14 @@ export const LINEAR_TOLERANCE = 1e-4;
 
 function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
   const c = type === GgmlType.Q6_K ? [256, 512] : [32, 96, 256];
+  // More than TPR = 32 units per row, so that mat-vec lanes loop over K more than once.
+  const long = type === GgmlType.Q6_K ? 1280 : 1056;
   // The default mat-vec path is matvec_sg where the device has subgroups: check the tree too.
   const tree: LinearCase[] = subgroups
     ? [
         { rows: 17, cols: c[1], tokens: 3, epilogue: 'accumulate', path: 'matvec' },
         { rows: 34, cols: c[0], tokens: 1, epilogue: 'swiglu', path: 'matvec' },
+        { rows: 3, cols: long, tokens: 2, epilogue: 'store', path: 'matvec' },
       ]
     : [];
   return [
@@ -455,6 +458,7 @@ function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
     { rows: 129, cols: c[0], tokens: 3, epilogue: 'accumulate', path: 'matmul' },
     { rows: 66, cols: c[1], tokens: 17, epilogue: 'swiglu' },
     { rows: 129, cols: c[0], tokens: 2, epilogue: 'store' },
+    { rows: 5, cols: long, tokens: 1, epilogue: 'store' },
   ];
 }
 
