@@ -185,6 +185,8 @@ export async function checkEmbedding(
     { rows: 1, cols: cols[0], nTokens: 1 },
     { rows: 17, cols: cols[1], tokens: [16, 3, 3, 0, 9, 16], nTokens: 6 },
     { rows: 33, cols: cols[0], nTokens: 17 },
+    // More than 64 units per row: a second workgroup along x.
+    { rows: 3, cols: type === GgmlType.Q6_K ? 2304 : 2080, tokens: [2, 0], nTokens: 2 },
   ];
   const module = checkModule(device, source, `check:${embeddingKernelName(type)}`);
   const ctx = { device, limits: device.limits };
