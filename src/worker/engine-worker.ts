@@ -5,6 +5,7 @@
  */
 import * as Comlink from 'comlink';
 import { gpuBackendAvailable, LoadedModel } from '../engine/engine';
+import { EngineError } from '../engine/errors';
 import { EngineHost } from './engine-host';
 import { withWireErrors } from './errors';
 
@@ -26,6 +27,12 @@ const host = new EngineHost({
   loader: async (source, opts) => {
     // A build without the WebGPU backend still runs, slowly, on the CPU reference; the UI shows it.
     const device = (await gpuBackendAvailable()) ? 'gpu' : 'cpu';
+    if (device === 'gpu' && !gpu) {
+      throw new EngineError(
+        'no-webgpu',
+        'This browser has no WebGPU. Use a recent Chrome or Edge (113+) on a desktop, over https or localhost; in Firefox or Safari enable WebGPU first.',
+      );
+    }
     return LoadedModel.load(source, { device, gpu, onProgress: opts.onProgress, signal: opts.signal });
   },
 });
