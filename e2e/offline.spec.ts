@@ -8,13 +8,15 @@ import { writeServiceWorker } from '../src/sw/vite-plugin';
 import {
   DEMO_FILE,
   GREEDY_8,
+  GREEDY_20,
   generateGreedy,
   guardedContext,
   modelStatus,
+  PROMPT,
   privateBuild,
   waitForServiceWorker,
 } from './first-run';
-import { shot } from './helpers';
+import { greedy, outputText, shot } from './helpers';
 import { type PreviewServer, startDevServer, startPreview } from './preview';
 
 let dist: string;
@@ -80,27 +82,41 @@ test('second visit with the server stopped: the shell comes from the service wor
   await context.close();
 });
 
-test('a new version waits: "Reload to update" shows, the open page stays on the old version until clicked', async ({
+/** The version of the service worker that controls `page` (the build's content hash). */
+function swVersion(page: Page): Promise<string> {
+  return page.evaluate(
+    () =>
+      new Promise<string>((resolve) => {
+        const ch = new MessageChannel();
+        ch.port1.onmessage = (e) => resolve(e.data.version);
+        navigator.serviceWorker.controller!.postMessage({ type: 'GET_VERSION' }, [ch.port2]);
+      }),
+  );
+}
+
+test('a new version waits: a running generation goes on, "Reload to update" shows, the click switches', async ({
   browser,
 }) => {
+  test.setTimeout(600_000);
   server = await startPreview(dist);
   const { context, foreign } = await guardedContext(browser, server.origin);
   const page = await context.newPage();
   await page.goto(server.url);
   await waitForServiceWorker(page);
-  const version = () =>
-    page.evaluate(
-      () =>
-        new Promise<string>((resolve) => {
-          const ch = new MessageChannel();
-          ch.port1.onmessage = (e) => resolve(e.data.version);
-          navigator.serviceWorker.controller!.postMessage({ type: 'GET_VERSION' }, [ch.port2]);
-        }),
-    );
-  const v1 = await version();
+  const v1 = await swVersion(page);
   const title1 = await page.title();
+  const banner = page.getByRole('button', { name: 'Reload to update' });
   // The first install is not an update.
-  await expect(page.getByRole('button', { name: 'Reload to update' })).toHaveCount(0);
+  await expect(banner).toHaveCount(0);
+
+  // A long greedy generation is running in this page while the new version arrives.
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 300_000 });
+  await page.getByLabel('Prompt').fill(PROMPT);
+  await greedy(page, 400);
+  await page.getByRole('button', { name: 'Generate', exact: true }).click();
+  const stop = page.getByRole('button', { name: 'Stop' });
+  await expect(stop).toBeEnabled();
 
   // Deploy a new version on the same origin: a changed index.html, and the sw.js the build step
   // writes for it (a new list hash → new bytes → the browser installs it next to the old one).
@@ -114,18 +130,30 @@ test('a new version waits: "Reload to update" shows, the open page stays on the 
   expect(sw2.version).not.toBe(v1);
   server = await startPreview(dist, server.port);
 
-  // A later visit finds the new worker; it installs and waits. This page is still the old version.
-  await page.reload();
-  const banner = page.getByRole('button', { name: 'Reload to update' });
+  // Another tab opens the app: the browser finds the new worker, installs it, and it waits.
+  const other = await context.newPage();
+  await other.goto(server.url);
+  await expect(other.getByRole('button', { name: 'Reload to update' })).toBeVisible({ timeout: 60_000 });
+  await other.close();
+
+  // The generating page is told, and nothing else happens to it: same version, still generating.
   await expect(banner).toBeVisible({ timeout: 60_000 });
   expect(await page.title()).toBe(title1);
-  expect(await version()).toBe(v1);
+  expect(await swVersion(page)).toBe(v1);
+  await expect(stop).toBeEnabled();
   await shot(page, 'update-banner');
+  // Stop it ourselves: the text so far is the greedy story, uninterrupted by the update.
+  await stop.click();
+  const out = page.getByLabel('Output');
+  await expect(out.locator('.finish').first()).toHaveText('interrupted', { timeout: 120_000 });
+  const text = (await outputText(page).textContent()) ?? '';
+  expect(text.length).toBeGreaterThan(0);
+  expect(GREEDY_20.startsWith(text) || text.startsWith(GREEDY_20), `greedy text: ${text}`).toBe(true);
 
   await banner.click();
   await expect(page).toHaveTitle(`${title1} (v2)`, { timeout: 60_000 });
   await waitForServiceWorker(page);
-  expect(await version()).toBe(sw2.version);
+  expect(await swVersion(page)).toBe(sw2.version);
   await expect(banner).toHaveCount(0);
   expect(foreign, 'requests outside the app origin').toEqual([]);
   await context.close();
