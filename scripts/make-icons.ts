@@ -8,7 +8,7 @@
 // tiles in four shades, a nod to 4-bit quantized weight blocks.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { deflateSync } from 'node:zlib';
 
 type Rgb = [number, number, number];
@@ -49,7 +49,7 @@ function tileAt(x: number, y: number, size: number): { shade: number; inside: bo
 }
 
 /** RGBA pixels, 4×4 supersampled per pixel so the tile edges are antialiased. */
-function draw(size: number): Uint8Array {
+export function draw(size: number): Uint8Array {
   const rgba = new Uint8Array(size * size * 4);
   const ss = 4;
   for (let y = 0; y < size; y++) {
@@ -120,10 +120,18 @@ export function encodePng(rgba: Uint8Array, width: number, height: number): Buff
   ]);
 }
 
-const outDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'public', 'icons');
-mkdirSync(outDir, { recursive: true });
-for (const size of [192, 512]) {
-  const file = join(outDir, `icon-${size}.png`);
-  writeFileSync(file, encodePng(draw(size), size, size));
-  console.log(`wrote ${file}`);
+/** Writes public/icons/icon-<size>.png for each size. */
+export function writeIcons(sizes: readonly number[] = [192, 512]): string[] {
+  const outDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'public', 'icons');
+  mkdirSync(outDir, { recursive: true });
+  return sizes.map((size) => {
+    const file = join(outDir, `icon-${size}.png`);
+    writeFileSync(file, encodePng(draw(size), size, size));
+    return file;
+  });
+}
+
+// Run as a script (not when a test imports the encoder).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  for (const file of writeIcons()) console.log(`wrote ${file}`);
 }
