@@ -42,7 +42,8 @@ async function tensor(source: MemorySource, file: GgufFile, name: string): Promi
   return dequantize(t.type, await readTensorBytes(source, t), t.elements);
 }
 
-describe('ReferenceModel', () => {
+// Each model here has the full 128k vocabulary; on a loaded 2-core machine a test can take minutes.
+describe('ReferenceModel', { timeout: 300_000 }, () => {
   /** Logits of `tok` at position 0, composed by hand from the file's tensors and the ops. */
   async function handFirstToken(o: Awaited<ReturnType<typeof open>>, tok: number): Promise<Float32Array> {
     const { source, file, config } = o;

@@ -67,7 +67,11 @@ describe('CPU reference vs llama.cpp (greedy, near-tie rule)', () => {
         // 1. Teacher-forced: every step that is not a near-tie must agree.
         const forced = compareForced(await forcedArgmax(model, prompt, theirs.tokens), theirs, MIN_CHECKED);
         expect(forced.ok, `${c.file} ${JSON.stringify(text)} forced: ${forced.message}`).toBe(true);
-        // 2. Free-running through the shared generate() loop: equal up to the first near-tie.
+        // The outputs are not degenerate (a stuck model would make agreement meaningless).
+        expect(new Set(theirs.tokens).size, `${c.file}: llama.cpp repeats ≤ 3 tokens`).toBeGreaterThan(3);
+        // 2. Free-running through the shared generate() loop: equal up to the first near-tie. On the
+        //    first prompt only: it re-checks the same weights, and the file's CPU time matters.
+        if (text !== c.prompts[0]) continue;
         const ours = await generate(model, {
           prompts: [prompt],
           maxTokens: N_TOKENS,
@@ -107,5 +111,5 @@ describe('CPU reference vs llama.cpp (greedy, near-tie rule)', () => {
     // Exact: every step of this trained model is far from a tie except where llama.cpp's own run
     // shows otherwise, and the reference matches all 60 (stronger than the near-tie rule).
     expect(r.tokens[0]).toEqual(expected);
-  });
+  }, 300_000);
 });

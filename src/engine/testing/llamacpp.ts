@@ -19,7 +19,7 @@
  * `compareGreedy` compares ids position by position up to and including the first near-tie step (a
  * mismatch exactly there is allowed) and requires at least `minTokens` agreeing positions.
  */
-import { getLlama, type Llama, type LlamaModel } from 'node-llama-cpp';
+import { getLlama, type Llama, LlamaLogLevel, type LlamaModel } from 'node-llama-cpp';
 
 /** A step is a near-tie when llama.cpp's top-2 logit gap is below this fraction of its range. */
 export const NEAR_TIE_FRACTION = 0.04;
@@ -36,7 +36,7 @@ export interface LlamaCppGreedy {
 let llamaPromise: Promise<Llama> | undefined;
 /** One CPU llama.cpp per process; never builds or downloads anything. */
 export function cpuLlama(): Promise<Llama> {
-  llamaPromise ??= getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+  llamaPromise ??= getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
   return llamaPromise;
 }
 
