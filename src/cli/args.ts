@@ -12,8 +12,10 @@ export class UsageError extends Error {
 export interface GenerateCommand {
   command: 'generate';
   modelPath?: string;
-  /** Empty = Meta's four example prompts. */
+  /** Empty (and no promptIds) = Meta's four example prompts. */
   prompts: string[];
+  /** --prompt-ids: token ids fed exactly as given (no BOS added). */
+  promptIds: number[][];
   batchSize: number;
   maxTokens: number;
   temperature: number;
@@ -53,6 +55,7 @@ generate flags:
   --model-path FILE|URL        GGUF file or http(s) URL (default: download Meta-Llama-3-8B
                                q4_0 into ~/.cache/llama3-webgpu/ on first use)
   --prompt TEXT                a prompt; repeat for several (default: Meta's 4 examples)
+  --prompt-ids ID,ID,...       a prompt as token ids, fed exactly (no BOS added); repeatable
   --batch-size N               prompts per batch (default ${META_DEFAULTS.maxBatchSize}); more prompts run in
                                successive batches
   --max-tokens N               new tokens per prompt (default ${META_DEFAULTS.maxTokens})
@@ -143,6 +146,7 @@ export function parseCommand(argv: string[]): Command {
     const { values: v } = parse(rest, {
       ...common,
       prompt: { type: 'string', multiple: true },
+      'prompt-ids': { type: 'string', multiple: true },
       'batch-size': { type: 'string' },
       'max-tokens': { type: 'string' },
       temperature: { type: 'string' },
@@ -160,11 +164,24 @@ export function parseCommand(argv: string[]): Command {
     for (const k of ['model-path', 'tokenizer-path', 'custom-ops-path']) {
       if (s(k) === '') throw new UsageError(`--${k} needs a value`);
     }
+    const prompts = (v.prompt as string[] | undefined) ?? [];
+    const promptIds = ((v['prompt-ids'] as string[] | undefined) ?? []).map((list) => {
+      if (!/^\s*\d+(\s*,\s*\d+)*\s*$/.test(list)) {
+        throw new UsageError(
+          `--prompt-ids must be comma-separated token ids like 128000,9906; got "${list}"`,
+        );
+      }
+      return list.split(',').map((x) => Number(x.trim()));
+    });
+    if (prompts.length > 0 && promptIds.length > 0) {
+      throw new UsageError('give --prompt or --prompt-ids, not both');
+    }
     return {
       command: 'generate',
       modelPath: s('model-path'),
-      prompts: (v.prompt as string[] | undefined) ?? [],
-      batchSize: int('batch-size', s('batch-size'), 1, 256) ?? META_DEFAULTS.maxBatchSize,
+      prompts,
+      promptIds,
+      batchSize: int('batch-size', s('batch-size'), 1, 64) ?? META_DEFAULTS.maxBatchSize,
       maxTokens: int('max-tokens', s('max-tokens'), 1) ?? META_DEFAULTS.maxTokens,
       temperature:
         num('temperature', s('temperature'), (n) => n >= 0, 'a number ≥ 0 (0 = greedy)') ??

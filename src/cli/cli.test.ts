@@ -58,7 +58,7 @@ describe('usage and exit codes', () => {
     [['generate', '--temperature=-1'], /--temperature must be a number ≥ 0/],
     [['generate', '--temperature', '-1'], /argument is ambiguous/],
     [['generate', '--top-p', '1.5'], /--top-p must be in \(0, 1\]/],
-    [['generate', '--batch-size', '0'], /--batch-size must be between 1 and 256/],
+    [['generate', '--batch-size', '0'], /--batch-size must be between 1 and 64/],
     [['generate', '--max-tokens', '2.5'], /--max-tokens must be an integer/],
     [['generate', '--device', 'tpu'], /--device must be one of cpu, gpu/],
     [['generate', '--quantization-encoding', 'q2_K'], /--quantization-encoding must be one of q4_0, float32/],

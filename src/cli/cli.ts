@@ -93,7 +93,12 @@ function textPrinter(io: CliIo, prompts: readonly string[]) {
 }
 
 async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal): Promise<number> {
-  const prompts = cmd.prompts.length > 0 ? cmd.prompts : META_EXAMPLE_PROMPTS;
+  const prompts: (string | number[])[] =
+    cmd.promptIds.length > 0
+      ? cmd.promptIds
+      : cmd.prompts.length > 0
+        ? cmd.prompts
+        : [...META_EXAMPLE_PROMPTS];
   const device = cmd.device ?? ((await gpuBackendAvailable()) ? 'gpu' : 'cpu');
   const customKernels = cmd.customOpsPath ? await readCustomOps(cmd.customOpsPath) : undefined;
   if (customKernels && device !== 'gpu') throw new UsageError('--custom-ops-path needs --device gpu');
@@ -150,9 +155,10 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
           `gpu: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ')}\n`,
         );
       }
-      const printer = textPrinter(io, prompts);
+      const labels = prompts.map((p) => (typeof p === 'string' ? p : model.tokenizer.decode(p)));
+      const printer = textPrinter(io, labels);
       const res = await model.complete({
-        prompts: [...prompts],
+        prompts,
         maxTokens: cmd.maxTokens,
         sampling: { temperature: cmd.temperature, topP: cmd.topP, topK: cmd.topK, seed: cmd.seed },
         mode: cmd.chat ? 'chat' : 'completion',
@@ -239,7 +245,14 @@ export async function runCli(argv: string[], io: CliIo, signal: AbortSignal = ne
       return 2;
     }
     const err = e instanceof EngineError ? e : undefined;
-    const message = e instanceof Error ? e.message : String(e);
+    let message = e instanceof Error ? e.message : String(e);
+    if (err?.code === 'no-webgpu' && /adapter/i.test(message)) {
+      // The engine's text is written for browsers; in Node the usual cause is a machine without a
+      // Vulkan driver, where Dawn can still use SwiftShader (software).
+      message =
+        'no WebGPU adapter found by Dawn. Without a GPU driver, set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json ' +
+        '(SwiftShader, slow) or run with --device cpu';
+    }
     io.stderr.write(`error: ${message}\n`);
     if (verbose && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
     return err?.code === 'interrupted' ? 130 : 1;

@@ -60,8 +60,11 @@ export interface LoadModelOptions {
 export type FinishReason = GenerateResult['finishReasons'][number];
 
 export interface CompletionRequest {
-  /** Any number of prompts; more than the batch size run in successive batches. */
-  prompts: string[];
+  /**
+   * Any number of prompts; more than the batch size run in successive batches. A string is text
+   * (encoded per `mode`); an array is token ids fed exactly as given (no BOS added, no template).
+   */
+  prompts: (string | readonly number[])[];
   /** New tokens per prompt (default 64). */
   maxTokens?: number;
   sampling?: Partial<SamplingOptions>;
@@ -179,10 +182,39 @@ export async function gpuBackendAvailable(): Promise<boolean> {
   }
 }
 
+interface GpuBackend {
+  GpuModel: typeof import('./gpu/model').GpuModel;
+  /** The kernel registry with every built-in kernel and the caller's checked replacements. */
+  registryWith(
+    device: GPUDevice,
+    custom: Map<string, string>,
+  ): Promise<import('./gpu/registry').KernelRegistry>;
+}
+
 /** The GPU backend is loaded on demand so CPU-only hosts never pull in the WebGPU code. */
-async function importGpuBackend(): Promise<typeof import('./gpu/model')> {
+async function importGpuBackend(): Promise<GpuBackend> {
   try {
-    return await import('./gpu/model');
+    const [{ GpuModel }, { KernelRegistry }, { registerCoreKernels }, { registerLinearKernels }, emb] =
+      await Promise.all([
+        import('./gpu/model'),
+        import('./gpu/registry'),
+        import('./gpu/kernels'),
+        import('./gpu/linear'),
+        import('./gpu/embedding'),
+      ]);
+    return {
+      GpuModel,
+      async registryWith(device, custom) {
+        const registry = new KernelRegistry();
+        registerCoreKernels(registry);
+        registerLinearKernels(registry);
+        emb.registerEmbeddingKernels(registry);
+        // Each override compiles the WGSL and checks it against the CPU reference on random
+        // inputs; an unknown name or a wrong kernel is EngineError('kernel-rejected').
+        for (const [name, source] of custom) await registry.override(device, name, source);
+        return registry;
+      },
+    };
   } catch (e) {
     if (!isModuleMissing(e)) throw e;
     throw new EngineError(
@@ -259,18 +291,21 @@ export class LoadedModel {
         quantizationEncoding,
       });
     } else {
-      const { GpuModel } = await importGpuBackend();
+      const backend = await importGpuBackend();
       gpuContext = opts.gpuContext;
       if (!gpuContext) {
         ownedGpu = await createGpuContext(opts.gpu);
         gpuContext = ownedGpu;
       }
       try {
-        runner = await GpuModel.load(gpuContext, tracked, file, config, {
+        const registry = opts.customKernels?.size
+          ? await backend.registryWith(gpuContext.device, opts.customKernels)
+          : undefined;
+        runner = await backend.GpuModel.load(gpuContext, tracked, file, config, {
           maxBatch,
           maxSeqLen,
-          quantizationEncoding,
-          customKernels: opts.customKernels,
+          encoding: quantizationEncoding,
+          registry,
         });
       } catch (e) {
         ownedGpu?.device.destroy();
@@ -300,8 +335,15 @@ export class LoadedModel {
     if (this.disposed) throw badArg('this model was disposed; load it again');
     if (this.busy) throw badArg('a completion is already running on this model; wait for it or cancel it');
     if (!Array.isArray(req.prompts) || req.prompts.length === 0) throw badArg('no prompts given');
+    const vocab = Math.min(this.config.vocabSize, this.tokenizer.vocabSize);
     for (const [i, p] of req.prompts.entries()) {
-      if (typeof p !== 'string') throw badArg(`prompt ${i + 1} is not a string`);
+      if (typeof p === 'string') continue;
+      if (!Array.isArray(p) || p.length === 0) throw badArg(`prompt ${i + 1} is neither text nor token ids`);
+      for (const t of p) {
+        if (!Number.isInteger(t) || t < 0 || t >= vocab) {
+          throw badArg(`prompt ${i + 1} has token id ${t}, outside the vocabulary (0..${vocab - 1})`);
+        }
+      }
     }
     const mode = req.mode ?? 'completion';
     if (mode !== 'completion' && mode !== 'chat')
@@ -311,7 +353,9 @@ export class LoadedModel {
     const sampling = resolveSampling(req.sampling);
     const maxSeqLen = this.runner.maxSeqLen;
 
-    const promptTokens = req.prompts.map((p) => this.encodePrompt(p, mode));
+    const promptTokens = req.prompts.map((p) =>
+      typeof p === 'string' ? this.encodePrompt(p, mode) : [...p],
+    );
     for (const [i, ids] of promptTokens.entries()) {
       // generate() needs room for at least one new token.
       if (ids.length >= maxSeqLen) {
