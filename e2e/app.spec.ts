@@ -148,6 +148,28 @@ test('rejects a truncated file, and caches nothing', async ({ page }) => {
   await expect(page.getByRole('status')).toHaveCount(0);
 });
 
+test('a full disk (quota) stops the download with storage-full and keeps nothing', async ({
+  page,
+  context,
+}) => {
+  server.faults = { delayMsPerPiece: 1 };
+  await page.goto(appUrl());
+  // Chromium enforces this quota on IndexedDB writes (estimate() would still report ~10 GiB).
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Storage.overrideQuotaForOrigin', {
+    origin: new URL(page.url()).origin,
+    quotaSize: 3 * CHUNK,
+  });
+  await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('Not enough storage');
+  await expect(alert).toContainText('needs 51.4 MiB');
+  await shot(page, '10-storage-full');
+  await expect(page.getByText('Nothing cached yet')).toBeVisible();
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(page.url()).origin });
+});
+
 test('opens a local file; stop, chat and a batch of prompts', async ({ page }) => {
   await page.goto(appUrl());
   await page.getByLabel('Open GGUF file').setInputFiles(TINY);
