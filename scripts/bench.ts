@@ -1,0 +1,212 @@
+/**
+ * `npm run bench -- [--model-path F | --preset 8b|3b|1b|tiny] [--all-q4_0] [--layers N]
+ *                   [--prefill N] [--decode N] [--profile] [--json] [--heap-check] [--keep]`
+ *
+ * Load time, prefill (512 tokens) and decode (128 tokens) tok/s of the WebGPU engine, and with
+ * --profile the GPU time per kernel (timestamp queries where the device has them). Presets write a
+ * random-weight GGUF of the real shapes to a temp file first (streamed, never in memory).
+ * --heap-check loads a ≥ 1 GB model while sampling process.memoryUsage() and fails if the JS heap
+ * peaks above 256 MB. Output: a table, or one JSON line with --json.
+ *
+ * SwiftShader (no GPU) runs it for correctness only: its numbers are not GPU speed.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { llamaConfigFromGguf } from '../src/engine/gguf/config';
+import { readGguf } from '../src/engine/gguf/reader';
+import { createGpuContext } from '../src/engine/gpu/device';
+import { GpuModel, Profiler } from '../src/engine/gpu/model';
+import { NodeFileSource } from '../src/node/file-source';
+import { nodeGpu } from '../src/node/gpu';
+import { PRESETS, writeRandomModel } from './bench/random-model';
+
+interface Args {
+  modelPath?: string;
+  preset?: string;
+  allQ4: boolean;
+  layers?: number;
+  prefill: number;
+  decode: number;
+  profile: boolean;
+  json: boolean;
+  heapCheck: boolean;
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    allQ4: false,
+    prefill: 512,
+    decode: 128,
+    profile: false,
+    json: false,
+    heapCheck: false,
+    keep: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${k} needs a value`);
+      return v;
+    };
+    if (k === '--model-path') a.modelPath = val();
+    else if (k === '--preset') a.preset = val();
+    else if (k === '--all-q4_0') a.allQ4 = true;
+    else if (k === '--layers') a.layers = Number(val());
+    else if (k === '--prefill') a.prefill = Number(val());
+    else if (k === '--decode') a.decode = Number(val());
+    else if (k === '--profile') a.profile = true;
+    else if (k === '--json') a.json = true;
+    else if (k === '--heap-check') a.heapCheck = true;
+    else if (k === '--keep') a.keep = true;
+    else throw new Error(`unknown option ${k}; see the header of scripts/bench.ts`);
+  }
+  if (a.preset && !PRESETS[a.preset])
+    throw new Error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}`);
+  if (!a.modelPath && !a.preset) a.preset = a.heapCheck ? '1b' : 'tiny';
+  return a;
+}
+
+const MB = 1 << 20;
+/** Dawn's GPU object stays referenced: the process aborts if it is collected under a live device. */
+let gpuInstance: GPU | undefined;
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const log = (s: string) => {
+    if (!args.json) console.log(s);
+  };
+  let path = args.modelPath;
+  let tmp: string | undefined;
+  if (!path) {
+    const shape = { ...PRESETS[args.preset!] };
+    if (args.layers) shape.nLayers = args.layers;
+    tmp = mkdtempSync(join(tmpdir(), 'llama3-bench-'));
+    path = join(tmp, `${args.preset}${args.allQ4 ? '-all-q4_0' : ''}.gguf`);
+    const t = performance.now();
+    const size = writeRandomModel(path, shape, args.allQ4);
+    log(`wrote ${path}: ${(size / 1e9).toFixed(2)} GB in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  }
+  try {
+    gpuInstance = await nodeGpu();
+    const ctx = await createGpuContext(gpuInstance);
+    const source = await NodeFileSource.open(path);
+    const file = await readGguf(source);
+    const config = llamaConfigFromGguf(file);
+    const device =
+      `${ctx.adapterInfo.vendor} ${ctx.adapterInfo.architecture} ${ctx.adapterInfo.description}`.trim();
+    log(`device: ${device}${/swiftshader/i.test(device) ? ' (software: numbers are NOT GPU speed)' : ''}`);
+
+    // Load, sampling the JS heap as it goes (the heap check's point: weights stream tensor by tensor).
+    let peakHeap = 0;
+    let peakArrayBuffers = 0;
+    let peakRss = 0;
+    const sample = () => {
+      const m = process.memoryUsage();
+      peakHeap = Math.max(peakHeap, m.heapUsed);
+      peakArrayBuffers = Math.max(peakArrayBuffers, m.arrayBuffers);
+      peakRss = Math.max(peakRss, m.rss);
+    };
+    const timer = setInterval(sample, 20);
+    const t0 = performance.now();
+    const maxSeqLen = Math.min(config.contextLength, args.prefill + args.decode + 8);
+    const model = await GpuModel.load(ctx, source, file, config, {
+      maxBatch: 1,
+      maxSeqLen,
+      maxTokens: Math.max(1, Math.min(512, args.prefill)),
+      onProgress: sample,
+    });
+    const loadMs = performance.now() - t0;
+    clearInterval(timer);
+    sample();
+    const result: Record<string, unknown> = {
+      model:
+        args.modelPath ??
+        `preset ${args.preset}${args.allQ4 ? ' all-q4_0' : ''}${args.layers ? ` (${args.layers} layers)` : ''}`,
+      device,
+      fileBytes: source.size,
+      gpuWeightBytes: model.weightBytes,
+      loadMs: Math.round(loadMs),
+      peakHeapMB: +(peakHeap / MB).toFixed(1),
+      peakArrayBuffersMB: +(peakArrayBuffers / MB).toFixed(1),
+      peakRssMB: +(peakRss / MB).toFixed(1),
+    };
+
+    if (!args.heapCheck) {
+      const greedy = { temperature: 0, topP: 1, topK: 0, seed: 1 };
+      const prompt = Array.from({ length: args.prefill }, (_, i) => (i * 7919) % config.vocabSize);
+      // Warm-up (pipelines, first submission), then the timed runs.
+      model.reset(1, greedy);
+      await model.step([prompt.slice(0, 8)]);
+      model.reset(1, greedy);
+      let t = performance.now();
+      let [next] = await model.step([prompt]);
+      const prefillMs = performance.now() - t;
+      t = performance.now();
+      for (let i = 0; i < args.decode; i++) [next] = await model.step([[next]]);
+      const decodeMs = performance.now() - t;
+      Object.assign(result, {
+        prefillTokens: args.prefill,
+        prefillMs: Math.round(prefillMs),
+        prefillTokPerS: +((args.prefill / prefillMs) * 1000).toFixed(1),
+        decodeTokens: args.decode,
+        decodeMs: Math.round(decodeMs),
+        decodeTokPerS: +((args.decode / decodeMs) * 1000).toFixed(2),
+        decodeMsPerToken: +(decodeMs / args.decode).toFixed(3),
+      });
+      if (args.profile) {
+        const perKernel: Record<string, Record<string, number>> = {};
+        for (const [phase, tokens] of [
+          ['prefill', prompt],
+          ['decode', [next]],
+        ] as const) {
+          model.reset(1, greedy);
+          if (phase === 'decode') await model.step([prompt]);
+          model.profiler = new Profiler(ctx);
+          await model.step([tokens as number[]]);
+          perKernel[phase] = Object.fromEntries(
+            [...model.profiler.totals].map(([k, v]) => [k, +v.ms.toFixed(3)]),
+          );
+          result.profileSource = model.profiler.source;
+          model.profiler = null;
+        }
+        result.perKernelMs = perKernel;
+      }
+    }
+    model.dispose();
+    ctx.device.destroy();
+
+    const heapOk = peakHeap <= 256 * MB;
+    if (args.heapCheck) result.heapCheck = heapOk ? 'pass (≤ 256 MB)' : 'FAIL (> 256 MB)';
+    if (args.json) {
+      console.log(JSON.stringify(result));
+    } else {
+      const rows = Object.entries(result).filter(([k]) => k !== 'perKernelMs');
+      const w = Math.max(...rows.map(([k]) => k.length));
+      for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
+      const pk = result.perKernelMs as Record<string, Record<string, number>> | undefined;
+      if (pk) {
+        console.log(`\nGPU time per kernel, ms (${result.profileSource}; summed over layers):`);
+        const names = [...new Set([...Object.keys(pk.prefill), ...Object.keys(pk.decode)])];
+        console.log(`${'kernel'.padEnd(20)}${'prefill'.padStart(12)}${'decode'.padStart(12)}`);
+        for (const n of names) {
+          const f = (x?: number) => (x === undefined ? '-' : x.toFixed(3)).padStart(12);
+          console.log(`${n.padEnd(20)}${f(pk.prefill[n])}${f(pk.decode[n])}`);
+        }
+      }
+    }
+    if (args.heapCheck && !heapOk) process.exitCode = 1;
+  } finally {
+    if (tmp && !args.keep) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(process.exitCode ?? 0),
+  (e) => {
+    console.error(e instanceof Error ? `${e.name}: ${e.message}` : e);
+    process.exit(1);
+  },
+);
