@@ -81,19 +81,24 @@ test('loads a model by URL with visible progress, streams tokens equal to the CL
   await expect(page.getByLabel('Stats')).toContainText('tok/s');
 });
 
-test('a cached model loads with the server stopped and the network off', async ({ page, context }) => {
+test('a cached model loads (?model= in the address) with the server stopped and the network off', async ({
+  page,
+  context,
+}) => {
   const own = await startModelServer({ 'tiny.gguf': model });
   const url = own.fileUrl('tiny.gguf');
   await page.goto(appUrl());
   await loadByUrl(page, url);
   await expect(page.getByRole('status')).toContainText('Downloaded and cached');
   await own.stop();
-  await page.reload();
+  // Nothing reaches the model's host any more (the server is gone as well).
+  await context.route(`${own.url}/**`, (r) => r.abort('internetdisconnected'));
+  // A new visit with `?model=<url>` in the address loads that model on open: from the cache.
+  await page.goto(appUrl({ model: url }));
+  await expect(page.getByRole('status')).toContainText('Loaded from cache', { timeout: 300_000 });
   await expect(page.getByRole('listitem').filter({ hasText: 'tiny.gguf' })).toBeVisible();
-  // The page is up; from now on nothing reaches the network (the model server is gone anyway).
+  // The page is up; from now on nothing reaches any network.
   await context.setOffline(true);
-  await loadByUrl(page, url);
-  await expect(page.getByRole('status')).toContainText('Loaded from cache');
   await shot(page, '04-loaded-from-cache');
   await greedy(page, 1);
   await page.getByLabel('Prompt').fill(PROMPT);
