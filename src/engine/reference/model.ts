@@ -179,6 +179,7 @@ export class ReferenceModel implements ModelRunner {
     return out;
   }
 
+  /** The logits [V] after sequence s's last stepped token. The model's own array: read, don't write. */
   async lastLogits(s: number): Promise<Float32Array> {
     const logits = this.seqs[s]?.logits;
     if (!logits) throw new EngineError('bad-argument', `sequence ${s} has no logits yet`);
