@@ -7,6 +7,7 @@ import { type ModelServer, startModelServer } from './model-server';
 import {
   appUrl,
   CHUNK,
+  cachedChunkCount,
   cachedSha256,
   cliGreedy,
   greedy,
@@ -126,6 +127,29 @@ test('resumes after the server cuts the socket; the cached bytes equal the file'
   expect(cached.complete).toBe(true);
   expect(cached.chunks).toBe(Math.ceil(model.length / CHUNK));
   expect(cached.sha).toBe(sha256(model));
+});
+
+test('a download cut by a page reload is listed as partial and resumes from its chunks', async ({ page }) => {
+  server.faults = { delayMsPerPiece: 2 };
+  const url = server.fileUrl('tiny.gguf');
+  await page.goto(appUrl());
+  await page.getByLabel('Model URL').fill(url);
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect.poll(() => cachedChunkCount(page, url), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
+  // The worker dies with the page, in the middle of the download.
+  await page.reload();
+  const partial = page.getByRole('listitem').filter({ hasText: 'tiny.gguf' });
+  await expect(partial).toContainText('partial, resumes on load');
+  await shot(page, '11-partial');
+  server.faults = {};
+  server.log = [];
+  await partial.getByRole('button', { name: 'Resume' }).click();
+  await expect.poll(() => server.log.find((r) => r.method === 'GET')?.range).toMatch(/^bytes=\d+-$/);
+  const from = Number(/\d+/.exec(server.log.find((r) => r.method === 'GET')?.range ?? '')?.[0]);
+  expect(from % CHUNK).toBe(0);
+  expect(from).toBeGreaterThanOrEqual(3 * CHUNK);
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.getByRole('alert')).toContainText('Stopped');
 });
 
 test('rejects a web page served instead of the model, and caches nothing', async ({ page }) => {

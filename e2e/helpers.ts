@@ -119,3 +119,25 @@ export async function cachedSha256(
     };
   }, url);
 }
+
+/** Chunks the page's cache holds for `url` so far (0 when there is no manifest). */
+export async function cachedChunkCount(page: Page, url: string): Promise<number> {
+  return page.evaluate(async (id) => {
+    const db = await new Promise<IDBDatabase>((ok, fail) => {
+      const r = indexedDB.open('llama3-webgpu');
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    });
+    try {
+      if (!db.objectStoreNames.contains('models')) return 0;
+      const m = await new Promise<{ chunks: unknown[] } | undefined>((ok, fail) => {
+        const r = db.transaction('models').objectStore('models').get(`m:${id}`);
+        r.onsuccess = () => ok(r.result);
+        r.onerror = () => fail(r.error);
+      });
+      return m?.chunks.length ?? 0;
+    } finally {
+      db.close();
+    }
+  }, url);
+}
