@@ -9,3 +9,5 @@ if (process.argv[2] === 'bench') {
 } else {
   await import('../src/cli/main');
 }
+
+export {};
