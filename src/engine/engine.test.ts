@@ -109,6 +109,17 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
     }
   });
 
+  it('token-id prompts are fed exactly as given', async () => {
+    const text = await model.complete({ prompts: ['Once upon'], maxTokens: 3, sampling: { temperature: 0 } });
+    const ids = await model.complete({
+      prompts: [text.promptTokens[0]],
+      maxTokens: 3,
+      sampling: { temperature: 0 },
+    });
+    expect(ids.promptTokens).toEqual(text.promptTokens);
+    expect(ids.tokens).toEqual(text.tokens);
+  });
+
   it('chat mode renders the template once, with exactly one BOS', async () => {
     const ids = model.encodePrompt('Hi <|eot_id|>', 'chat');
     expect(ids[0]).toBe(128000);
@@ -150,6 +161,8 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
       { prompts: ['a'], sampling: { topP: 0 } },
       { prompts: ['a'], sampling: { topK: 1.5 } },
       { prompts: ['a'], mode: 'poem' as never },
+      { prompts: [[128000, 128256]] },
+      { prompts: [[]] },
     ]) {
       expect((await errorOf(model.complete(req))).code).toBe('bad-argument');
     }

@@ -143,6 +143,38 @@ class LoadTracker implements RandomAccessSource {
   }
 }
 
+/**
+ * The CPU reference computes a whole step synchronously, so without a pause between steps the host
+ * never gets to run its event handlers (a Stop button, Ctrl-C, a worker message) until generation
+ * ends. A macrotask pause before each step lets them in; the GPU path already waits on the GPU.
+ */
+class YieldingRunner implements ModelRunner {
+  constructor(private readonly inner: ModelRunner) {}
+  get config() {
+    return this.inner.config;
+  }
+  get maxBatch() {
+    return this.inner.maxBatch;
+  }
+  get maxSeqLen() {
+    return this.inner.maxSeqLen;
+  }
+  reset(batch: number, sampling: SamplingOptions): void {
+    this.inner.reset(batch, sampling);
+  }
+  async step(tokens: number[][]): Promise<number[]> {
+    await new Promise((r) => setTimeout(r, 0));
+    return this.inner.step(tokens);
+  }
+  lastLogits(s: number): Promise<Float32Array> {
+    if (!this.inner.lastLogits) throw new EngineError('internal', 'this backend keeps no logits');
+    return this.inner.lastLogits(s);
+  }
+  dispose(): void {
+    this.inner.dispose();
+  }
+}
+
 /** Validated sampling options: Meta's defaults, overridden field by field. */
 export function resolveSampling(s: Partial<SamplingOptions> = {}): SamplingOptions {
   const out: SamplingOptions = {
@@ -285,11 +317,9 @@ export class LoadedModel {
     let ownedGpu: GpuContext | undefined;
     let gpuContext: GpuContext | undefined;
     if (opts.device === 'cpu') {
-      runner = await ReferenceModel.load(tracked, file, config, {
-        maxBatch,
-        maxSeqLen,
-        quantizationEncoding,
-      });
+      runner = new YieldingRunner(
+        await ReferenceModel.load(tracked, file, config, { maxBatch, maxSeqLen, quantizationEncoding }),
+      );
     } else {
       const backend = await importGpuBackend();
       gpuContext = opts.gpuContext;
