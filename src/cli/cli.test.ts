@@ -142,6 +142,43 @@ describe('usage and exit codes', () => {
     );
   });
 
+  it.skipIf(!HAS_GPU_BACKEND)(
+    '--custom-ops-path on the GPU: unknown names and broken WGSL are refused (exit 1)',
+    async () => {
+      const unknown = join(tmp, 'ops-unknown');
+      await mkdir(unknown, { recursive: true });
+      await writeFile(join(unknown, 'not_a_kernel.wgsl'), '// x');
+      const a = await runCliProcess([
+        'generate',
+        '--device',
+        'gpu',
+        '--custom-ops-path',
+        unknown,
+        '--model-path',
+        SMALL,
+      ]);
+      expect(a.code).toBe(1);
+      expect(a.stderr).toMatch(
+        /^error: custom kernel "not_a_kernel\.wgsl" does not replace any built-in kernel; known names: .*rmsnorm/m,
+      );
+      const broken = join(tmp, 'ops-broken');
+      await mkdir(broken, { recursive: true });
+      await writeFile(join(broken, 'rmsnorm.wgsl'), '@compute @workgroup_size(64) fn main( {');
+      const b = await runCliProcess([
+        'generate',
+        '--device',
+        'gpu',
+        '--custom-ops-path',
+        broken,
+        '--model-path',
+        SMALL,
+      ]);
+      expect(b.code).toBe(1);
+      expect(b.stderr).toMatch(/^error: custom kernel rmsnorm does not compile/m);
+    },
+    300_000,
+  );
+
   it('a prompt longer than the context is a context-overflow error', async () => {
     const r = await runCliProcess([
       'generate',
