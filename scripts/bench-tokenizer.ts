@@ -1,20 +1,18 @@
 /**
  * Tokenizer speed: load time, encode MB/s (cold = fresh piece cache, warm = repeated), decode MB/s.
  * Run: npm run bench:tokenizer [-- <text file> ...]
- * Default text: the TinyStories validation and training splits in /work/shared/data/tinystories,
+ * Default text: the TinyStories validation and training splits in ../shared/data/tinystories,
  * plus the parity-test corpus (mixed scripts, emoji, code, 500-letter words: few cache hits).
  */
 import { readFileSync } from 'node:fs';
 import { buildCorpus } from '../src/engine/tokenizer/corpus.testutil';
 import { Llama3Tokenizer } from '../src/engine/tokenizer/index';
 import { llama3TokenizerJsonPath, llama3VocabKvs } from './fixtures/llama3-vocab';
+import { TINYSTORIES_VALID, TINYSTORIES_TRAIN } from '../src/node/paths';
 
 const files = process.argv.slice(2);
 if (files.length === 0) {
-  files.push(
-    '/work/shared/data/tinystories/tinystories-v1-valid.txt',
-    '/work/shared/data/tinystories/tinystories-v1-train.txt',
-  );
+  files.push(TINYSTORIES_VALID, TINYSTORIES_TRAIN);
 }
 
 /** Runs f; returns its result, wall seconds and CPU seconds of this process (user + system). On a

@@ -5,6 +5,7 @@ import { getArray, getNumber, getString, llamaConfigFromGguf, validateLlamaTenso
 import { readGguf, readTensorBytes } from './reader';
 import { engineError, type TinyLlamaOptions, tinyLlama } from './test-helpers';
 import { GgmlType, type GgufFile, GgufValueType } from './types';
+import { DEMO_MODEL_PATH } from '../../node/paths';
 
 const read = (o: TinyLlamaOptions = {}) => readGguf(new MemorySource(tinyLlama(o)));
 
@@ -288,7 +289,7 @@ describe('getString / getNumber / getArray', () => {
   });
 });
 
-const DEMO = '/work/shared/data/demo-model/tinystories-llama3-q4_0.gguf';
+const DEMO = DEMO_MODEL_PATH;
 
 describe('the trained demo model', () => {
   it.skipIf(!existsSync(DEMO))(

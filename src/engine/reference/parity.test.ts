@@ -14,11 +14,10 @@ import { MemorySource } from '../source';
 import { compareForced, compareGreedy, llamaCppGreedy, llamaCppTokenize } from '../testing/llamacpp';
 import { argmax } from './ops';
 import { ReferenceModel } from './model';
+import { DEMO_MODEL_PATH } from '../../node/paths';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const FIXTURES = join(ROOT, 'fixtures');
-const DEMO = '/work/shared/data/demo-model/tinystories-llama3-q4_0.gguf';
-const DEMO_FALLBACK = join(ROOT, 'public', 'models', 'tinystories-llama3-q4_0.gguf');
 
 const N_TOKENS = 24;
 /** Teacher-forced steps that must be checked (not near-ties) per prompt. */
@@ -91,9 +90,8 @@ describe('CPU reference vs llama.cpp (greedy, near-tie rule)', () => {
   }
 
   it('the trained demo model reproduces llama.cpp greedy "Once upon a time" (60 ids from MODEL.md)', async () => {
-    const path = existsSync(DEMO) ? DEMO : DEMO_FALLBACK;
-    if (!existsSync(path)) throw new Error(`demo model missing at ${DEMO} and ${DEMO_FALLBACK}`);
-    // From /work/shared/data/demo-model/MODEL.md (llama.cpp CPU, BOS added).
+    const path = DEMO_MODEL_PATH;
+    // From public/models/MODEL.md (llama.cpp CPU, BOS added).
     const expected = (
       '11 1070 574 264 2697 3828 7086 48390 13 3005 10456 311 1514 449 1077 23939 323 8343 76454 3691 13 ' +
       '3861 1938 11 48390 596 3450 1071 11 330 43 1570 11 1095 596 1514 264 2466 19692 449 264 2466 2579 ' +

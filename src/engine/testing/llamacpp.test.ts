@@ -9,6 +9,7 @@ import {
   llamaCppTokenize,
   NEAR_TIE_FRACTION,
 } from './llamacpp';
+import { DEMO_MODEL_PATH } from '../../node/paths';
 
 /** A llama.cpp run with the given tokens and logit gaps (range 10 at every step). */
 function run(tokens: number[], gaps: number[]): LlamaCppGreedy {
@@ -66,7 +67,7 @@ describe('near-tie rule', () => {
   });
 });
 
-const DEMO = '/work/shared/data/demo-model/tinystories-llama3-q4_0.gguf';
+const DEMO = DEMO_MODEL_PATH;
 
 describe.skipIf(!existsSync(DEMO))('llama.cpp oracle on the demo model', () => {
   it('tokenizes with llama.cpp and returns greedy ids with top-2 log-probabilities and ranges', async () => {

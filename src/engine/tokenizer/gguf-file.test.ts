@@ -9,8 +9,9 @@ import { readGguf } from '../gguf/reader';
 import { writeGguf } from '../gguf/writer';
 import { MemorySource } from '../source';
 import { Llama3Tokenizer } from './index';
+import { DEMO_MODEL_PATH, TINYSTORIES_VALID } from '../../node/paths';
 
-const DEMO = '/work/shared/data/demo-model/tinystories-llama3-q4_0.gguf';
+const DEMO = DEMO_MODEL_PATH;
 
 describe('Llama3Tokenizer.fromGguf on real files', () => {
   it('tokenizes like Llama 3 with the demo model’s vocabulary', async () => {
@@ -31,10 +32,7 @@ describe('Llama3Tokenizer.fromGguf on real files', () => {
     const file = await readGguf(new MemorySource(writeGguf(kvs, []), 'vocab.gguf'));
     const fromFile = Llama3Tokenizer.fromGguf(file.metadata);
     const fromKvs = Llama3Tokenizer.fromGguf(new Map(kvs.map((kv) => [kv.key, kv.value])));
-    const text = readFileSync('/work/shared/data/tinystories/tinystories-v1-valid.txt', 'utf8').slice(
-      0,
-      20000,
-    );
+    const text = readFileSync(TINYSTORIES_VALID, 'utf8').slice(0, 20000);
     expect(fromFile.encode(text)).toEqual(fromKvs.encode(text));
     expect(fromFile.chatTemplate).toBe(fromKvs.chatTemplate);
     expect(fromFile.encode('<|eot_id|>', { allowSpecial: true })).toEqual([128009]);
