@@ -17,5 +17,9 @@ export async function nodeGpu(): Promise<GPU> {
     );
   }
   Object.assign(globalThis, mod.globals);
-  return mod.create([]);
+  // Dawn aborts the process if this object is garbage-collected while a device is alive: keep it.
+  dawnInstance ??= mod.create([]);
+  return dawnInstance;
 }
+
+let dawnInstance: GPU | undefined;

@@ -70,13 +70,20 @@ export class KernelRegistry {
       throw new EngineError('kernel-rejected', `custom kernel ${name} does not compile:\n${text}`);
     }
     device.pushErrorScope('validation');
-    let result: CheckResult;
-    try {
-      result = await spec.check(device, source);
-    } finally {
-      const err = await device.popErrorScope();
-      if (err) throw new EngineError('kernel-rejected', `custom kernel ${name} is invalid: ${err.message}`);
+    // Pop the scope whether or not the check threw; a validation error outranks a check failure.
+    const outcome = await spec.check(device, source).then(
+      (result) => ({ result }),
+      (error: unknown) => ({ error }),
+    );
+    const validationError = await device.popErrorScope();
+    if (validationError) {
+      throw new EngineError(
+        'kernel-rejected',
+        `custom kernel ${name} is invalid: ${validationError.message}`,
+      );
     }
+    if ('error' in outcome) throw outcome.error;
+    const result = outcome.result;
     if (!result.ok) {
       throw new EngineError(
         'kernel-rejected',
