@@ -5,6 +5,7 @@
 import { EngineError } from '../errors';
 import { GgmlType, GgufValueType, tensorBytes } from './types';
 import { type GgufKv, type GgufTensorIn, writeGguf } from './writer';
+import { mulberry32 } from '../random';
 
 const enc = new TextEncoder();
 
@@ -68,16 +69,7 @@ export class Raw {
 }
 
 /** Deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng: (seed: number) => () => number = mulberry32;
 
 /** Yields `bytes` in chunks whose sizes come from `size(i)`. */
 export async function* chunked(bytes: Uint8Array, size: (i: number) => number): AsyncGenerator<Uint8Array> {

@@ -28,6 +28,7 @@
 import type { GpuContext } from './device';
 import { createGpuContext } from './device';
 import type { CheckResult } from './registry';
+import { mulberry32 } from '../random';
 
 // ---------------------------------------------------------------------------------------------
 // Device
@@ -61,16 +62,7 @@ export function createTestContext(): Promise<GpuContext> {
 // ---------------------------------------------------------------------------------------------
 
 /** Deterministic uniform [0, 1) generator (mulberry32): a failing case can be replayed by seed. */
-export function makeRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const makeRng: (seed: number) => () => number = mulberry32;
 
 export function randomFloats(n: number, rng: () => number, scale = 1): Float32Array<ArrayBuffer> {
   const out = new Float32Array(n);

@@ -6,6 +6,8 @@
  * No lone surrogates (not representable in UTF-8; they become U+FFFD everywhere).
  */
 
+import { mulberry32 } from '../random';
+
 /** Meta's four example_text_completion.py prompts, exactly (see FACTS.md). */
 export const META_PROMPTS: readonly string[] = [
   'I believe the meaning of life is',
@@ -124,17 +126,7 @@ const RANGES: readonly [number, number][] = [
   [0x2000, 0x206f],
 ];
 
-/** mulberry32: a tiny seeded PRNG, so the corpus is the same on every run. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from '../random';
 
 /**
  * The parity corpus: every fragment alone, the prompts, long words, `storyLines` (TinyStories text),
