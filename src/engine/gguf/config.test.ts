@@ -1,4 +1,4 @@
-import { existsSync, openAsBlob } from 'node:fs';
+import { openAsBlob } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BlobSource, MemorySource } from '../source';
 import { getArray, getNumber, getString, llamaConfigFromGguf, validateLlamaTensors } from './config';
@@ -292,35 +292,30 @@ describe('getString / getNumber / getArray', () => {
 const DEMO = DEMO_MODEL_PATH;
 
 describe('the trained demo model', () => {
-  it.skipIf(!existsSync(DEMO))(
-    `parses ${DEMO} and matches MODEL.md (skipped when the file is absent: it lives outside the repo)`,
-    async () => {
-      const src = new BlobSource(await openAsBlob(DEMO), 'tinystories-llama3-q4_0.gguf');
-      expect(src.size).toBe(28_681_440);
-      const f = await readGguf(src);
-      const c = llamaConfigFromGguf(f);
-      expect(c).toMatchObject({
-        dim: 256,
-        nLayers: 6,
-        nHeads: 8,
-        nKvHeads: 2,
-        headDim: 32,
-        ffnDim: 704,
-        contextLength: 2048,
-        tiedEmbeddings: true,
-        vocabSize: 128256,
-        ropeTheta: 500000,
-      });
-      const t = validateLlamaTensors(f, c);
-      // q4_0 for every matrix, including the tied embedding; F32 norms (MODEL.md).
-      expect(t.tokenEmbd.type).toBe(GgmlType.Q4_0);
-      expect(t.layers.every((l) => l.wq.type === GgmlType.Q4_0 && l.ffnNorm.type === GgmlType.F32)).toBe(
-        true,
-      );
-      // The last tensor ends inside the file; its bytes read back.
-      const last = f.tensors.reduce((a, b) => (a.offset > b.offset ? a : b));
-      expect(last.offset + last.byteLength).toBeLessThanOrEqual(src.size);
-      expect((await readTensorBytes(src, t.outputNorm)).byteLength).toBe(256 * 4);
-    },
-  );
+  it(`parses ${DEMO} (shipped in public/models/) and matches MODEL.md`, async () => {
+    const src = new BlobSource(await openAsBlob(DEMO), 'tinystories-llama3-q4_0.gguf');
+    expect(src.size).toBe(28_681_440);
+    const f = await readGguf(src);
+    const c = llamaConfigFromGguf(f);
+    expect(c).toMatchObject({
+      dim: 256,
+      nLayers: 6,
+      nHeads: 8,
+      nKvHeads: 2,
+      headDim: 32,
+      ffnDim: 704,
+      contextLength: 2048,
+      tiedEmbeddings: true,
+      vocabSize: 128256,
+      ropeTheta: 500000,
+    });
+    const t = validateLlamaTensors(f, c);
+    // q4_0 for every matrix, including the tied embedding; F32 norms (MODEL.md).
+    expect(t.tokenEmbd.type).toBe(GgmlType.Q4_0);
+    expect(t.layers.every((l) => l.wq.type === GgmlType.Q4_0 && l.ffnNorm.type === GgmlType.F32)).toBe(true);
+    // The last tensor ends inside the file; its bytes read back.
+    const last = f.tensors.reduce((a, b) => (a.offset > b.offset ? a : b));
+    expect(last.offset + last.byteLength).toBeLessThanOrEqual(src.size);
+    expect((await readTensorBytes(src, t.outputNorm)).byteLength).toBe(256 * 4);
+  });
 });
