@@ -5,7 +5,7 @@
  * everything else (progress, info, errors) goes to stderr.
  */
 import { EngineError } from '../engine/errors';
-import { gpuBackendAvailable, LoadedModel, type LoadProgress } from '../engine/engine';
+import { LoadedModel, type LoadProgress } from '../engine/engine';
 import { readGguf } from '../engine/gguf';
 import { Llama3Tokenizer } from '../engine/tokenizer';
 import { readCustomOps } from '../node/custom-ops';
@@ -99,7 +99,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
       : cmd.prompts.length > 0
         ? cmd.prompts
         : [...META_EXAMPLE_PROMPTS];
-  const device = cmd.device ?? ((await gpuBackendAvailable()) ? 'gpu' : 'cpu');
+  const device = cmd.device ?? 'gpu';
   const customKernels = cmd.customOpsPath ? await readCustomOps(cmd.customOpsPath) : undefined;
   if (customKernels && device !== 'gpu') throw new UsageError('--custom-ops-path needs --device gpu');
   const tokenizer = cmd.tokenizerPath ? await loadTokenizerFile(cmd.tokenizerPath) : undefined;

@@ -14,7 +14,7 @@ import {
   type LlamaCppGreedy,
   llamaCppGreedy,
 } from '../engine/testing/llamacpp';
-import { DEMO_MODEL, FIXTURES, HAS_GPU_BACKEND, lastJson, runCliProcess } from './spawn.testutil';
+import { DEMO_MODEL, FIXTURES, lastJson, runCliProcess } from './spawn.testutil';
 
 interface GenerateJson {
   prompt_tokens: number[][];
@@ -106,7 +106,7 @@ describe('generate --device cpu matches llama.cpp greedy', () => {
 // GPU check covers one prompt of the file shaped like real "Q4_0" files (q4_0 body, q6_K head);
 // CLI_GPU_PARITY=all runs every fixture with every prompt.
 const GPU_ALL = process.env.CLI_GPU_PARITY === 'all';
-describe.skipIf(!HAS_GPU_BACKEND)('generate --device gpu matches llama.cpp greedy', () => {
+describe('generate --device gpu matches llama.cpp greedy', () => {
   for (const c of GPU_ALL ? CASES : CASES.slice(0, 1)) {
     const path = join(FIXTURES, c.file);
     it.skipIf(!existsSync(path))(

@@ -1,14 +1,11 @@
 /** Runs the real CLI as a child process, the way `npm run cli` does. */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEMO_MODEL_PATH } from '../node/paths';
 
 export const ROOT = join(__dirname, '../..');
 export const FIXTURES = join(ROOT, 'fixtures');
 export const DEMO_MODEL = DEMO_MODEL_PATH;
-/** The GPU backend is optional until it lands; its CLI tests run only when it exists. */
-export const HAS_GPU_BACKEND = existsSync(join(ROOT, 'src/engine/gpu/model.ts'));
 
 export interface CliRun {
   code: number | null;

@@ -194,26 +194,6 @@ export function resolveSampling(s: Partial<SamplingOptions> = {}): SamplingOptio
   return out;
 }
 
-function isModuleMissing(e: unknown): boolean {
-  const code = (e as { code?: unknown })?.code;
-  const msg = e instanceof Error ? e.message : String(e);
-  return (
-    code === 'ERR_MODULE_NOT_FOUND' ||
-    /Cannot find module|Failed to (resolve|fetch dynamically imported module)/.test(msg)
-  );
-}
-
-/** Whether this build has the WebGPU backend (src/engine/gpu/model.ts). */
-export async function gpuBackendAvailable(): Promise<boolean> {
-  try {
-    await import('./gpu/model');
-    return true;
-  } catch (e) {
-    if (isModuleMissing(e)) return false;
-    throw e;
-  }
-}
-
 interface GpuBackend {
   GpuModel: typeof import('./gpu/model').GpuModel;
   /** The kernel registry with every built-in kernel and the caller's checked replacements. */
@@ -225,36 +205,13 @@ interface GpuBackend {
 
 /** The GPU backend is loaded on demand so CPU-only hosts never pull in the WebGPU code. */
 async function importGpuBackend(): Promise<GpuBackend> {
-  try {
-    const [{ GpuModel }, { KernelRegistry }, { registerCoreKernels }, { registerLinearKernels }, emb] =
-      await Promise.all([
-        import('./gpu/model'),
-        import('./gpu/registry'),
-        import('./gpu/kernels'),
-        import('./gpu/linear'),
-        import('./gpu/embedding'),
-      ]);
-    return {
-      GpuModel,
-      async registryWith(device, custom) {
-        const registry = new KernelRegistry();
-        registerCoreKernels(registry);
-        registerLinearKernels(registry);
-        emb.registerEmbeddingKernels(registry);
-        // Each override compiles the WGSL and checks it against the CPU reference on random
-        // inputs; an unknown name or a wrong kernel is EngineError('kernel-rejected').
-        for (const [name, source] of custom) await registry.override(device, name, source);
-        return registry;
-      },
-    };
-  } catch (e) {
-    if (!isModuleMissing(e)) throw e;
-    throw new EngineError(
-      'no-webgpu',
-      'this build has no WebGPU backend yet (src/engine/gpu/model.ts is missing); use device "cpu" (--device cpu)',
-      { cause: e },
-    );
-  }
+  const [{ GpuModel }, { registryWithCustomOps }] = await Promise.all([
+    import('./gpu/model'),
+    import('./gpu/custom-ops'),
+  ]);
+  // Each custom kernel compiles and passes the built-in's self-check against the CPU reference on
+  // random inputs; an unknown name or a wrong kernel is EngineError('kernel-rejected').
+  return { GpuModel, registryWith: (device, custom) => registryWithCustomOps({ device }, custom) };
 }
 
 export class LoadedModel {

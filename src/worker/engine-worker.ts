@@ -4,7 +4,7 @@
  * tokens are produced. Exposes EngineHost through comlink; rejections carry "[code] message".
  */
 import * as Comlink from 'comlink';
-import { gpuBackendAvailable, LoadedModel } from '../engine/engine';
+import { LoadedModel } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { EngineHost } from './engine-host';
 import { withWireErrors } from './errors';
@@ -25,15 +25,13 @@ const host = new EngineHost({
   gpu,
   chunkSize,
   loader: async (source, opts) => {
-    // A build without the WebGPU backend still runs, slowly, on the CPU reference; the UI shows it.
-    const device = (await gpuBackendAvailable()) ? 'gpu' : 'cpu';
-    if (device === 'gpu' && !gpu) {
+    if (!gpu) {
       throw new EngineError(
         'no-webgpu',
         'This browser has no WebGPU. Use a recent Chrome or Edge (113+) on a desktop, over https or localhost; in Firefox or Safari enable WebGPU first.',
       );
     }
-    return LoadedModel.load(source, { device, gpu, onProgress: opts.onProgress, signal: opts.signal });
+    return LoadedModel.load(source, { device: 'gpu', gpu, onProgress: opts.onProgress, signal: opts.signal });
   },
 });
 
