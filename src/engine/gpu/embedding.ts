@@ -18,7 +18,7 @@ import {
 } from './linear';
 import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
 import { createStorage, createUniform, makeRng, poison, randomInts, readF32, runCases } from './testing';
-import { destroyWeight, GPU_LAYOUTS, type GpuWeight, UNIT, uploadWeight } from './weights';
+import { destroyWeight, GPU_LAYOUTS, type GpuWeight, UNIT, uploadWeight, weightPartEntries } from './weights';
 
 export function embeddingKernelName(type: GgmlType): string {
   const layout = GPU_LAYOUTS.get(type);
@@ -81,11 +81,7 @@ export class EmbeddingLookup {
           label: `${label}[${i}]`,
           layout: bgl,
           entries: [
-            { binding: 0, resource: { buffer: part.buffer, offset: 0, size: part.quantsBytes } },
-            {
-              binding: 1,
-              resource: { buffer: part.buffer, offset: part.scalesOffset, size: part.scalesBytes },
-            },
+            ...weightPartEntries(part),
             { binding: 2, resource: { buffer: io.tokens } },
             { binding: 3, resource: { buffer: io.out } },
             { binding: 4, resource: { buffer: io.params } },

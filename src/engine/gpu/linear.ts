@@ -31,6 +31,7 @@ import {
   type UploadOptions,
   UNIT,
   uploadWeight,
+  weightPartEntries,
 } from './weights';
 
 export type Epilogue = 'store' | 'accumulate' | 'swiglu';
@@ -269,11 +270,7 @@ export class Linear {
         label: `${label}[${i}]`,
         layout: bgl,
         entries: [
-          { binding: 0, resource: { buffer: part.buffer, offset: 0, size: part.quantsBytes } },
-          {
-            binding: 1,
-            resource: { buffer: part.buffer, offset: part.scalesOffset, size: part.scalesBytes },
-          },
+          ...weightPartEntries(part),
           { binding: 2, resource: { buffer: io.x } },
           { binding: 3, resource: { buffer: io.y } },
           { binding: 4, resource: { buffer: io.params } },

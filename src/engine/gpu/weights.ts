@@ -59,6 +59,17 @@ export interface GpuWeightPart {
   scalesBytes: number;
 }
 
+/**
+ * Bindings 0 (quants) and 1 (scales) of a weight part: the same two sections for every kernel
+ * that reads a GPU weight (linear, embedding).
+ */
+export function weightPartEntries(part: GpuWeightPart): GPUBindGroupEntry[] {
+  return [
+    { binding: 0, resource: { buffer: part.buffer, offset: 0, size: part.quantsBytes } },
+    { binding: 1, resource: { buffer: part.buffer, offset: part.scalesOffset, size: part.scalesBytes } },
+  ];
+}
+
 export interface GpuWeight {
   name: string;
   /** Type of the GPU layout (after any --quantization-encoding conversion). */
