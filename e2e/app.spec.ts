@@ -8,6 +8,7 @@ import {
   appUrl,
   CHUNK,
   cachedChunkCount,
+  cacheEntry,
   cachedSha256,
   cliGreedy,
   greedy,
@@ -47,6 +48,7 @@ test('loads a model by URL with visible progress, streams tokens equal to the CL
   server.faults = { delayMsPerPiece: 1 };
   await page.goto(appUrl());
   await shot(page, '01-start');
+  // The page starts loading the bundled demo on open; loading another model replaces that load.
   await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
   await page.getByRole('button', { name: 'Load model' }).click();
   const bar = page.getByRole('progressbar');
@@ -54,7 +56,9 @@ test('loads a model by URL with visible progress, streams tokens equal to the CL
   await expect(page.getByText(/Downloading .* of 53\.9 MB/)).toBeVisible();
   await shot(page, '02-downloading');
   await expect(page.getByRole('status')).toContainText('Downloaded and cached', { timeout: 300_000 });
+  await expect(page.getByRole('status')).toContainText('tiny-q4_0');
   await expect(bar).toBeHidden();
+  await expect(page.getByRole('alert')).toHaveCount(0);
   // The first load read the file while it downloaded (one GET, from byte 0).
   expect(server.log.filter((r) => r.method === 'GET').map((r) => r.range)).toEqual([undefined]);
 
@@ -162,7 +166,7 @@ test('rejects a web page served instead of the model, and caches nothing', async
   await expect(alert).toContainText('not a GGUF file');
   await expect(alert).toContainText('<!DOCTYPE');
   await shot(page, '05-not-gguf');
-  await expect(page.getByText('Nothing cached yet')).toBeVisible();
+  await expect(cacheEntry(page, 'tiny.gguf')).toHaveCount(0);
 });
 
 test('rejects a truncated file, and caches nothing', async ({ page }) => {
@@ -173,7 +177,7 @@ test('rejects a truncated file, and caches nothing', async ({ page }) => {
   const alert = page.getByRole('alert');
   await expect(alert).toContainText('Not a usable GGUF file');
   await shot(page, '06-truncated');
-  await expect(page.getByText('Nothing cached yet')).toBeVisible();
+  await expect(cacheEntry(page, 'tiny.gguf')).toHaveCount(0);
   await expect(page.getByRole('status')).toHaveCount(0);
 });
 
@@ -182,21 +186,24 @@ test('a full disk (quota) stops the download with storage-full and keeps nothing
   context,
 }) => {
   server.faults = { delayMsPerPiece: 1 };
-  await page.goto(appUrl());
-  // Chromium enforces this quota on IndexedDB writes (estimate() would still report ~10 GiB).
+  // Room for three chunks, set before the first visit. Chromium enforces this quota on IndexedDB
+  // writes (estimate() would still report ~10 GiB).
+  const origin = new URL(appUrl()).origin;
   const cdp = await context.newCDPSession(page);
-  await cdp.send('Storage.overrideQuotaForOrigin', {
-    origin: new URL(page.url()).origin,
-    quotaSize: 3 * CHUNK,
-  });
-  await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
-  await page.getByRole('button', { name: 'Load model' }).click();
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 3 * CHUNK });
+  await page.goto(appUrl());
+  // The demo model (28.7 MB) that loads on open does not fit either.
   const alert = page.getByRole('alert');
   await expect(alert).toContainText('Not enough storage');
+  await expect(alert).toContainText('needs 27.4 MiB');
+  await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
+  await page.getByRole('button', { name: 'Load model' }).click();
   await expect(alert).toContainText('needs 51.4 MiB');
+  await expect(alert).toContainText('Not enough storage');
   await shot(page, '10-storage-full');
+  await expect(cacheEntry(page, 'tiny.gguf')).toHaveCount(0);
   await expect(page.getByText('Nothing cached yet')).toBeVisible();
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(page.url()).origin });
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin });
 });
 
 test('opens a local file; stop, chat and a batch of prompts', async ({ page }) => {

@@ -68,6 +68,11 @@ export async function cliGreedy(modelPath: string, prompt: string, maxTokens: nu
   return out.text[0];
 }
 
+/** The cache manager's line for a model (by its file name). */
+export function cacheEntry(page: Page, name: string) {
+  return page.getByRole('listitem').filter({ hasText: name });
+}
+
 /** Load a model by URL through the UI and wait until it is ready. */
 export async function loadByUrl(page: Page, url: string): Promise<void> {
   await page.getByLabel('Model URL').fill(url);

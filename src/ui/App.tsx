@@ -39,7 +39,9 @@ type Busy = 'idle' | 'loading' | 'generating';
 
 export function App({ engine }: { engine: RemoteEngine }) {
   const [env, setEnv] = useState<Environment>();
-  const [url, setUrl] = useState('');
+  // `?model=<url>` in the address names the model; otherwise the bundled demo is selected.
+  const [addressModel] = useState(() => new URLSearchParams(location.search).get('model'));
+  const [url, setUrl] = useState(() => addressModel ?? DEMO_PRESET.url);
   const [busy, setBusy] = useState<Busy>('idle');
   const [progress, setProgress] = useState<LoadProgress>();
   const [model, setModel] = useState<ModelInfo>();
@@ -57,6 +59,12 @@ export function App({ engine }: { engine: RemoteEngine }) {
   const [dragging, setDragging] = useState(false);
   const askedPersist = useRef(false);
   const autoLoaded = useRef(false);
+  /** The user has picked or typed a model: the page never replaces their choice. */
+  const userChose = useRef(false);
+  /** The URL box had the focus: its text is the user's, even before they type. */
+  const urlTouched = useRef(false);
+  /** Each load gets a number; only the newest may change the page (a newer load pre-empts it). */
+  const loadSeq = useRef(0);
 
   const refreshCache = useCallback(async () => {
     try {
@@ -74,6 +82,9 @@ export function App({ engine }: { engine: RemoteEngine }) {
         askedPersist.current = true;
         navigator.storage.persist().then(setPersisted, () => setPersisted(false));
       }
+      // The worker stops any load in progress when a new one starts; its outcome is then stale.
+      const seq = ++loadSeq.current;
+      const current = () => seq === loadSeq.current;
       setBusy('loading');
       setError(undefined);
       setModel(undefined);
@@ -82,39 +93,61 @@ export function App({ engine }: { engine: RemoteEngine }) {
       try {
         const info = await engine.load(
           spec,
-          Comlink.proxy((p: LoadProgress) => setProgress(p)),
+          Comlink.proxy((p: LoadProgress) => current() && setProgress(p)),
         );
+        if (!current()) return;
         setModel(info);
         return info;
       } catch (e) {
+        if (!current()) return;
         const err = asEngineError(e);
         setError({ code: err.code, message: err.message });
       } finally {
-        setBusy('idle');
-        setProgress(undefined);
+        if (current()) {
+          setBusy('idle');
+          setProgress(undefined);
+        }
         refreshCache();
       }
     },
     [engine, refreshCache],
   );
 
+  /** A load the user asked for (button, preset, file, cache entry): their choice from now on. */
+  const userLoad = (spec: ModelSourceSpec) => {
+    userChose.current = true;
+    return load(spec);
+  };
+
   useEffect(() => {
-    engine.environment().then(setEnv, (e) => setEnv({ webgpu: false, problem: String(e) }));
+    const environment = engine.environment().then(
+      (e) => e,
+      (e): Environment => ({ webgpu: false, problem: String(e) }),
+    );
+    environment.then(setEnv);
     refreshCache();
     navigator.storage?.persisted?.().then(setPersisted, () => {});
-    const fromAddress = new URLSearchParams(location.search).get('model');
-    if (fromAddress && !autoLoaded.current) {
-      autoLoaded.current = true;
-      setUrl(fromAddress);
-      load({ kind: 'url', url: fromAddress });
-    } else if (!fromAddress) {
-      // First run (no other model cached): select the bundled demo; Generate loads it from this site.
-      engine.listCached().then(
-        (list) => list.every((c) => c.url === DEMO_PRESET.url) && setUrl((u) => u || DEMO_PRESET.url),
-        () => {},
-      );
+    if (autoLoaded.current) return; // React's StrictMode runs this effect twice in development
+    autoLoaded.current = true;
+    if (addressModel) {
+      load({ kind: 'url', url: addressModel });
+      return;
     }
-  }, [engine, refreshCache, load]);
+    // First visit (no other model cached): load the bundled demo from this site right away, so the
+    // page is ready for a prompt. A real model already in the cache (gigabytes) is selected instead,
+    // and loads when the user asks. Either way a choice the user made meanwhile wins.
+    Promise.all([environment, engine.listCached()]).then(
+      ([gpu, list]) => {
+        if (userChose.current || loadSeq.current > 0) return;
+        const others = list
+          .filter((c) => c.complete && c.url !== DEMO_PRESET.url)
+          .sort((a, b) => b.updatedAt - a.updatedAt);
+        if (others.length > 0) setUrl((u) => (urlTouched.current ? u : others[0].url));
+        else if (gpu.webgpu) load({ kind: 'url', url: DEMO_PRESET.url });
+      },
+      () => {},
+    );
+  }, [engine, refreshCache, load, addressModel]);
 
   const prompts = batch
     ? prompt
@@ -145,7 +178,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
       const err = asEngineError(e);
       setError({ code: err.code, message: err.message });
     } finally {
-      setBusy('idle');
+      // A model load started meanwhile (it stopped this generation) owns the busy state now.
+      setBusy((b) => (b === 'generating' ? 'idle' : b));
     }
   };
 
@@ -169,7 +203,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
       });
       return;
     }
-    load({ kind: 'file', file });
+    userLoad({ kind: 'file', file });
   };
 
   const onDrop = (e: DragEvent) => {
@@ -218,10 +252,10 @@ export function App({ engine }: { engine: RemoteEngine }) {
               type="button"
               className={`preset${url === p.url ? ' selected' : ''}`}
               onClick={() => {
+                userChose.current = true;
                 setUrl(p.url);
                 if (p.kind === 'instruct') setMode('chat');
               }}
-              disabled={busy === 'loading'}
             >
               <span>{p.label}</span>
               <small>≈ {formatBytes(p.approxBytes)}</small>
@@ -232,7 +266,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
           className="row"
           onSubmit={(e) => {
             e.preventDefault();
-            if (url.trim()) load({ kind: 'url', url: url.trim() });
+            if (url.trim()) userLoad({ kind: 'url', url: url.trim() });
           }}
         >
           <label className="grow">
@@ -242,11 +276,16 @@ export function App({ engine }: { engine: RemoteEngine }) {
               aria-label="Model URL"
               placeholder="https://huggingface.co/…/resolve/main/model.gguf"
               value={url}
-              onChange={(e) => setUrl(e.target.value)}
-              disabled={busy === 'loading'}
+              onFocus={() => {
+                urlTouched.current = true;
+              }}
+              onChange={(e) => {
+                userChose.current = true;
+                setUrl(e.target.value);
+              }}
             />
           </label>
-          <button type="submit" className="primary" disabled={busy === 'loading' || !url.trim()}>
+          <button type="submit" className="primary" disabled={!url.trim()}>
             Load model
           </button>
         </form>
@@ -261,7 +300,6 @@ export function App({ engine }: { engine: RemoteEngine }) {
                 openFile(e.target.files?.[0]);
                 e.target.value = '';
               }}
-              disabled={busy === 'loading'}
             />
           </label>
           <span className="hint">
@@ -297,7 +335,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
         )}
       </section>
 
-      {error && <ErrorView error={error} onReload={lastSource ? () => load(lastSource) : undefined} />}
+      {error && <ErrorView error={error} onReload={lastSource ? () => userLoad(lastSource) : undefined} />}
 
       <section className="card" aria-labelledby="gen-h">
         <h2 id="gen-h">Generate</h2>
@@ -411,10 +449,10 @@ export function App({ engine }: { engine: RemoteEngine }) {
         cached={cached}
         storage={storage}
         persisted={persisted}
-        busy={busy !== 'idle'}
+        busy={busy}
         onLoad={(c) => {
           setUrl(c.url);
-          load({ kind: 'url', url: c.url });
+          userLoad({ kind: 'url', url: c.url });
         }}
         onDelete={async (c) => {
           await engine.deleteCached(c.id).catch(() => {});
@@ -541,7 +579,7 @@ function CacheView(props: {
   cached: CachedModelInfo[];
   storage?: StorageInfo;
   persisted?: boolean;
-  busy: boolean;
+  busy: Busy;
   onLoad: (c: CachedModelInfo) => void;
   onDelete: (c: CachedModelInfo) => void;
 }) {
@@ -563,13 +601,13 @@ function CacheView(props: {
                   ? formatBytes(c.sizeBytes)
                   : `${formatBytes(c.storedBytes)} of ${formatBytes(c.sizeBytes)} (partial, resumes on load)`}
               </span>
-              <button type="button" className="small" disabled={props.busy} onClick={() => props.onLoad(c)}>
+              <button type="button" className="small" onClick={() => props.onLoad(c)}>
                 {c.complete ? 'Load' : 'Resume'}
               </button>
               <button
                 type="button"
                 className="small danger"
-                disabled={props.busy}
+                disabled={props.busy !== 'idle'}
                 aria-label={`Delete ${c.name}`}
                 onClick={() => props.onDelete(c)}
               >
