@@ -97,6 +97,21 @@ describe.skipIf(!existsSync(FIXTURE))('EngineHost (in-process, CPU backend)', ()
       .catch((x) => x);
     expect(EngineError.fromSerialized(g)).toMatchObject({ code: 'bad-argument' });
   });
+
+  it('without WebGPU, a host that needs it refuses to load before downloading anything', async () => {
+    server.log = [];
+    const noGpu = new EngineHost({
+      kv: new MemoryKeyValueStore(),
+      requireWebGpu: true,
+      loader: () => Promise.reject(new Error('the loader must not run')),
+    });
+    const e = await noGpu.load({ kind: 'url', url: server.fileUrl('tiny.gguf') }).catch((x) => x);
+    expect(e).toBeInstanceOf(EngineError);
+    expect(e.code).toBe('no-webgpu');
+    expect(e.message).toMatch(/no WebGPU/);
+    expect(server.log).toEqual([]);
+    expect(await noGpu.listCached()).toEqual([]);
+  });
 });
 
 describe('error classification', () => {

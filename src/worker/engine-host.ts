@@ -66,6 +66,11 @@ export interface EngineHostOptions {
   loader: ModelLoader;
   /** navigator.gpu in a browser; undefined where WebGPU is missing. */
   gpu?: GPU;
+  /**
+   * The loader needs WebGPU: without a usable adapter, load() says so before it downloads or reads
+   * a byte (a multi-GB download the machine cannot run is only a waste of the user's disk).
+   */
+  requireWebGpu?: boolean;
   /** Cache chunk size (tests use small chunks). */
   chunkSize?: number;
   fetch?: typeof fetch;
@@ -158,6 +163,10 @@ export class EngineHost implements EngineApi {
     this.loadAbort?.abort();
     this.genAbort?.abort();
     await this.unload();
+    if (this.opts.requireWebGpu) {
+      const env = await this.environment();
+      if (!env.webgpu) throw new EngineError('no-webgpu', env.problem ?? 'WebGPU is not available.');
+    }
     const ac = new AbortController();
     this.loadAbort = ac;
     const t0 = performance.now();

@@ -23,6 +23,7 @@ const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
 
 const host = new EngineHost({
   gpu,
+  requireWebGpu: true,
   chunkSize,
   loader: async (source, opts) => {
     if (!gpu) {
