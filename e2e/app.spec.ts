@@ -156,6 +156,24 @@ test('a download cut by a page reload is listed as partial and resumes from its 
   await expect(page.getByRole('alert')).toContainText('Stopped');
 });
 
+test('two tabs opening the same model download it once: the second waits, then reads the cache', async ({
+  page,
+  context,
+}) => {
+  server.faults = { delayMsPerPiece: 2 };
+  const url = server.fileUrl('tiny.gguf');
+  await page.goto(appUrl({ model: url }));
+  await expect(page.getByText(/Downloading .* of 53\.9 MB/)).toBeVisible();
+  const second = await context.newPage();
+  await second.goto(appUrl({ model: url }));
+  await expect(second.getByText('Another tab is downloading this model')).toBeVisible();
+  await shot(second, '13-waiting-for-other-tab');
+  await expect(page.getByRole('status')).toContainText('Downloaded and cached', { timeout: 300_000 });
+  await expect(second.getByRole('status')).toContainText('Loaded from cache', { timeout: 300_000 });
+  expect(server.log.filter((r) => r.method === 'GET')).toHaveLength(1);
+  await second.close();
+});
+
 test('rejects a web page served instead of the model, and caches nothing', async ({ page }) => {
   server.faults = { html: true };
   await page.goto(appUrl());

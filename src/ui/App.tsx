@@ -494,13 +494,15 @@ function LoadingView({ progress, onStop }: { progress: LoadProgress; onStop: () 
   const downloading = p.phase === 'download' || p.phase === 'probe';
   const frac = p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : undefined;
   const label =
-    p.phase === 'probe'
-      ? 'Contacting the server…'
-      : p.phase === 'download'
-        ? `Downloading ${formatBytes(p.loadedBytes)} of ${formatBytes(p.totalBytes)}`
-        : p.phase === 'verify'
-          ? 'Verifying the download…'
-          : `Loading weights onto the GPU (${p.phase})`;
+    p.phase === 'waiting'
+      ? 'Another tab is downloading this model: waiting for it to finish…'
+      : p.phase === 'probe'
+        ? 'Contacting the server…'
+        : p.phase === 'download'
+          ? `Downloading ${formatBytes(p.loadedBytes)} of ${formatBytes(p.totalBytes)}`
+          : p.phase === 'verify'
+            ? 'Verifying the download…'
+            : `Loading weights onto the GPU (${p.phase})`;
   return (
     <div className="loading">
       <div className="row">

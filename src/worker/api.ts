@@ -16,7 +16,10 @@ export type ModelSourceSpec =
   | { kind: 'cache'; id: string };
 
 export interface LoadProgress {
-  /** `probe`, `download`, `verify` (storage) or an engine phase (header, weights, …). */
+  /**
+   * `waiting` (another tab is downloading the same model), `probe`, `download`, `verify` (storage)
+   * or an engine phase (header, weights, …).
+   */
   phase: string;
   loadedBytes: number;
   totalBytes: number;

@@ -106,6 +106,35 @@ function yieldBetweenSteps(runner: LoadedModelLike['runner']): void {
   };
 }
 
+/**
+ * Holds the Web Lock for downloading model `id` (locks are shared by every tab and worker of the
+ * origin) and resolves with its release. Calls `onWait` first when another holder has it. Where Web
+ * Locks do not exist (Node: one process, no tabs) there is nothing to exclude.
+ */
+async function downloadLock(id: string, signal: AbortSignal, onWait: () => void): Promise<() => void> {
+  const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+  if (!locks) return () => {};
+  const name = `llama3-webgpu download ${id}`;
+  const hold = (options: LockOptions) =>
+    new Promise<(() => void) | undefined>((resolve, reject) => {
+      locks
+        .request(name, options, (lock) =>
+          lock ? new Promise<void>((release) => resolve(() => release())) : resolve(undefined),
+        )
+        .catch(reject);
+    });
+  const now = await hold({ ifAvailable: true });
+  if (now) return now;
+  onWait();
+  try {
+    const later = await hold({ signal });
+    if (later) return later;
+  } catch (e) {
+    if (!signal.aborted) throw e;
+  }
+  throw new EngineError('interrupted', 'Loading stopped.');
+}
+
 export class EngineHost implements EngineApi {
   private storePromise?: Promise<ModelStore>;
   private model?: LoadedModelLike;
@@ -192,8 +221,20 @@ export class EngineHost implements EngineApi {
     } else {
       id = spec.kind === 'url' ? spec.url : spec.id;
       const store = await this.store();
-      const m = await store.getManifest(id);
+      let m = await store.getManifest(id);
+      let releaseLock = () => {};
+      if (spec.kind === 'url' && !(m && ModelStore.usable(m))) {
+        // One download per model across tabs: a second tab waits, then usually finds it cached.
+        releaseLock = await downloadLock(id, ac.signal, () =>
+          report({ phase: 'waiting', loadedBytes: 0, totalBytes: 0 }),
+        );
+        m = await store.getManifest(id).catch((e) => {
+          releaseLock();
+          throw e;
+        });
+      }
       if (m && ModelStore.usable(m)) {
+        releaseLock();
         source = new ChunkedSource(store, m);
         fromCache = true;
       } else if (spec.kind === 'cache') {
@@ -234,6 +275,7 @@ export class EngineHost implements EngineApi {
           downloadError = e;
           gate.fail(e);
         });
+        download.then(releaseLock, releaseLock);
         const man = await Promise.race([manifestReady, download]);
         live = new ChunkedSource(store, man, gate);
         source = live;
