@@ -45,6 +45,8 @@ function serveRange(
 
 beforeAll(async () => {
   let changingCalls = 0;
+  const flakySeen = new Set<string>();
+  let busyCalls = 0;
   server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     requests.push({ path, method: req.method ?? 'GET', range: req.headers.range });
@@ -85,6 +87,25 @@ beforeAll(async () => {
         }
         return serveRange(req, res, file);
       }
+      case '/flaky': {
+        // The first request for each range finds its connection reset (an idle keep-alive socket
+        // the server had closed, a proxy hiccup); asking again works.
+        const key = req.headers.range ?? '';
+        if (!flakySeen.has(key)) {
+          flakySeen.add(key);
+          return req.socket.destroy();
+        }
+        return serveRange(req, res, file);
+      }
+      case '/busy': // 503 for the first two requests of the test, then fine
+        if (++busyCalls <= 2) {
+          res.writeHead(503);
+          return res.end();
+        }
+        return serveRange(req, res, file);
+      case '/down': // always 503
+        res.writeHead(503);
+        return res.end();
       default:
         res.writeHead(500);
         return res.end();
@@ -159,9 +180,12 @@ describe('HttpRangeSource', () => {
   });
 
   it('names the URL and the status on HTTP errors', async () => {
+    const before = requests.filter((r) => r.path === '/missing').length;
     const e404 = await engineError(() => HttpRangeSource.open(`${base}/missing?x=1`));
     expect(e404.code).toBe('network');
     expect(e404.message).toBe(`${base}/missing: HTTP 404 Not Found: the file does not exist; check the URL`);
+    // A 404 is an answer, not a hiccup: asked once.
+    expect(requests.filter((r) => r.path === '/missing').length - before).toBe(1);
     const e403 = await engineError(() => HttpRangeSource.open(`${base}/forbidden`));
     expect(e403.message).toMatch(/\/forbidden: HTTP 403 Forbidden: access denied/);
   });
@@ -184,6 +208,24 @@ describe('HttpRangeSource', () => {
     const src = await HttpRangeSource.open(`${base}/short`);
     const e = await engineError(() => src.read(100, 64));
     expect(e.message).toMatch(/short read: 10 of 64 bytes for Range bytes=100-163/);
+  });
+
+  it('asks again after a reset connection, for the size and for each read', async () => {
+    const fast = { retryDelaysMs: [1, 1] };
+    const src = await HttpRangeSource.open(`${base}/flaky`, {}, fast);
+    expect(src.size).toBe(file.length);
+    expect(await src.read(100, 64)).toEqual(file.subarray(100, 164));
+    const flaky = requests.filter((r) => r.path === '/flaky').map((r) => r.range);
+    expect(flaky).toEqual(['bytes=0-0', 'bytes=0-0', 'bytes=100-163', 'bytes=100-163']);
+  });
+
+  it('retries 503 within its budget, then reports the status', async () => {
+    const src = await HttpRangeSource.open(`${base}/busy`, {}, { retryDelaysMs: [1, 1] });
+    expect(src.size).toBe(file.length);
+    const before = requests.filter((r) => r.path === '/down').length;
+    const e = await engineError(() => HttpRangeSource.open(`${base}/down`, {}, { retryDelaysMs: [1, 1] }));
+    expect(e.message).toMatch(/\/down: HTTP 503 Service Unavailable: server error; try again later/);
+    expect(requests.filter((r) => r.path === '/down').length - before).toBe(3);
   });
 
   it('turns a refused connection into a network error naming the URL', async () => {

@@ -9,7 +9,10 @@
  *   never read whole;
  * - `Content-Range` may be hidden by CORS: then the size comes from a HEAD's `Content-Length`;
  * - reads go to the original URL each time, so an expired signed redirect is simply re-resolved;
- * - a changed total size between requests means the file changed on the server: reported.
+ * - a changed total size between requests means the file changed on the server: reported;
+ * - every request is an idempotent GET/HEAD, so a transient failure (a dropped or reset connection,
+ *   e.g. an idle keep-alive socket the server closed; HTTP 408/429/5xx; a short body) is retried
+ *   after a pause, twice by default, before it is reported.
  */
 import { EngineError } from './errors';
 import type { RandomAccessSource } from './source';
@@ -17,6 +20,35 @@ import type { RandomAccessSource } from './source';
 export interface HttpRangeSourceOptions {
   /** The fetch to use (default: the global one). */
   fetch?: typeof fetch;
+  /** Pause before each retry of a transient failure; its length is the number of retries. */
+  retryDelaysMs?: readonly number[];
+}
+
+const DEFAULT_RETRY_DELAYS_MS = [250, 1000];
+
+/** Errors the same request may well not meet again: worth another try. */
+const transient = new WeakSet<object>();
+function markTransient(e: EngineError): EngineError {
+  transient.add(e);
+  return e;
+}
+const isTransientStatus = (status: number) => status === 408 || status === 429 || status >= 500;
+
+/** Runs `attempt`, again after each delay while it fails transiently; never once `signal` aborted. */
+async function withRetries<T>(
+  delaysMs: readonly number[],
+  signal: AbortSignal | null | undefined,
+  attempt: () => Promise<T>,
+): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      const delay = delaysMs[i];
+      if (delay === undefined || !transient.has(e as object) || signal?.aborted) throw e;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }
 
 /** The URL without query and fragment: signed URLs carry secrets that do not belong in messages. */
@@ -58,6 +90,7 @@ export class HttpRangeSource implements RandomAccessSource {
     readonly name: string,
     private readonly init: RequestInit,
     private readonly fetchFn: typeof fetch,
+    private readonly retryDelaysMs: readonly number[],
   ) {}
 
   /**
@@ -71,42 +104,11 @@ export class HttpRangeSource implements RandomAccessSource {
     opts: HttpRangeSourceOptions = {},
   ): Promise<HttpRangeSource> {
     const fetchFn = opts.fetch ?? globalThis.fetch.bind(globalThis);
+    const retryDelaysMs = opts.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS;
     const name = labelOf(url);
-    const res = await send(fetchFn, url, name, init, 'bytes=0-0');
-    let size: number | undefined;
-    if (res.status === 206) {
-      size = parseContentRange(res.headers.get('content-range'))?.total;
-      await res.body?.cancel();
-    } else if (res.status === 416) {
-      // Even byte 0 is out of range: an empty file (`Content-Range: bytes */0`).
-      size = parseContentRange(res.headers.get('content-range'))?.total ?? 0;
-      await res.body?.cancel();
-    } else if (res.status === 200) {
-      await res.body?.cancel();
-      throw ignoresRange(name, 'bytes=0-0', res);
-    } else {
-      await res.body?.cancel();
-      throw new EngineError(
-        'network',
-        `${name}: HTTP ${res.status} ${res.statusText}${statusHint(res.status)}`,
-      );
-    }
-    if (size === undefined) {
-      // Content-Range hidden (CORS without Access-Control-Expose-Headers) or `*`: ask with HEAD.
-      const head = await send(fetchFn, url, name, { ...init, method: 'HEAD' });
-      const len = head.headers.get('content-length');
-      await head.body?.cancel();
-      if (!head.ok || len === null || !/^\d+$/.test(len)) {
-        throw new EngineError(
-          'network',
-          `${name}: cannot learn the file size (no readable Content-Range on a ranged request, and HEAD gave ` +
-            `HTTP ${head.status} with Content-Length ${len ?? 'absent'}); the server must expose one of them`,
-        );
-      }
-      size = Number(len);
-    }
+    const size = await withRetries(retryDelaysMs, init.signal, () => probeSize(fetchFn, url, name, init));
     if (!Number.isSafeInteger(size)) throw new EngineError('network', `${name}: implausible size ${size}`);
-    return new HttpRangeSource(url, size, name, init, fetchFn);
+    return new HttpRangeSource(url, size, name, init, fetchFn, retryDelaysMs);
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
@@ -117,6 +119,10 @@ export class HttpRangeSource implements RandomAccessSource {
       throw new RangeError(`read ${offset}+${length} past the end of ${this.name} (${this.size} bytes)`);
     }
     if (length === 0) return new Uint8Array(0);
+    return withRetries(this.retryDelaysMs, this.init.signal, () => this.readOnce(offset, length));
+  }
+
+  private async readOnce(offset: number, length: number): Promise<Uint8Array> {
     const range = `bytes=${offset}-${offset + length - 1}`;
     const res = await send(this.fetchFn, this.url, this.name, this.init, range);
     if (res.status === 200) {
@@ -125,8 +131,8 @@ export class HttpRangeSource implements RandomAccessSource {
     }
     if (res.status !== 206) {
       await res.body?.cancel();
-      throw new EngineError(
-        'network',
+      throw httpError(
+        res,
         `${this.name}: HTTP ${res.status} ${res.statusText} for Range ${range}${statusHint(res.status)}`,
       );
     }
@@ -146,13 +152,60 @@ export class HttpRangeSource implements RandomAccessSource {
       throw networkError(this.name, e);
     }
     if (body.byteLength !== length) {
-      throw new EngineError(
-        'network',
-        `${this.name}: short read: ${body.byteLength} of ${length} bytes for Range ${range}; the connection may have dropped`,
+      throw markTransient(
+        new EngineError(
+          'network',
+          `${this.name}: short read: ${body.byteLength} of ${length} bytes for Range ${range}; the connection may have dropped`,
+        ),
       );
     }
     return new Uint8Array(body);
   }
+}
+
+/**
+ * The file's size from one `Range: bytes=0-0` request (its `Content-Range` total), or from a HEAD's
+ * `Content-Length` when `Content-Range` is unreadable.
+ */
+async function probeSize(
+  fetchFn: typeof fetch,
+  url: string,
+  name: string,
+  init: RequestInit,
+): Promise<number> {
+  const res = await send(fetchFn, url, name, init, 'bytes=0-0');
+  let size: number | undefined;
+  if (res.status === 206) {
+    size = parseContentRange(res.headers.get('content-range'))?.total;
+    await res.body?.cancel();
+  } else if (res.status === 416) {
+    // Even byte 0 is out of range: an empty file (`Content-Range: bytes */0`).
+    size = parseContentRange(res.headers.get('content-range'))?.total ?? 0;
+    await res.body?.cancel();
+  } else if (res.status === 200) {
+    await res.body?.cancel();
+    throw ignoresRange(name, 'bytes=0-0', res);
+  } else {
+    await res.body?.cancel();
+    throw httpError(res, `${name}: HTTP ${res.status} ${res.statusText}${statusHint(res.status)}`);
+  }
+  if (size === undefined) {
+    // Content-Range hidden (CORS without Access-Control-Expose-Headers) or `*`: ask with HEAD.
+    const head = await send(fetchFn, url, name, { ...init, method: 'HEAD' });
+    const len = head.headers.get('content-length');
+    await head.body?.cancel();
+    if (isTransientStatus(head.status))
+      throw httpError(head, `${name}: HTTP ${head.status} ${head.statusText} for HEAD`);
+    if (!head.ok || len === null || !/^\d+$/.test(len)) {
+      throw new EngineError(
+        'network',
+        `${name}: cannot learn the file size (no readable Content-Range on a ranged request, and HEAD gave ` +
+          `HTTP ${head.status} with Content-Length ${len ?? 'absent'}); the server must expose one of them`,
+      );
+    }
+    size = Number(len);
+  }
+  return size;
 }
 
 function ignoresRange(name: string, range: string, res: Response): EngineError {
@@ -164,6 +217,13 @@ function ignoresRange(name: string, range: string, res: Response): EngineError {
   );
 }
 
+/** An HTTP error status; transient (retried) for 408, 429 and 5xx. */
+function httpError(res: Response, message: string): EngineError {
+  const e = new EngineError('network', message);
+  return isTransientStatus(res.status) ? markTransient(e) : e;
+}
+
+/** A failed request or body: transient unless the caller cancelled it. */
 function networkError(name: string, e: unknown): EngineError {
   if (e instanceof EngineError) return e;
   if (e instanceof Error && e.name === 'AbortError') {
@@ -171,9 +231,11 @@ function networkError(name: string, e: unknown): EngineError {
   }
   const msg =
     e instanceof Error ? `${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ''}` : String(e);
-  return new EngineError('network', `${name}: request failed: ${msg}; check the connection and the URL`, {
-    cause: e,
-  });
+  return markTransient(
+    new EngineError('network', `${name}: request failed: ${msg}; check the connection and the URL`, {
+      cause: e,
+    }),
+  );
 }
 
 async function send(
