@@ -14,6 +14,7 @@ import {
   LINEAR_KERNELS,
   Linear,
   linearKernelName,
+  matvecThreadsPerRow,
   randomWeight,
   referenceLinear,
 } from './linear';
@@ -51,6 +52,13 @@ describe('linear kernels (self-check: every epilogue, both paths, awkward sizes)
       expect(r.maxRelError).toBeLessThan(1e-4);
     });
   }
+});
+
+describe('mat-vec threads per row pair', () => {
+  it('is the largest power of two ≤ the units per row, at most 32 (the self-checks run each size)', () => {
+    const units = [1, 2, 3, 7, 8, 22, 32, 33, 128, 448];
+    expect(units.map(matvecThreadsPerRow)).toEqual([1, 2, 2, 4, 8, 16, 32, 32, 32, 32]);
+  });
 });
 
 describe('embedding kernels (repeated and out-of-order ids)', () => {

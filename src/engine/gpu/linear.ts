@@ -40,9 +40,21 @@ export type LinearPath = 'matvec' | 'matvec_sg' | 'matmul';
 const EPILOGUE_CODE: Record<Epilogue, number> = { store: 0, accumulate: 1, swiglu: 2 };
 /** Largest n_tokens the mat-vec path takes; more tokens go through the tiled mat-mat. */
 export const MATVEC_MAX_TOKENS = 8;
-/** Mat-vec tuning (WGSL overrides): workgroup size and threads per row pair. */
+/** Mat-vec tuning (WGSL overrides): workgroup size and the most threads per row pair. */
 const MATVEC_WG = 128;
-const MATVEC_TPR = 32;
+const MATVEC_MAX_TPR = 32;
+
+/**
+ * Threads per row pair for rows of `units` 32-weight units: the largest power of two ≤ units, at
+ * most 32. Real models have ≥ 64 units per row (dim ≥ 2048) and get 32; a narrow matrix (dim 256:
+ * 8 units) would otherwise leave 24 of 32 lanes idle in every row pair, and its vocabulary-sized
+ * head would need 4× the workgroups.
+ */
+export function matvecThreadsPerRow(units: number): number {
+  let tpr = 1;
+  while (tpr * 2 <= Math.min(units, MATVEC_MAX_TPR)) tpr *= 2;
+  return tpr;
+}
 
 /** The decoder WGSL of each GPU layout type (shared with the embedding kernels). */
 export const DECODERS: ReadonlyMap<GgmlType, string> = new Map([
@@ -200,6 +212,8 @@ export class Linear {
   private readonly groups: { bindGroup: GPUBindGroup; rows: number; meta: GPUBuffer }[] = [];
   private readonly maxTokens: number;
   private readonly maxWorkgroups: number;
+  /** Mat-vec threads per row pair (matvecThreadsPerRow of the weight's units). */
+  private readonly tpr: number;
 
   constructor(
     ctx: Pick<GpuContext, 'device' | 'limits'> & { features?: GpuContext['features'] },
@@ -237,11 +251,12 @@ export class Linear {
     }
     const kernel = linearKernelName(weight.type);
     const module = registry.module(device, kernel);
+    this.tpr = matvecThreadsPerRow(weight.cols / UNIT);
     this.matvec = cachedPipeline(
       device,
       module,
       'matvec',
-      { WG: MATVEC_WG, TPR: MATVEC_TPR },
+      { WG: MATVEC_WG, TPR: this.tpr },
       `${kernel}.matvec`,
     );
     this.matmul = cachedPipeline(device, module, 'matmul', {}, `${kernel}.matmul`);
@@ -251,7 +266,7 @@ export class Linear {
           device,
           subgroupVariant(device, registry.source(kernel), kernel),
           'matvec_sg',
-          { WG: MATVEC_WG, TPR: MATVEC_TPR },
+          { WG: MATVEC_WG, TPR: this.tpr },
           `${kernel}.matvec_sg`,
         )
       : undefined;
@@ -317,7 +332,7 @@ export class Linear {
       if (chosen !== 'matmul') {
         pass.setPipeline(chosen === 'matvec_sg' ? this.matvecSg! : this.matvec);
         const pairs = swiglu ? g.rows / 2 : Math.ceil(g.rows / 2);
-        const wgs = Math.ceil(pairs / (MATVEC_WG / MATVEC_TPR));
+        const wgs = Math.ceil(pairs / (MATVEC_WG / this.tpr));
         const x = Math.min(wgs, this.maxWorkgroups);
         pass.dispatchWorkgroups(x, Math.ceil(wgs / x));
       } else {
@@ -435,7 +450,8 @@ export const LINEAR_TOLERANCE = 1e-4;
 
 function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
   const c = type === GgmlType.Q6_K ? [256, 512] : [32, 96, 256];
-  // More than TPR = 32 units per row, so that mat-vec lanes loop over K more than once.
+  // More than 32 units per row (the most threads per row pair), so that mat-vec lanes loop over K
+  // more than once; the narrow ones run with fewer threads per row pair (1, 2 or 8 for q4_0).
   const long = type === GgmlType.Q6_K ? 1280 : 1056;
   // The default mat-vec path is matvec_sg where the device has subgroups: check the tree too.
   const tree: LinearCase[] = subgroups
