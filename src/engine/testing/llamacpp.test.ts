@@ -35,20 +35,28 @@ describe('near-tie rule', () => {
     expect(c.message).toMatch(/token 7 differs/);
   });
 
-  it('compareGreedy: stops at the first near-tie, tolerating a mismatch exactly there', () => {
+  it('compareGreedy: runs through near-ties both runs agree on; may part only at a near-tie', () => {
     const gaps = wide(24);
+    gaps[5] = 0.05; // near-tie at step 5, where both runs chose the same token
     gaps[18] = 0.1; // near-tie at step 18 (0.1 < 0.4)
     const theirs = run(seq(24), gaps);
+    expect(compareGreedy(seq(24), theirs, 16)).toMatchObject({ ok: true, compared: 24, firstNearTie: 5 });
     const ours = seq(24);
     ours[18] = 1; // differs at the near-tie
-    ours[20] = 2; // and after it (not compared)
-    expect(compareGreedy(ours, theirs, 16)).toMatchObject({ ok: true, compared: 18, firstNearTie: 18 });
-    // The same near-tie at step 10 leaves too few compared tokens: a bad fixture.
+    ours[20] = 2; // and after it (the contexts differ from there: not compared)
+    const parted = compareGreedy(ours, theirs, 16);
+    expect(parted).toMatchObject({ ok: true, compared: 18, firstMismatch: 18 });
+    expect(parted.message).toMatch(
+      /18 tokens agree \(through 1 near-tie\), then parted at a near-tie at step 18/,
+    );
+    // Parting at a near-tie at step 10 leaves too few compared tokens: a bad fixture.
     const early = wide(24);
     early[10] = 0.1;
-    const c = compareGreedy(seq(24), run(seq(24), early), 16);
+    const ours10 = seq(24);
+    ours10[10] = 1;
+    const c = compareGreedy(ours10, run(seq(24), early), 16);
     expect(c.ok).toBe(false);
-    expect(c.message).toMatch(/re-seed/);
+    expect(c.message).toMatch(/parted at a near-tie at step 10.*re-seed/);
   });
 
   it('compareForced: skips near-ties anywhere, fails on a clear mismatch or too few checked steps', () => {

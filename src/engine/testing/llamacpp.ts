@@ -118,9 +118,9 @@ export async function llamaCppGreedy(
 export interface GreedyComparison {
   /** True when the first `compared` tokens are equal and `compared` ≥ minTokens. */
   ok: boolean;
-  /** Positions compared: up to and including the first near-tie step, or all. */
+  /** Positions where both runs agree before they first differ (all of them when they never do). */
   compared: number;
-  /** First position where the tokens differ (within the compared range), or -1. */
+  /** First position where the tokens differ (at a near-tie: allowed), or -1. */
   firstMismatch: number;
   /** Position of the first near-tie step (gap < NEAR_TIE_FRACTION · range), or -1. */
   firstNearTie: number;
@@ -135,33 +135,22 @@ export function isNearTie(theirs: LlamaCppGreedy, i: number): boolean {
 }
 
 /**
- * Compares our greedy ids with llama.cpp's under the near-tie rule: positions 0..k are compared,
- * where k is the first near-tie step (there either token is a valid greedy choice, so a mismatch AT
- * k is tolerated and later positions are not compared), or all positions when there is none.
- * Passes only when every compared position before k matches and at least `minTokens` positions
- * agree; a fixture that hits a near-tie earlier is a bad fixture (pick another prompt or seed).
+ * Compares our greedy ids with llama.cpp's under the near-tie rule. Equal tokens keep both contexts
+ * equal, so the comparison runs to the first position where the ids differ, through any near-tie
+ * where both picked the same token. There the runs may part only at a near-tie (either token is a
+ * valid greedy choice, and after it the contexts differ, so nothing later is compared); a difference
+ * at a clear step is a mismatch. Passes when there is no mismatch and at least `minTokens` positions
+ * agree; runs that part at a near-tie earlier than that make a bad fixture (another prompt or seed).
  */
 export function compareGreedy(ours: number[], theirs: LlamaCppGreedy, minTokens: number): GreedyComparison {
   const n = Math.min(ours.length, theirs.tokens.length);
+  let agreed = 0;
+  while (agreed < n && ours[agreed] === theirs.tokens[agreed]) agreed++;
+  const firstMismatch = agreed < n ? agreed : -1;
+  const partedAtNearTie = firstMismatch >= 0 && isNearTie(theirs, firstMismatch);
+  const mismatchCounts = firstMismatch >= 0 && !partedAtNearTie;
   let firstNearTie = -1;
-  for (let i = 0; i < n; i++) {
-    if (isNearTie(theirs, i)) {
-      firstNearTie = i;
-      break;
-    }
-  }
-  const compared = firstNearTie >= 0 ? Math.min(n, firstNearTie + 1) : n;
-  let firstMismatch = -1;
-  for (let i = 0; i < compared; i++) {
-    if (ours[i] !== theirs.tokens[i]) {
-      firstMismatch = i;
-      break;
-    }
-  }
-  // A mismatch exactly at the near-tie step is allowed: both tokens are within the tie margin.
-  const mismatchCounts = firstMismatch >= 0 && firstMismatch !== firstNearTie;
-  // Positions that count as agreed: all compared ones, or those before the near-tie if it differs there.
-  const agreed = firstMismatch === firstNearTie && firstMismatch >= 0 ? firstMismatch : compared;
+  for (let i = 0; i < n && firstNearTie < 0; i++) if (isNearTie(theirs, i)) firstNearTie = i;
   const ok = !mismatchCounts && agreed >= minTokens;
   const gap = (i: number) =>
     `${(theirs.top2[i][0] - theirs.top2[i][1]).toFixed(4)} of range ${theirs.range[i].toFixed(2)}`;
@@ -172,10 +161,16 @@ export function compareGreedy(ours: number[], theirs: LlamaCppGreedy, minTokens:
       `(llama.cpp logit gap there ${gap(firstMismatch)}: not a near-tie)`;
   } else if (agreed < minTokens) {
     message =
-      `only ${agreed} tokens comparable (< ${minTokens}): near-tie at step ${firstNearTie} ` +
-      `(gap ${firstNearTie >= 0 ? gap(firstNearTie) : '-'}) or too few tokens generated; re-seed the fixture`;
+      `only ${agreed} tokens comparable (< ${minTokens}): ` +
+      (partedAtNearTie
+        ? `the runs parted at a near-tie at step ${firstMismatch} (gap ${gap(firstMismatch)}); re-seed the fixture`
+        : 'too few tokens generated');
   } else {
-    message = `${agreed} tokens agree${firstNearTie >= 0 ? ` (near-tie at step ${firstNearTie})` : ''}`;
+    const ties = theirs.top2.slice(0, agreed).filter((_, i) => isNearTie(theirs, i)).length;
+    message =
+      `${agreed} tokens agree` +
+      (ties > 0 ? ` (through ${ties} near-tie${ties > 1 ? 's' : ''})` : '') +
+      (partedAtNearTie ? `, then parted at a near-tie at step ${firstMismatch}` : '');
   }
   return { ok, compared: agreed, firstMismatch, firstNearTie, message };
 }
