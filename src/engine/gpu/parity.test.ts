@@ -17,6 +17,7 @@ import { readGguf } from '../gguf/reader';
 import { GgmlType } from '../gguf/types';
 import { ReferenceModel } from '../reference/model';
 import { MemorySource } from '../source';
+import { DEMO_MODEL_PATH } from '../../node/paths';
 import { createGpuContext } from './device';
 import { GpuModel } from './model';
 import { makeSmallLlama, type SmallModelOptions } from './test-model';
@@ -212,7 +213,7 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
 // ---------------------------------------------------------------------------------------------
 
 const FULL = process.env.GPU_PARITY_FULL === '1';
-const DEMO = '/work/shared/data/demo-model/tinystories-llama3-q4_0.gguf';
+const DEMO = DEMO_MODEL_PATH;
 const DEMO_GREEDY = [
   11, 1070, 574, 264, 2697, 3828, 7086, 48390, 13, 3005, 10456, 311, 1514, 449, 1077, 23939,
 ];
