@@ -70,8 +70,11 @@ test('second visit with the server stopped: the shell comes from the service wor
   const nav = await page.reload();
   expect(nav?.fromServiceWorker(), 'page served by the service worker').toBe(true);
   // The demo is the only cached model, so it is still the default and loads on open, from IndexedDB.
-  await expect(modelStatus(page)).toContainText('Loaded from cache', { timeout: 300_000 });
-  expect(await generateGreedy(page, 8)).toBe(GREEDY_8);
+  // Generate pressed at once waits for that load (saying so), then writes.
+  const written = generateGreedy(page, 8);
+  await expect(page.getByText('starts as soon as the model has loaded')).toBeVisible();
+  expect(await written).toBe(GREEDY_8);
+  await expect(modelStatus(page)).toContainText('Loaded from cache');
   // The model did not go to the network this time (the reload asked for no model bytes).
   expect(requests.slice(before).filter((u) => u.includes('/models/'))).toEqual([]);
 

@@ -53,6 +53,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
   const [settings, setSettings] = useState<Settings>(DEFAULT_SETTINGS);
   const [outputs, setOutputs] = useState<{ prompt: string; text: string }[]>([]);
   const [result, setResult] = useState<GenerateOutcome>();
+  /** Generate was pressed while the model loads: it starts when the load is done. */
+  const [queued, setQueued] = useState(false);
   const [cached, setCached] = useState<CachedModelInfo[]>([]);
   const [storage, setStorage] = useState<StorageInfo>();
   const [persisted, setPersisted] = useState<boolean>();
@@ -75,8 +77,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
     }
   }, [engine]);
 
-  const load = useCallback(
-    async (spec: ModelSourceSpec) => {
+  const loadNow = useCallback(
+    async (spec: ModelSourceSpec): Promise<ModelInfo | undefined> => {
       // persist() only works on the page, ideally inside a user gesture: ask once, on the first load.
       if (!askedPersist.current && navigator.storage?.persist) {
         askedPersist.current = true;
@@ -112,6 +114,27 @@ export function App({ engine }: { engine: RemoteEngine }) {
     },
     [engine, refreshCache],
   );
+
+  /** The newest load: a Generate pressed while it runs waits for it. */
+  const pendingLoad = useRef<Promise<ModelInfo | undefined>>(undefined);
+  const load = useCallback(
+    (spec: ModelSourceSpec) => {
+      const p = loadNow(spec);
+      pendingLoad.current = p;
+      return p;
+    },
+    [loadNow],
+  );
+
+  /** Resolves true once the newest load has a model; false when it fails or is stopped. */
+  const loaded = async (): Promise<boolean> => {
+    for (;;) {
+      const p = pendingLoad.current;
+      if (!p) return false;
+      if (await p) return true;
+      if (p === pendingLoad.current) return false; // else a newer load replaced it: wait for that
+    }
+  };
 
   /** A load the user asked for (button, preset, file, cache entry): their choice from now on. */
   const userLoad = (spec: ModelSourceSpec) => {
@@ -157,8 +180,19 @@ export function App({ engine }: { engine: RemoteEngine }) {
     : [prompt];
 
   const generate = async () => {
-    if (busy !== 'idle' || prompts.every((p) => p.length === 0)) return;
-    if (!model && !(url === DEMO_PRESET.url && (await load({ kind: 'url', url })))) return;
+    if (busy === 'generating' || queued || prompts.every((p) => p.length === 0)) return;
+    if (!model || busy === 'loading') {
+      // Pressed while a model loads (the demo on a first visit): start when it is ready. With
+      // nothing loaded and the demo selected, load it first.
+      if (busy === 'idle') {
+        if (url !== DEMO_PRESET.url) return;
+        load({ kind: 'url', url });
+      }
+      setQueued(true);
+      const ready = await loaded();
+      setQueued(false);
+      if (!ready) return;
+    }
     setBusy('generating');
     setError(undefined);
     setResult(undefined);
@@ -218,7 +252,10 @@ export function App({ engine }: { engine: RemoteEngine }) {
   };
 
   const canGenerate =
-    (!!model || url === DEMO_PRESET.url) && busy === 'idle' && prompts.some((p) => p.length > 0);
+    (!!model || url === DEMO_PRESET.url || busy === 'loading') &&
+    busy !== 'generating' &&
+    !queued &&
+    prompts.some((p) => p.length > 0);
 
   return (
     // biome-ignore lint/a11y/noStaticElementInteractions: the whole page is a drop target for .gguf files
@@ -419,6 +456,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
             Stop
           </button>
           <span className="hint">Ctrl/⌘ + Enter</span>
+          {queued && <span className="hint">starts as soon as the model has loaded…</span>}
           {batch && (
             <span className="hint">
               {prompts.length} prompt{prompts.length === 1 ? '' : 's'}

@@ -6,7 +6,7 @@
  *    GPU sampling with temperature/top-p == the reference's CPU sampling with the same draws;
  *  - device loss → EngineError('device-lost');
  *  - real-vocab fixtures and the demo model vs llama.cpp / MODEL.md (GPU_PARITY_FULL=1: the
- *    128256-row LM head makes each step take ~30 s on SwiftShader).
+ *    128256-row LM head makes each step take seconds on SwiftShader).
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
