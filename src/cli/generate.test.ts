@@ -101,16 +101,17 @@ describe('generate --device cpu matches llama.cpp greedy', () => {
   }
 });
 
-// SwiftShader runs the GPU path at seconds per token on a loaded 2-core machine, so by default the
-// GPU check covers one prompt of the file shaped like real "Q4_0" files (q4_0 body, q6_K head);
-// CLI_GPU_PARITY=all runs every fixture with every prompt.
+// SwiftShader runs the GPU path at about a second per token on this 2-core machine, so by default
+// the GPU check takes the first prompt of each fixture the GPU layouts accept (tiny-f32's FFN of 200
+// is refused: src/engine/gpu/parity.test.ts), 24 tokens as on the CPU (fewer leave too few steps
+// that are not near-ties); CLI_GPU_PARITY=all runs every prompt.
 const GPU_ALL = process.env.CLI_GPU_PARITY === 'all';
 describe('generate --device gpu matches llama.cpp greedy', () => {
-  for (const c of GPU_ALL ? CASES : CASES.slice(0, 1)) {
+  for (const c of CASES.filter((c) => c.file !== 'tiny-f32.gguf')) {
     const path = join(FIXTURES, c.file);
     it.skipIf(!existsSync(path))(
       c.file,
-      () => expectParity(path, 'gpu', GPU_ALL ? c.prompts : c.prompts.slice(0, 1), GPU_ALL ? N : 20),
+      () => expectParity(path, 'gpu', GPU_ALL ? c.prompts : c.prompts.slice(0, 1)),
       3_600_000,
     );
   }

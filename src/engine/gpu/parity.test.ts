@@ -266,8 +266,10 @@ describe.skipIf(!FULL)('GpuModel on real-vocab models (GPU_PARITY_FULL=1)', () =
       }
     });
   }
+});
 
-  // tiny-f32 has ffn 200: the GPU weight layouts need columns in whole 32-weight units.
+// tiny-f32 has ffn 200: the GPU weight layouts need columns in whole 32-weight units.
+describe('GpuModel refuses what its layouts cannot hold', () => {
   it('tiny-f32.gguf (ffn 200) is refused with unsupported-model, naming the tensor', async () => {
     const ctx = await createTestContext();
     const { source, file, config } = await open(
