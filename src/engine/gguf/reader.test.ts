@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { llama3VocabKvs } from '../../../scripts/fixtures/llama3-vocab';
 import { EngineError } from '../errors';
 import { MemorySource, type RandomAccessSource } from '../source';
-import { readableChunks, readGguf, readGgufStream, readTensorBytes } from './reader';
+import { readableChunks, readGguf, readGgufStream, readTensorBytes, readTensorRows } from './reader';
 import { chunked, engineError, prng, Raw } from './test-helpers';
 import { GgmlType, GgufValueType, tensorBytes } from './types';
 import { type GgufKv, type GgufTensorIn, writeGguf } from './writer';
@@ -679,6 +679,22 @@ describe('hostile headers', () => {
     );
     expect(e.code).toBe('bad-gguf');
     expect(e.message).toMatch(/tensor "w": bytes \[\d+, \d+\) lie outside short.gguf \(40 bytes\)/);
+  });
+
+  it('readTensorRows gives a slice of rows, checks the row range and the source', async () => {
+    const b = writeGgufRaw([{ name: 'm', dims: [8, 5], type: 0, bytes: 160 }]); // f32 [5 rows, 8 cols]
+    const f = await readGguf(new MemorySource(b));
+    const t = f.tensors[0];
+    const whole = await readTensorBytes(new MemorySource(b), t);
+    expect(await readTensorRows(new MemorySource(b), t, 1, 3)).toEqual(whole.subarray(32, 128));
+    expect(await readTensorRows(new MemorySource(b), t, 4, 1)).toEqual(whole.subarray(128, 160));
+    await expect(readTensorRows(new MemorySource(b), t, 3, 3)).rejects.toThrow(
+      /rows \[3, 6\) outside its 5 rows/,
+    );
+    const e = await engineError(() =>
+      readTensorRows(new MemorySource(b.subarray(0, 40), 'short.gguf'), t, 0, 1),
+    );
+    expect(e.message).toMatch(/lie outside short.gguf/);
   });
 
   it('rejects bad options as bad-argument', async () => {

@@ -757,7 +757,29 @@ async function* restOf(
 }
 
 /** The bytes of one tensor, checked against the source's size first. */
-export async function readTensorBytes(source: RandomAccessSource, t: TensorInfo): Promise<Uint8Array> {
+/**
+ * Rows [row, row + n) of matrix tensor `t` (ggml ne = [cols, rows]) as stored in the file: a slice
+ * of the tensor without reading the rest of it.
+ */
+export async function readTensorRows(
+  source: RandomAccessSource,
+  t: TensorInfo,
+  row: number,
+  n: number,
+): Promise<Uint8Array> {
+  const rows = t.dims.slice(1).reduce((a, d) => a * d, 1);
+  if (!Number.isSafeInteger(row) || !Number.isSafeInteger(n) || row < 0 || n < 0 || row + n > rows) {
+    throw new RangeError(`tensor ${q(t.name)}: rows [${row}, ${row + n}) outside its ${rows} rows`);
+  }
+  const rowBytes = t.byteLength / rows;
+  if (!Number.isInteger(rowBytes)) {
+    throw bad(`tensor ${q(t.name)}: ${t.byteLength} bytes do not split into ${rows} equal rows`);
+  }
+  checkTensorBounds(source, t);
+  return readExact(source, t.offset + row * rowBytes, n * rowBytes);
+}
+
+function checkTensorBounds(source: RandomAccessSource, t: TensorInfo): void {
   if (
     !Number.isSafeInteger(t.offset) ||
     !Number.isSafeInteger(t.byteLength) ||
@@ -770,6 +792,10 @@ export async function readTensorBytes(source: RandomAccessSource, t: TensorInfo)
         `(${source.size} bytes): the file is truncated or is not the file this header came from`,
     );
   }
+}
+
+export async function readTensorBytes(source: RandomAccessSource, t: TensorInfo): Promise<Uint8Array> {
+  checkTensorBounds(source, t);
   return readExact(source, t.offset, t.byteLength);
 }
 

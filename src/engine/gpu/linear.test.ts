@@ -31,7 +31,7 @@ import {
   relError,
   withValidation,
 } from './testing';
-import { repackRows, uploadConcatenated, uploadWeight } from './weights';
+import { type GpuWeight, repackRows, streamConcatenated, uploadConcatenated, uploadWeight } from './weights';
 
 const TYPES = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16, GgmlType.F32];
 
@@ -195,6 +195,73 @@ describe('weight upload', () => {
       return { y, ref: referenceLinear(W, x, new Float32Array(12), 24, cols, 1, 'swiglu') };
     });
     expect(relError(got.y, got.ref).maxRelError).toBeLessThan(1e-4);
+  });
+
+  it('streamConcatenated reads ≤ 4 MiB of rows at a time and uploads what uploadConcatenated does', async () => {
+    const ctx = await createTestContext();
+    const { device } = ctx;
+    const rng = makeRng(21);
+    const cols = 1024; // f32: 4 KiB per row, 1024 rows per 4 MiB slice
+    const a = randomWeight(GgmlType.F32, 1500, cols, rng);
+    const b = randomWeight(GgmlType.F32, 700, cols, rng);
+    const rows = 2200;
+    const reads: [string, number, number, number][] = [];
+    const streamed = (name: string, bytes: Uint8Array, n: number) => ({
+      type: GgmlType.F32,
+      rows: n,
+      read: async (row: number, k: number) => {
+        const slice = bytes.slice(row * cols * 4, (row + k) * cols * 4);
+        reads.push([name, row, k, slice.byteLength]);
+        return slice;
+      },
+    });
+    const registry = new KernelRegistry();
+    for (const s of LINEAR_KERNELS) registry.register(s);
+    const x = randomFloats(cols, rng);
+    const run = async (w: GpuWeight) => {
+      const xb = createStorage(device, x, 'x');
+      const yb = createStorage(device, rows * 4, 'y');
+      poison(device, yb);
+      const params = createUniform(device, [1], 'params');
+      const linear = new Linear(ctx, registry, w, { x: xb, y: yb, params, maxTokens: 1 });
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      linear.encode(pass, 1);
+      pass.end();
+      device.queue.submit([enc.finish()]);
+      return readF32(device, yb);
+    };
+    const got = await withValidation(device, async () => {
+      const fromStream = await streamConcatenated(
+        ctx,
+        'stream',
+        [streamed('a', a.bytes, 1500), streamed('b', b.bytes, 700)],
+        cols,
+      );
+      const inMemory = uploadConcatenated(
+        ctx,
+        'memory',
+        [
+          { type: GgmlType.F32, bytes: a.bytes, rows: 1500 },
+          { type: GgmlType.F32, bytes: b.bytes, rows: 700 },
+        ],
+        cols,
+      );
+      return { streamed: await run(fromStream), memory: await run(inMemory) };
+    });
+    // Slices in order, each ≤ 4 MiB, covering both matrices exactly once.
+    expect(reads.map(([name, row, k]) => `${name}:${row}+${k}`)).toEqual([
+      'a:0+1024',
+      'a:1024+476',
+      'b:0+700',
+    ]);
+    expect(Math.max(...reads.map((r) => r[3]))).toBeLessThanOrEqual(4 << 20);
+    expect(got.streamed).toEqual(got.memory);
+    const W = new Float32Array(rows * cols);
+    W.set(a.values);
+    W.set(b.values, 1500 * cols);
+    const ref = referenceLinear(W, x, new Float32Array(rows), rows, cols, 1, 'store');
+    expect(relError(got.streamed, ref).maxRelError).toBeLessThan(1e-4);
   });
 
   it('honours x/y offsets and folds workgroups past maxComputeWorkgroupsPerDimension', async () => {

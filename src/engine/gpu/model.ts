@@ -14,7 +14,7 @@
 import { EngineError } from '../errors';
 import type { ModelRunner, SamplingOptions } from '../generation';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
-import { readTensorBytes } from '../gguf/reader';
+import { readTensorBytes, readTensorRows } from '../gguf/reader';
 import type { GgufFile, LlamaConfig, TensorInfo } from '../gguf/types';
 import { dequantize } from '../reference/ops';
 import { Rng } from '../sampling/sampler';
@@ -27,8 +27,8 @@ import { KernelRegistry } from './registry';
 import {
   destroyWeight,
   type GpuWeight,
-  uploadConcatenated,
-  uploadWeight,
+  type StreamedMatrix,
+  streamConcatenated,
   type WeightEncoding,
 } from './weights';
 
@@ -426,27 +426,27 @@ export class GpuModel implements ModelRunner {
       }),
     });
 
-    // Weights, one tensor at a time (never the whole file in memory).
+    // Weights, one tensor at a time, each read in slices of rows (never a whole tensor in memory).
     let loaded = 0;
     const total = file.tensors.reduce((a, t) => a + t.byteLength, 0);
-    const progress = (t: TensorInfo) => {
-      loaded += t.byteLength;
+    const advance = (bytes: number) => {
+      loaded += bytes;
       opts.onProgress?.(loaded, total);
     };
+    const progress = (t: TensorInfo) => advance(t.byteLength);
     const up = { encoding: opts.encoding };
-    const matrix = async (t: TensorInfo) => {
-      const w = uploadWeight(ctx, t.name, t.type, await readTensorBytes(source, t), t.dims[1], t.dims[0], up);
-      progress(t);
-      return w;
-    };
-    const concat = async (name: string, ts: TensorInfo[]) => {
-      const pieces = [];
-      for (const t of ts)
-        pieces.push({ type: t.type, bytes: await readTensorBytes(source, t), rows: t.dims[1] });
-      const w = uploadConcatenated(ctx, name, pieces, ts[0].dims[0], up);
-      for (const t of ts) progress(t);
-      return w;
-    };
+    const rowsOf = (t: TensorInfo): StreamedMatrix => ({
+      type: t.type,
+      rows: t.dims[1],
+      read: async (row, n) => {
+        const bytes = await readTensorRows(source, t, row, n);
+        advance(bytes.byteLength);
+        return bytes;
+      },
+    });
+    const matrix = (t: TensorInfo) => streamConcatenated(ctx, t.name, [rowsOf(t)], t.dims[0], up);
+    const concat = (name: string, ts: TensorInfo[]) =>
+      streamConcatenated(ctx, name, ts.map(rowsOf), ts[0].dims[0], up);
     const vector = async (t: TensorInfo) => {
       const v = dequantize(t.type, await readTensorBytes(source, t), t.elements) as Float32Array<ArrayBuffer>; // f32 [n]
       const b = storage(t.name, v.byteLength);

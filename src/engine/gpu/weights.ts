@@ -22,8 +22,8 @@
  * thread group: the loads coalesce and are vec4 wide. The exact decoders are shaders/linear_decode_*.wgsl.
  *
  * Tensors larger than a binding (or a buffer) are split by rows into parts; the kernels run once per
- * part. Upload streams: rows are repacked in slices of ≈ 4 MiB and written with queue.writeBuffer,
- * so at most one slice of the tensor exists in repacked form on the CPU.
+ * part. Upload streams: rows are read (streamConcatenated), repacked and written with
+ * queue.writeBuffer in slices of ≈ 4 MiB, so at most one slice of a tensor is on the CPU at a time.
  */
 import { EngineError } from '../errors';
 import { GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
@@ -133,6 +133,97 @@ export function uploadConcatenated(
   cols: number,
   opts: UploadOptions = {},
 ): GpuWeight {
+  const plan = planUpload(ctx, name, pieces, cols, opts);
+  for (const p of pieces) {
+    const want = fileRowBytes(p.type, cols) * p.rows;
+    if (p.bytes.byteLength < want) {
+      destroyWeight(plan.weight);
+      throw new EngineError(
+        'bad-gguf',
+        `${name}: ${p.rows} rows × ${cols} ${typeName(p.type)} need ${want} bytes, got ${p.bytes.byteLength}`,
+      );
+    }
+  }
+  for (const slice of plan.slices) {
+    const rb = fileRowBytes(slice.type, cols);
+    const p = pieces[slice.piece];
+    writeSlice(
+      ctx.device,
+      plan,
+      slice,
+      p.bytes.subarray(slice.pieceRow * rb, (slice.pieceRow + slice.rows) * rb),
+    );
+  }
+  return plan.weight;
+}
+
+/** A matrix whose rows are read when needed: `read(row, n)` gives rows [row, row + n) as in the file. */
+export interface StreamedMatrix {
+  type: GgmlType;
+  rows: number;
+  read(row: number, n: number): Promise<Uint8Array>;
+}
+
+/**
+ * uploadConcatenated for matrices read a slice of rows at a time (≈ 4 MiB, from the model file):
+ * the source bytes of a tensor never exist whole on the CPU, not even the 0.4 GB head of an 8B.
+ */
+export async function streamConcatenated(
+  ctx: UploadContext,
+  name: string,
+  pieces: StreamedMatrix[],
+  cols: number,
+  opts: UploadOptions = {},
+): Promise<GpuWeight> {
+  const plan = planUpload(ctx, name, pieces, cols, opts);
+  try {
+    for (const slice of plan.slices) {
+      const src = await pieces[slice.piece].read(slice.pieceRow, slice.rows);
+      const want = fileRowBytes(slice.type, cols) * slice.rows;
+      if (src.byteLength !== want) {
+        throw new EngineError(
+          'bad-gguf',
+          `${name}: read ${src.byteLength} bytes for ${slice.rows} rows, not ${want}`,
+        );
+      }
+      writeSlice(ctx.device, plan, slice, src);
+    }
+  } catch (e) {
+    destroyWeight(plan.weight);
+    throw e;
+  }
+  return plan.weight;
+}
+
+/** One repack slice: `rows` rows of piece `piece` from its row `pieceRow`, into part `part` at row `partRow`. */
+interface UploadSlice {
+  piece: number;
+  type: GgmlType;
+  pieceRow: number;
+  rows: number;
+  part: GpuWeightPart;
+  partRow: number;
+}
+
+interface UploadPlan {
+  weight: GpuWeight;
+  slices: UploadSlice[];
+  quantsRowBytes: number;
+  scalesRowBytes: number;
+}
+
+/**
+ * Checks the shapes, creates the (empty) part buffers and cuts the rows into repack slices. Rows per
+ * slice are bounded by the largest per-row footprint of the source bytes, the f32 intermediate of a
+ * conversion and the GPU layout, so every transient array stays ≈ SLICE_BYTES.
+ */
+function planUpload(
+  ctx: UploadContext,
+  name: string,
+  pieces: { type: GgmlType; rows: number }[],
+  cols: number,
+  opts: UploadOptions,
+): UploadPlan {
   if (pieces.length === 0) throw new EngineError('bad-argument', `${name}: no matrices to upload`);
   const sourceType = pieces[0].type;
   const gpuType = gpuTypeFor(sourceType, opts.encoding);
@@ -152,12 +243,8 @@ export function uploadConcatenated(
     );
   }
   for (const p of pieces) {
-    const want = fileRowBytes(p.type, cols) * p.rows;
-    if (!Number.isInteger(p.rows) || p.rows <= 0 || p.bytes.byteLength < want) {
-      throw new EngineError(
-        'bad-gguf',
-        `${name}: ${p.rows} rows × ${cols} ${typeName(p.type)} need ${want} bytes, got ${p.bytes.byteLength}`,
-      );
+    if (!Number.isInteger(p.rows) || p.rows <= 0) {
+      throw new EngineError('bad-gguf', `${name}: ${p.rows} rows × ${cols} ${typeName(p.type)}: no rows`);
     }
   }
   const rows = pieces.reduce((s, p) => s + p.rows, 0);
@@ -182,10 +269,6 @@ export function uploadConcatenated(
     );
   }
 
-  const device = ctx.device;
-  const parts: GpuWeightPart[] = [];
-  // Rows per repack slice: bounded by the largest per-row footprint of the source bytes, the f32
-  // intermediate of a conversion and the GPU layout, so every transient array stays ≈ SLICE_BYTES.
   const converting = pieces.some((p) => p.type !== gpuType);
   const rowFootprint = Math.max(
     quantsRowBytes + scalesRowBytes,
@@ -193,6 +276,8 @@ export function uploadConcatenated(
     converting ? cols * 4 : 0,
   );
   const sliceRows = Math.max(1, Math.floor(SLICE_BYTES / rowFootprint));
+  const parts: GpuWeightPart[] = [];
+  const slices: UploadSlice[] = [];
   // Walk the pieces' rows in order while filling parts.
   let piece = 0;
   let pieceRow = 0;
@@ -201,24 +286,17 @@ export function uploadConcatenated(
     const quantsBytes = partRows * quantsRowBytes;
     const scalesOffset = Math.ceil(quantsBytes / SECTION_ALIGN) * SECTION_ALIGN;
     const scalesBytes = Math.max(16, partRows * scalesRowBytes);
-    const buffer = device.createBuffer({
+    const buffer = ctx.device.createBuffer({
       label: parts.length === 0 && rowsPerPart >= rows ? name : `${name}[${parts.length}]`,
       size: scalesOffset + scalesBytes,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
     });
+    const part = { buffer, rowStart, rows: partRows, quantsBytes, scalesOffset, scalesBytes };
+    parts.push(part);
     for (let r = 0; r < partRows; ) {
       const p = pieces[piece];
       const n = Math.min(sliceRows, partRows - r, p.rows - pieceRow);
-      const srcRowBytes = fileRowBytes(p.type, cols);
-      const src = p.bytes.subarray(pieceRow * srcRowBytes, (pieceRow + n) * srcRowBytes);
-      const packed = repackRows(p.type, gpuType, src, n, cols);
-      device.queue.writeBuffer(buffer, r * quantsRowBytes, packed.quants as Uint8Array<ArrayBuffer>);
-      if (packed.scales)
-        device.queue.writeBuffer(
-          buffer,
-          scalesOffset + r * scalesRowBytes,
-          packed.scales as Float32Array<ArrayBuffer>,
-        );
+      slices.push({ piece, type: p.type, pieceRow, rows: n, part, partRow: r });
       r += n;
       pieceRow += n;
       if (pieceRow === p.rows) {
@@ -226,9 +304,8 @@ export function uploadConcatenated(
         pieceRow = 0;
       }
     }
-    parts.push({ buffer, rowStart, rows: partRows, quantsBytes, scalesOffset, scalesBytes });
   }
-  return {
+  const weight: GpuWeight = {
     name,
     type: gpuType,
     sourceType,
@@ -237,6 +314,22 @@ export function uploadConcatenated(
     parts,
     bytes: parts.reduce((s, p) => s + p.buffer.size, 0),
   };
+  return { weight, slices, quantsRowBytes, scalesRowBytes };
+}
+
+/** Repacks one slice's file bytes into the GPU layout and writes them into its part. */
+function writeSlice(device: GPUDevice, plan: UploadPlan, slice: UploadSlice, src: Uint8Array): void {
+  const { weight, quantsRowBytes, scalesRowBytes } = plan;
+  const packed = repackRows(slice.type, weight.type, src, slice.rows, weight.cols);
+  const { buffer, scalesOffset } = slice.part;
+  device.queue.writeBuffer(buffer, slice.partRow * quantsRowBytes, packed.quants as Uint8Array<ArrayBuffer>);
+  if (packed.scales) {
+    device.queue.writeBuffer(
+      buffer,
+      scalesOffset + slice.partRow * scalesRowBytes,
+      packed.scales as Float32Array<ArrayBuffer>,
+    );
+  }
 }
 
 export function destroyWeight(w: GpuWeight): void {
