@@ -54,6 +54,28 @@ describe('linear kernels (self-check: every epilogue, both paths, awkward sizes)
   }
 });
 
+/** y = W·x for one token through Linear (poisoned y first), read back. */
+async function oneTokenLinear(
+  ctx: Awaited<ReturnType<typeof createTestContext>>,
+  registry: KernelRegistry,
+  w: GpuWeight,
+  x: Float32Array,
+  epilogue: 'store' | 'swiglu',
+): Promise<Float32Array> {
+  const { device } = ctx;
+  const outCols = epilogue === 'swiglu' ? w.rows / 2 : w.rows;
+  const yb = createStorage(device, outCols * 4, 'y');
+  poison(device, yb);
+  const io = { x: createStorage(device, x, 'x'), y: yb, params: createUniform(device, [1], 'params') };
+  const linear = new Linear(ctx, registry, w, { ...io, maxTokens: 1 }, { epilogue });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  linear.encode(pass, 1);
+  pass.end();
+  device.queue.submit([enc.finish()]);
+  return readF32(device, yb);
+}
+
 describe('mat-vec threads per row pair', () => {
   it('is the largest power of two ≤ the units per row, at most 32 (the self-checks run each size)', () => {
     const units = [1, 2, 3, 7, 8, 22, 32, 33, 128, 448];
@@ -172,23 +194,7 @@ describe('weight upload', () => {
       );
       expect(w.rows).toBe(24);
       const x = randomFloats(cols, rng);
-      const xb = createStorage(device, x, 'x');
-      const yb = createStorage(device, 12 * 4, 'y');
-      poison(device, yb);
-      const params = createUniform(device, [1], 'params');
-      const linear = new Linear(
-        ctx,
-        registry,
-        w,
-        { x: xb, y: yb, params, maxTokens: 1 },
-        { epilogue: 'swiglu' },
-      );
-      const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      linear.encode(pass, 1);
-      pass.end();
-      device.queue.submit([enc.finish()]);
-      const y = await readF32(device, yb);
+      const y = await oneTokenLinear(ctx, registry, w, x, 'swiglu');
       const W = new Float32Array(24 * cols);
       W.set(gate.values);
       W.set(up.values, 12 * cols);
@@ -218,19 +224,7 @@ describe('weight upload', () => {
     const registry = new KernelRegistry();
     for (const s of LINEAR_KERNELS) registry.register(s);
     const x = randomFloats(cols, rng);
-    const run = async (w: GpuWeight) => {
-      const xb = createStorage(device, x, 'x');
-      const yb = createStorage(device, rows * 4, 'y');
-      poison(device, yb);
-      const params = createUniform(device, [1], 'params');
-      const linear = new Linear(ctx, registry, w, { x: xb, y: yb, params, maxTokens: 1 });
-      const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      linear.encode(pass, 1);
-      pass.end();
-      device.queue.submit([enc.finish()]);
-      return readF32(device, yb);
-    };
+    const run = (w: GpuWeight) => oneTokenLinear(ctx, registry, w, x, 'store');
     const got = await withValidation(device, async () => {
       const fromStream = await streamConcatenated(
         ctx,
