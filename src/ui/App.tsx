@@ -272,6 +272,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
       <header className="top">
         <h1>Llama 3 on WebGPU</h1>
         <p className="tagline">Runs entirely in your browser. Weights are cached on this device.</p>
+        {env?.webgpu && env.adapter && <p className="hint adapter">GPU: {env.adapter}</p>}
       </header>
 
       {env && !env.webgpu && (
@@ -357,11 +358,6 @@ export function App({ engine }: { engine: RemoteEngine }) {
               {model.fromCache ? 'Loaded from cache' : model.cached ? 'Downloaded and cached' : 'Local file'}
             </span>
             <span>loaded in {formatMs(model.loadMs)}</span>
-            {model.device !== 'gpu' && (
-              <span className="hint">
-                running on the CPU reference (no WebGPU backend in this build): slow
-              </span>
-            )}
           </div>
         )}
         {persisted === false && cached.length > 0 && (
