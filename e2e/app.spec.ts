@@ -21,7 +21,7 @@ import {
 } from './helpers';
 
 const PROMPT = 'Once upon a time';
-const N = 3;
+const N = 8;
 const model = tinyModel();
 let server: ModelServer;
 let expectedGreedy: Promise<string>;

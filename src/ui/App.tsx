@@ -131,8 +131,9 @@ export function App({ engine }: { engine: RemoteEngine }) {
     for (;;) {
       const p = pendingLoad.current;
       if (!p) return false;
-      if (await p) return true;
-      if (p === pendingLoad.current) return false; // else a newer load replaced it: wait for that
+      const info = await p;
+      if (p !== pendingLoad.current) continue; // a newer load replaced it: wait for that one
+      return info !== undefined;
     }
   };
 
