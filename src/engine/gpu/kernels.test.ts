@@ -5,12 +5,24 @@ import {
   checkSamplingCases,
   computePipeline,
   elementwiseSpec,
+  randomSlots,
   rmsnormSpec,
   ropeSpec,
   runSampling,
   samplingSpec,
 } from './kernels';
-import { createTestContext, withValidation } from './testing';
+import { createTestContext, makeRng, withValidation } from './testing';
+
+describe('random KV slots for the self-checks', () => {
+  it('are distinct, with token 0 at the last position when asked (RoPE once flaked on a clash)', () => {
+    for (let seed = 0; seed < 2000; seed++) {
+      const rows = randomSlots(5, 2, 33, makeRng(seed), true);
+      const slots = Array.from({ length: 5 }, (_, t) => rows[2 * t] * 33 + rows[2 * t + 1]);
+      expect(new Set(slots).size, `seed ${seed}`).toBe(5);
+      expect(rows[1]).toBe(32);
+    }
+  });
+});
 
 describe('core kernels vs the CPU reference (SwiftShader)', () => {
   for (const spec of CORE_KERNELS) {

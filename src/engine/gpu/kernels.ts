@@ -126,14 +126,27 @@ export function ropeTable(maxSeq: number, headDim: number, base: number, freqFac
   return out;
 }
 
-/** Distinct (seq, pos) slots for `n` tokens in a cache of `batch` × `maxSeq` positions. */
-function randomSlots(n: number, batch: number, maxSeq: number, rng: () => number): Uint32Array {
+/**
+ * Distinct (seq, pos) slots for `n` tokens in a cache of `batch` × `maxSeq` positions. With
+ * `lastFirst`, token 0 (of several) takes the last position of a random sequence: the largest
+ * angle for RoPE, the whole cache for attention. Distinct matters: two tokens writing one KV slot
+ * leave whichever the GPU ran last.
+ */
+export function randomSlots(
+  n: number,
+  batch: number,
+  maxSeq: number,
+  rng: () => number,
+  lastFirst = false,
+): Uint32Array {
   const used = new Set<number>();
   const rows = new Uint32Array(2 * n);
   for (let t = 0; t < n; t++) {
     let slot: number;
-    do slot = Math.floor(rng() * batch * maxSeq);
-    while (used.has(slot));
+    if (t === 0 && lastFirst && n > 1) slot = Math.floor(rng() * batch) * maxSeq + maxSeq - 1;
+    else
+      do slot = Math.floor(rng() * batch * maxSeq);
+      while (used.has(slot));
     used.add(slot);
     rows[2 * t] = Math.floor(slot / maxSeq);
     rows[2 * t + 1] = slot % maxSeq;
@@ -164,9 +177,8 @@ export const ropeSpec: KernelSpec = {
         const stride = qDim + 2 * kvDim;
         const qkv = randomFloats(n * stride, rng, 2);
         const ff = factors ? Float32Array.from({ length: Dh / 2 }, () => 1 + 31 * rng()) : undefined;
-        const rows = randomSlots(n, batch, maxSeq, rng);
-        // The largest sampled position is pushed to the end of the table (big angles).
-        if (n > 1) rows[1] = maxSeq - 1;
+        // Token 0 at the end of the table (big angles).
+        const rows = randomSlots(n, batch, maxSeq, rng, true);
         const pipeline = computePipeline(
           device,
           module,
@@ -250,8 +262,7 @@ export const attentionSpec: KernelSpec = {
         const qkv = randomFloats(n * stride, rng, 1);
         const kCache = randomFloats(batch * maxSeq * kvDim, rng, 1);
         const vCache = randomFloats(batch * maxSeq * kvDim, rng, 1);
-        const rows = randomSlots(n, batch, maxSeq, rng);
-        if (n > 1) rows[1] = maxSeq - 1; // one query sees the whole cache
+        const rows = randomSlots(n, batch, maxSeq, rng, true); // token 0 sees the whole cache
         const maxLen = Math.max(...Array.from({ length: n }, (_, t) => rows[2 * t + 1] + 1));
         const nSplits = splitLen > 0 ? Math.ceil(maxLen / splitLen) : 1;
         const constants = { N_HEADS: H, N_KV_HEADS: Hkv, HEAD_DIM: Dh, MAX_SEQ: maxSeq };
