@@ -28,6 +28,11 @@ export interface Faults {
   sha256Etag?: boolean;
   /** Lie about the published sha-256 (to test the whole-file check). */
   wrongSha256?: boolean;
+  /**
+   * Hugging Face style: `/<name>` answers 302 to a signed `/cdn/<name>?sig=N` that serves one GET
+   * and then has expired (403), so a download that went back to a signed URL would fail.
+   */
+  signedRedirect?: boolean;
 }
 
 export interface LoggedRequest {
@@ -63,6 +68,8 @@ export async function startModelServer(
     stop: async () => {},
   };
   const sockets = new Set<import('node:net').Socket>();
+  let nextSig = 0;
+  const liveSigs = new Set<string>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const f = state.faults;
@@ -79,7 +86,21 @@ export async function startModelServer(
       res.writeHead(204).end();
       return log(204);
     }
+    if (f.signedRedirect && !path.startsWith('cdn/') && state.files.has(path)) {
+      const sig = String(++nextSig);
+      liveSigs.add(sig);
+      res.writeHead(302, { Location: `/cdn/${encodeURIComponent(path)}?sig=${sig}` }).end();
+      return log(302);
+    }
     let body = state.files.get(path);
+    if (f.signedRedirect && path.startsWith('cdn/')) {
+      const sig = new URL(req.url ?? '/', 'http://x').searchParams.get('sig') ?? '';
+      if (req.method === 'GET' && !liveSigs.delete(sig)) {
+        res.writeHead(403, { 'Content-Type': 'text/plain' }).end('Request has expired');
+        return log(403);
+      }
+      body = state.files.get(path.slice(4));
+    }
     if (!body) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
       return log(404);

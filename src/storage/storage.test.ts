@@ -204,6 +204,22 @@ describe('downloads into the cache (real HTTP server)', () => {
     expect(sha(await cachedBytes(url))).toBe(sha(file));
   });
 
+  it('resumes through the resolve URL: a signed CDN link that expired is never asked again', async () => {
+    const url = server.fileUrl('m.gguf');
+    // The signed link really does expire: a second GET of it is refused.
+    server.faults = { signedRedirect: true };
+    const first = await fetch(url);
+    await first.arrayBuffer();
+    expect((await fetch(first.url)).status).toBe(403);
+    server.log = [];
+    server.faults = { signedRedirect: true, cutAfterBytes: 30_000, cutTimes: 1 };
+    await downloadToStore(url, store, fast);
+    const gets = server.log.filter((r) => r.method === 'GET').map((r) => `${r.path} ${r.status}`);
+    expect(gets).toEqual(['m.gguf 302', 'cdn/m.gguf 200', 'm.gguf 302', 'cdn/m.gguf 206']);
+    expect(server.log.some((r) => r.status === 403)).toBe(false);
+    expect(sha(await cachedBytes(url))).toBe(sha(file));
+  });
+
   it('keeps the chunks of a stopped download and resumes on the next call', async () => {
     const url = server.fileUrl('m.gguf');
     server.faults = { delayMsPerPiece: 30 };
