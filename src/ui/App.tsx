@@ -346,7 +346,9 @@ export function App({ engine }: { engine: RemoteEngine }) {
           </span>
         </div>
 
-        {busy === 'loading' && progress && <LoadingView progress={progress} onStop={stop} />}
+        {busy === 'loading' && progress && (
+          <LoadingView name={lastSource && sourceName(lastSource)} progress={progress} onStop={stop} />
+        )}
 
         {model && (
           <div className="model-status" role="status">
@@ -524,7 +526,28 @@ function NumberField(props: {
   );
 }
 
-function LoadingView({ progress, onStop }: { progress: LoadProgress; onStop: () => void }) {
+/** What a load is loading, for people: the preset's label, the file name, or the URL's last part. */
+function sourceName(spec: ModelSourceSpec): string {
+  if (spec.kind === 'file') return spec.file.name;
+  const url = spec.kind === 'url' ? spec.url : spec.id;
+  const preset = PRESETS.find((p) => p.url === url);
+  if (preset) return preset.label.split(' — ')[0];
+  try {
+    return decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
+  } catch {
+    return url;
+  }
+}
+
+function LoadingView({
+  name,
+  progress,
+  onStop,
+}: {
+  name?: string;
+  progress: LoadProgress;
+  onStop: () => void;
+}) {
   const p = progress;
   const downloading = p.phase === 'download' || p.phase === 'probe';
   const frac = p.totalBytes > 0 ? p.loadedBytes / p.totalBytes : undefined;
@@ -541,6 +564,7 @@ function LoadingView({ progress, onStop }: { progress: LoadProgress; onStop: () 
   return (
     <div className="loading">
       <div className="row">
+        {name && <strong className="loading-name">{name}</strong>}
         <span>{label}</span>
         {downloading && p.bytesPerSecond ? (
           <span className="hint">
