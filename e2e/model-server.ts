@@ -33,6 +33,8 @@ export interface Faults {
    * and then has expired (403), so a download that went back to a signed URL would fail.
    */
   signedRedirect?: boolean;
+  /** Reset the connection of the next N HEAD requests (a proxy hiccup, a closing keep-alive socket). */
+  resetHeads?: number;
 }
 
 export interface LoggedRequest {
@@ -82,6 +84,11 @@ export async function startModelServer(
       'Access-Control-Expose-Headers',
       'Content-Range, Content-Length, ETag, Accept-Ranges, X-Linked-Etag',
     );
+    if (req.method === 'HEAD' && (f.resetHeads ?? 0) > 0) {
+      f.resetHeads = (f.resetHeads ?? 0) - 1;
+      log(0);
+      return void req.socket.destroy();
+    }
     if (req.method === 'OPTIONS') {
       res.writeHead(204).end();
       return log(204);

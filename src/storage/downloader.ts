@@ -98,7 +98,7 @@ export async function probeRemote(
     if (isAbort(e, opts.signal)) throw interrupted(undefined);
     throw new EngineError(
       'network',
-      `Could not reach ${url} (${e instanceof Error ? e.message : e}). Check the address and your connection; the server must allow cross-origin requests (CORS).`,
+      `Could not reach ${url} (${e instanceof Error ? `${e.message}${e.cause instanceof Error ? `: ${e.cause.message}` : ''}` : e}). Check the address and your connection; the server must allow cross-origin requests (CORS).`,
     );
   }
   const etag = res.headers.get('etag') ?? undefined;
@@ -123,7 +123,20 @@ export async function downloadToStore(
   // A complete model needs no network at all (offline loads).
   if (stored?.complete && planDownload(stored, {}, stored.chunkSize).kind === 'complete') return stored;
 
-  const probe = await probeRemote(url, { fetch: f, signal });
+  // A failed HEAD is asked again twice (a connection reset by a proxy or a closing keep-alive
+  // socket); an unreachable host still fails within seconds, so offline says so quickly.
+  let probe: Awaited<ReturnType<typeof probeRemote>>;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      probe = await probeRemote(url, { fetch: f, signal });
+      break;
+    } catch (e) {
+      if (attempt >= 2 || !(e instanceof EngineError) || e.code !== 'network') throw e;
+      await sleep(delay(attempt), signal).catch(() => {
+        throw interrupted(stored);
+      });
+    }
+  }
   if (!probe.ok && probe.status !== 405) {
     const d = decideResponse(0, undefined, probe.status, new Headers());
     if (d.kind === 'fail') throw new EngineError('network', `${url}: ${d.reason}.`);

@@ -220,6 +220,18 @@ describe('downloads into the cache (real HTTP server)', () => {
     expect(sha(await cachedBytes(url))).toBe(sha(file));
   });
 
+  it('asks the size again after a reset connection, twice at most', async () => {
+    const url = server.fileUrl('m.gguf');
+    server.faults = { resetHeads: 2 };
+    await downloadToStore(url, store, fast);
+    expect(server.log.filter((r) => r.method === 'HEAD').length).toBe(3);
+    expect(sha(await cachedBytes(url))).toBe(sha(file));
+    server.faults = { resetHeads: 3 };
+    const e = await downloadToStore(server.fileUrl('other.gguf'), store, fast).catch((x) => x);
+    expect(e).toMatchObject({ code: 'network' });
+    expect(e.message).toMatch(/Could not reach .*other\.gguf/);
+  });
+
   it('keeps the chunks of a stopped download and resumes on the next call', async () => {
     const url = server.fileUrl('m.gguf');
     server.faults = { delayMsPerPiece: 30 };

@@ -98,19 +98,48 @@ describe.skipIf(!existsSync(FIXTURE))('EngineHost (in-process, CPU backend)', ()
     expect(EngineError.fromSerialized(g)).toMatchObject({ code: 'bad-argument' });
   });
 
+  it('a newer load stops the one in progress; the newer model is the one that stays', async () => {
+    // A server of its own: an earlier test stops the shared one to prove it loads offline.
+    const own = await startModelServer({ 'tiny.gguf': bytes, 'other.gguf': bytes });
+    const fresh = new EngineHost({
+      kv: new MemoryKeyValueStore(),
+      chunkSize: 4 << 20,
+      loader: (source, opts) => LoadedModel.load(source, { device: 'cpu', ...opts }),
+    });
+    own.faults = { delayMsPerPiece: 5 }; // the first download is slow…
+    const first = fresh.load({ kind: 'url', url: own.fileUrl('tiny.gguf') }).catch((e) => e);
+    own.faults = {}; // …the second is not (faults are read when a request starts)
+    const second = await fresh.load({ kind: 'url', url: own.fileUrl('other.gguf') });
+    expect(await first).toMatchObject({ code: 'interrupted' });
+    expect(second.name).toBe('other.gguf');
+    const out = await fresh.generate({
+      prompts: ['Once'],
+      mode: 'completion',
+      maxTokens: 1,
+      sampling: greedy,
+    });
+    expect(out.tokens[0].length).toBe(1);
+    const cached = await fresh.listCached();
+    expect(cached.find((c) => c.name === 'other.gguf')?.complete).toBe(true);
+    expect(cached.find((c) => c.name === 'tiny.gguf')?.complete ?? false).toBe(false);
+    await fresh.unload();
+    await own.stop();
+  });
+
   it('without WebGPU, a host that needs it refuses to load before downloading anything', async () => {
-    server.log = [];
+    const own = await startModelServer({ 'tiny.gguf': bytes }); // listening: a request would be logged
     const noGpu = new EngineHost({
       kv: new MemoryKeyValueStore(),
       requireWebGpu: true,
       loader: () => Promise.reject(new Error('the loader must not run')),
     });
-    const e = await noGpu.load({ kind: 'url', url: server.fileUrl('tiny.gguf') }).catch((x) => x);
+    const e = await noGpu.load({ kind: 'url', url: own.fileUrl('tiny.gguf') }).catch((x) => x);
     expect(e).toBeInstanceOf(EngineError);
     expect(e.code).toBe('no-webgpu');
     expect(e.message).toMatch(/no WebGPU/);
-    expect(server.log).toEqual([]);
+    expect(own.log).toEqual([]);
     expect(await noGpu.listCached()).toEqual([]);
+    await own.stop();
   });
 });
 

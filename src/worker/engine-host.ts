@@ -191,13 +191,14 @@ export class EngineHost implements EngineApi {
   async load(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
     this.loadAbort?.abort();
     this.genAbort?.abort();
+    // Registered before the first await, so that a newer load stops this one wherever it is.
+    const ac = new AbortController();
+    this.loadAbort = ac;
     await this.unload();
     if (this.opts.requireWebGpu) {
       const env = await this.environment();
       if (!env.webgpu) throw new EngineError('no-webgpu', env.problem ?? 'WebGPU is not available.');
     }
-    const ac = new AbortController();
-    this.loadAbort = ac;
     const t0 = performance.now();
     const report = (p: LoadProgress) => {
       try {
