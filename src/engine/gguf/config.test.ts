@@ -81,10 +81,9 @@ describe('llamaConfigFromGguf', () => {
       nHeads: 4,
       kvs: [{ key: 'llama.attention.key_length', type: GgufValueType.UINT32, value: 8 }],
     });
-    const c = llamaConfigFromGguf(f);
-    expect(c.headDim).toBe(8);
-    // The file's attn_q is [64, 64], so the tensor check names the mismatch.
-    const e = await engineError(() => validateLlamaTensors(f, c));
+    // The file's attn_q is [64, 64] while head_dim 8 makes it [64, 32]: the config is refused,
+    // naming the mismatch.
+    const e = await engineError(() => llamaConfigFromGguf(f));
     expect(e.code).toBe('unsupported-model');
     expect(e.message).toMatch(/tensor blk.0.attn_q.weight has dims \[64, 64\], expected \[64, 32\]/);
   });
@@ -200,11 +199,6 @@ describe('validateLlamaTensors', () => {
       /tensor blk.0.ffn_gate.weight has dims \[96, 64\], expected \[64, 96\]/,
     ],
     [
-      'token_embd rows that disagree with the vocabulary',
-      { kvs: [{ key: 'llama.vocab_size', type: GgufValueType.UINT32, value: 100 }] },
-      /tensor token_embd.weight has dims \[64, 128\], expected \[64, 100\]/,
-    ],
-    [
       'a wrong rope_freqs length',
       {
         editTensors: (ts) => [
@@ -240,12 +234,82 @@ describe('validateLlamaTensors', () => {
         ),
     });
     expect(f.tensors.find((t) => t.name === 'blk.3.ffn_up.weight')?.type).toBe(GgmlType.Q5_1);
-    const c = llamaConfigFromGguf(f); // the hyper-parameters are fine
-    const e = await engineError(() => validateLlamaTensors(f, c));
+    const e = await engineError(() => llamaConfigFromGguf(f));
     expect(e.code).toBe('unsupported-model');
     expect(e.message).toMatch(
       /^unsupported tensor type q5_1 in blk.3.ffn_up.weight; this app runs f32, f16, bf16, q4_0, q8_0, q6_K tensors/,
     );
+  });
+});
+
+describe('a vocabulary with ids that have no token (hostile: 300 rows, 266 tokens)', () => {
+  const tokens = (n: number) => ({
+    key: 'tokenizer.ggml.tokens',
+    type: GgufValueType.ARRAY,
+    arrayType: GgufValueType.STRING,
+    value: Array.from({ length: n }, (_, i) => `t${i}`),
+  });
+  const vocabSize = (n: number) => ({ key: 'llama.vocab_size', type: GgufValueType.UINT32, value: n });
+
+  it('llama.vocab_size above the token list is refused at load, naming both numbers', async () => {
+    const f = await read({ vocabSize: 300, kvs: [tokens(266)] });
+    const e = await engineError(() => llamaConfigFromGguf(f));
+    expect(e.code).toBe('bad-gguf');
+    expect(e.message).toMatch(/^llama.vocab_size is 300 but tokenizer.ggml.tokens lists 266 tokens/);
+  });
+
+  it('llama.vocab_size below the token list is refused too', async () => {
+    const e = await engineError(async () => llamaConfigFromGguf(await read({ kvs: [tokens(300)] })));
+    expect(e.code).toBe('bad-gguf');
+    expect(e.message).toMatch(/^llama.vocab_size is 128 but tokenizer.ggml.tokens lists 300 tokens/);
+  });
+
+  it('embedding rows that differ from the token list (no llama.vocab_size) are refused', async () => {
+    const f = await read({ vocabSize: 300, kvs: [tokens(266)], dropKeys: ['llama.vocab_size'] });
+    const e = await engineError(() => llamaConfigFromGguf(f));
+    expect(e.code).toBe('bad-gguf');
+    expect(e.message).toMatch(/^tensor token_embd.weight has 300 rows but the vocabulary has 266 entries/);
+  });
+
+  it('token_embd rows that differ from llama.vocab_size (no token list) are refused', async () => {
+    const e = await engineError(async () => llamaConfigFromGguf(await read({ kvs: [vocabSize(100)] })));
+    expect(e.code).toBe('bad-gguf');
+    expect(e.message).toMatch(/^tensor token_embd.weight has 128 rows but the vocabulary has 100 entries/);
+  });
+
+  it('a head with more rows than the embedding is refused', async () => {
+    const f = await read({
+      kvs: [tokens(128)],
+      editTensors: (ts) =>
+        ts.map((t) =>
+          t.name === 'output.weight'
+            ? { ...t, dims: [64, 160], data: new Uint8Array((64 * 160 * 18) / 32) }
+            : t,
+        ),
+    });
+    const e = await engineError(() => llamaConfigFromGguf(f));
+    expect(e.code).toBe('bad-gguf');
+    expect(e.message).toMatch(/^tensor output.weight has 160 rows but the vocabulary has 128 entries/);
+  });
+});
+
+describe('validation runs once', () => {
+  it('llamaConfigFromGguf checks the tensors; validateLlamaTensors then returns that result', async () => {
+    const f = await read({ kvs: [] });
+    const c = llamaConfigFromGguf(f);
+    const t = validateLlamaTensors(f, c);
+    expect(validateLlamaTensors(f, c)).toBe(t);
+    expect(Object.isFrozen(c)).toBe(true); // the checked config cannot drift from its result
+  });
+
+  it('a config that llamaConfigFromGguf did not make for this file is checked anew', async () => {
+    const f = await read();
+    const c = llamaConfigFromGguf(f);
+    const other = await read();
+    expect(validateLlamaTensors(other, c)).not.toBe(validateLlamaTensors(f, c));
+    const e = await engineError(() => validateLlamaTensors(f, { ...c, ffnDim: 64 }));
+    expect(e.code).toBe('unsupported-model');
+    expect(e.message).toMatch(/tensor blk.0.ffn_gate.weight has dims \[64, 96\], expected \[64, 64\]/);
   });
 });
 

@@ -6,6 +6,7 @@
  * tensor types this engine has kernels for (SUPPORTED_TYPES).
  */
 import { EngineError } from '../errors';
+import { quoteText, safeText } from '../safe-text';
 import {
   type GgufFile,
   type GgufValue,
@@ -17,7 +18,7 @@ import {
 
 function describeValue(v: GgufValue): string {
   if (Array.isArray(v)) return `an array of ${v.length} elements`;
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v)}`;
+  if (typeof v === 'string') return `the string ${quoteText(v, 60)}`;
   return `the ${typeof v} ${String(v)}`;
 }
 
@@ -82,15 +83,23 @@ function positiveInt(file: GgufFile, key: string, fallback?: number): number {
 }
 
 /**
- * The Llama hyper-parameters of a GGUF file with `general.architecture = llama`. Checks the values
- * are consistent with each other; `validateLlamaTensors` then checks the tensors against them.
+ * The Llama hyper-parameters of a GGUF file with `general.architecture = llama`, judged runnable:
+ * the values are consistent with each other and every tensor the forward pass reads has the shape
+ * and a type they imply. This is the one place a file is validated at load; the backends take the
+ * tensors by role from `validateLlamaTensors`, which returns this check's result without redoing it.
  */
 export function llamaConfigFromGguf(file: GgufFile): LlamaConfig {
+  const config = Object.freeze(llamaHyperParameters(file));
+  validated.set(config, { file, tensors: checkLlamaTensors(file, config) });
+  return config;
+}
+
+function llamaHyperParameters(file: GgufFile): LlamaConfig {
   const arch = getString(file, 'general.architecture');
   if (arch !== 'llama') {
     throw new EngineError(
       'unsupported-model',
-      `architecture ${JSON.stringify(arch)} is not supported; this app runs Llama 3 (architecture llama)`,
+      `architecture ${quoteText(arch, 60)} is not supported; this app runs Llama 3 (architecture llama)`,
     );
   }
   const dim = positiveInt(file, 'llama.embedding_length');
@@ -168,14 +177,31 @@ export function llamaConfigFromGguf(file: GgufFile): LlamaConfig {
   };
 }
 
-/** `llama.vocab_size`, else the length of `tokenizer.ggml.tokens`, else the rows of `token_embd.weight`. */
+/**
+ * The vocabulary size: `llama.vocab_size`, else the length of `tokenizer.ggml.tokens`, else the rows
+ * of `token_embd.weight`. When the file has both a size and a token list they must agree: an id
+ * without a token would load, then fail mid-generation the first time the model samples it
+ * (llama.cpp refuses such files too: its vocabulary is the token list, and the embedding must have
+ * one row per token). `validateLlamaTensors` then holds the embedding and head rows to this size.
+ */
 function vocabSizeOf(file: GgufFile): number {
-  if (file.metadata.has('llama.vocab_size')) return positiveInt(file, 'llama.vocab_size');
+  let tokens: number | undefined;
   if (file.metadata.has('tokenizer.ggml.tokens')) {
-    const n = getArray(file, 'tokenizer.ggml.tokens').length;
-    if (n < 1) throw new EngineError('bad-gguf', 'metadata "tokenizer.ggml.tokens" is empty');
+    tokens = getArray(file, 'tokenizer.ggml.tokens').length;
+    if (tokens < 1) throw new EngineError('bad-gguf', 'metadata "tokenizer.ggml.tokens" is empty');
+  }
+  if (file.metadata.has('llama.vocab_size')) {
+    const n = positiveInt(file, 'llama.vocab_size');
+    if (tokens !== undefined && n !== tokens) {
+      throw new EngineError(
+        'bad-gguf',
+        `llama.vocab_size is ${n} but tokenizer.ggml.tokens lists ${tokens} tokens; every token id the ` +
+          'model can produce needs a token, so the file is inconsistent: re-download or re-convert it',
+      );
+    }
     return n;
   }
+  if (tokens !== undefined) return tokens;
   const embd = file.tensors.find((t) => t.name === 'token_embd.weight');
   if (embd && embd.dims.length === 2) return embd.dims[1];
   throw new EngineError(
@@ -212,26 +238,47 @@ export function checkSupportedType(t: TensorInfo): void {
     const ok = [...SUPPORTED_TYPES.values()].map((tr) => tr.name).join(', ');
     throw new EngineError(
       'unsupported-model',
-      `unsupported tensor type ${typeName(t.type)} in ${t.name}; this app runs ${ok} tensors: ` +
+      `unsupported tensor type ${typeName(t.type)} in ${safeText(t.name, 100)}; this app runs ${ok} tensors: ` +
         'use a Q4_0 (or Q8_0/F16) GGUF of the model',
     );
   }
 }
 
+/** The tensor check's result for each config `llamaConfigFromGguf` made, with the file it checked. */
+const validated = new WeakMap<LlamaConfig, { file: GgufFile; tensors: LlamaTensors }>();
+
 /**
- * Checks that every tensor a Llama forward pass reads exists with the expected dims and a
- * supported type, and returns them by role. Missing tensors, wrong shapes and unsupported types
- * are EngineError('unsupported-model') naming the tensor. Extra tensors are ignored.
+ * The tensors a Llama forward pass reads, by role. For a config made by `llamaConfigFromGguf` from
+ * this file that is the result of the check it ran; any other config (or file) is checked now.
+ * Missing tensors, wrong shapes and unsupported types are EngineError('unsupported-model') naming
+ * the tensor; embedding or head rows that differ from the vocabulary are 'bad-gguf'.
  */
 export function validateLlamaTensors(file: GgufFile, config: LlamaConfig): LlamaTensors {
+  const v = validated.get(config);
+  return v && v.file === file ? v.tensors : checkLlamaTensors(file, config);
+}
+
+/**
+ * Checks that every tensor a Llama forward pass reads exists with the expected dims and a
+ * supported type, and returns them by role. Extra tensors are ignored.
+ */
+function checkLlamaTensors(file: GgufFile, config: LlamaConfig): LlamaTensors {
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const { dim, vocabSize, nHeads, nKvHeads, headDim, ffnDim } = config;
-  const get = (name: string, dims: number[]): TensorInfo => {
+  const get = (name: string, dims: number[], rowPerToken = false): TensorInfo => {
     const t = byName.get(name);
     if (!t) {
       throw new EngineError(
         'unsupported-model',
         `tensor ${name} is missing (expected dims [${dims.join(', ')}]); the file is not a complete Llama model`,
+      );
+    }
+    if (rowPerToken && t.dims.length === 2 && t.dims[0] === dim && t.dims[1] !== vocabSize) {
+      throw new EngineError(
+        'bad-gguf',
+        `tensor ${name} has ${t.dims[1]} rows but the vocabulary has ${vocabSize} entries ` +
+          '(llama.vocab_size, tokenizer.ggml.tokens); each row is one token id, so the file is ' +
+          'inconsistent: re-download or re-convert it',
       );
     }
     if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
@@ -244,9 +291,9 @@ export function validateLlamaTensors(file: GgufFile, config: LlamaConfig): Llama
     checkSupportedType(t);
     return t;
   };
-  const tokenEmbd = get('token_embd.weight', [dim, vocabSize]);
+  const tokenEmbd = get('token_embd.weight', [dim, vocabSize], true);
   const outputNorm = get('output_norm.weight', [dim]);
-  const output = byName.has('output.weight') ? get('output.weight', [dim, vocabSize]) : tokenEmbd;
+  const output = byName.has('output.weight') ? get('output.weight', [dim, vocabSize], true) : tokenEmbd;
   const ropeFreqs = byName.has('rope_freqs.weight') ? get('rope_freqs.weight', [headDim / 2]) : undefined;
   const layers: LlamaLayerTensors[] = [];
   for (let l = 0; l < config.nLayers; l++) {
