@@ -1,19 +1,18 @@
 /**
  * Tokenizer speed: load time, encode MB/s (cold = fresh piece cache, warm = repeated), decode MB/s.
  * Run: npm run bench:tokenizer [-- <text file> ...]
- * Default text: the TinyStories validation and training splits in ../shared/data/tinystories,
- * plus the parity-test corpus (mixed scripts, emoji, code, 500-letter words: few cache hits).
+ * Default text: the TinyStories excerpt the tokenizer tests use (0.23 MB, shipped in
+ * src/engine/tokenizer/testdata/), plus the parity-test corpus (mixed scripts, emoji, code,
+ * 500-letter words: few cache hits). Pass bigger text files for steadier numbers.
  */
 import { readFileSync } from 'node:fs';
 import { buildCorpus } from '../src/engine/tokenizer/corpus.testutil';
 import { Llama3Tokenizer } from '../src/engine/tokenizer/index';
 import { llama3TokenizerJsonPath, llama3VocabKvs } from './fixtures/llama3-vocab';
-import { TINYSTORIES_VALID, TINYSTORIES_TRAIN } from '../src/node/paths';
+import { TINYSTORIES_EXCERPT } from '../src/node/paths';
 
 const files = process.argv.slice(2);
-if (files.length === 0) {
-  files.push(TINYSTORIES_VALID, TINYSTORIES_TRAIN);
-}
+if (files.length === 0) files.push(TINYSTORIES_EXCERPT);
 
 /** Runs f; returns its result, wall seconds and CPU seconds of this process (user + system). On a
  * shared machine the CPU time is the fairer number: wall time also counts waiting for a core. */

