@@ -12,6 +12,7 @@
  * naming the field, the value and the allowed range. See docs/gguf.md for the rules.
  */
 import { EngineError } from '../errors';
+import { quoteText } from '../safe-text';
 import type { RandomAccessSource } from '../source';
 import {
   GGML_TYPE_TRAITS,
@@ -69,9 +70,9 @@ function bad(message: string): EngineError {
   return new EngineError('bad-gguf', message);
 }
 
-/** Quotes a name from the file for a message: escaped, and cut to a readable length. */
+/** Quotes a name from the file for a message: control characters escaped, cut to 100 characters. */
 function q(s: string): string {
-  return JSON.stringify(s.length > 100 ? `${s.slice(0, 100)}…` : s);
+  return quoteText(s, 100);
 }
 
 /** Thrown inside the parser when the window ends before the item does; never escapes this module. */

@@ -17,6 +17,7 @@
  */
 import { EngineError } from '../errors';
 import type { GgufValue } from '../gguf/types';
+import { MAX_QUOTED_CHARS, quoteText, safeText, showValue } from '../safe-text';
 import { bpeMerge, type MergeRules, PairTable } from './bpe';
 import { BYTE_TO_CHAR, CHAR_TO_BYTE, toByteLevel } from './bytes';
 import { LLAMA3_PATTERN, llama3Regex } from './pretokenize';
@@ -145,7 +146,7 @@ export class Llama3Tokenizer {
         const [a, b] = typeof m === 'string' ? m.split(' ') : (m as [string, string]);
         const missing = ia < 0 ? a : ib < 0 ? b : a + b;
         throw bad(
-          `${origin}: merge #${r} "${a} ${b}" uses "${missing}", which is not in the vocabulary. ` +
+          `${origin}: merge #${r} ${quoteText(`${a} ${b}`)} uses ${quoteText(missing)}, which is not in the vocabulary. ` +
             'The merges do not belong to these tokens: re-export the tokenizer.',
         );
       }
@@ -201,7 +202,7 @@ export class Llama3Tokenizer {
     if (model !== 'gpt2') {
       const hint = model === 'llama' ? ' (SentencePiece, used by Llama 1/2)' : '';
       throw bad(
-        `${origin}: tokenizer.ggml.model is ${JSON.stringify(model ?? null)}${hint}; this engine runs Llama 3, ` +
+        `${origin}: tokenizer.ggml.model is ${showValue(model ?? null)}${hint}; this engine runs Llama 3, ` +
           'whose GGUF files say "gpt2" (byte-level BPE). Load a Llama 3 model.',
       );
     }
@@ -211,7 +212,7 @@ export class Llama3Tokenizer {
     // falls back to GPT-2's regex there and warns that output will be degraded).
     if (pre !== undefined && pre !== 'default' && !LLAMA3_PRE_NAMES.includes(pre as string)) {
       throw bad(
-        `${origin}: tokenizer.ggml.pre is ${JSON.stringify(pre)}, a pre-tokenizer this engine does not ` +
+        `${origin}: tokenizer.ggml.pre is ${showValue(pre)}, a pre-tokenizer this engine does not ` +
           `implement (it knows ${LLAMA3_PRE_NAMES.join(', ')}). Load a Llama 3 model.`,
       );
     }
@@ -230,7 +231,7 @@ export class Llama3Tokenizer {
     for (let i = 0; i < rawTypes.length; i++) {
       const t = rawTypes[i];
       if (typeof t !== 'number' || !Number.isInteger(t)) {
-        throw bad(`${origin}: tokenizer.ggml.token_type[${i}] is ${String(t)}, not an integer.`);
+        throw bad(`${origin}: tokenizer.ggml.token_type[${i}] is ${showValue(t)}, not an integer.`);
       }
       types[i] = t;
     }
@@ -244,7 +245,7 @@ export class Llama3Tokenizer {
       if (v === undefined) return undefined;
       if (typeof v === 'number') return v;
       if (typeof v === 'bigint') return Number(v);
-      throw bad(`${origin}: ${key} is ${JSON.stringify(String(v))}, not an integer.`);
+      throw bad(`${origin}: ${key} is ${showValue(v)}, not an integer.`);
     };
     const template = metadata.get('tokenizer.chat_template');
     return new Llama3Tokenizer({
@@ -272,7 +273,7 @@ export class Llama3Tokenizer {
     const model = json.model as Record<string, unknown> | undefined;
     if (model?.type !== 'BPE') {
       throw bad(
-        `${origin}: model.type is ${JSON.stringify(model?.type ?? null)}; Llama 3 is "BPE". Use a Llama 3 tokenizer.json.`,
+        `${origin}: model.type is ${showValue(model?.type ?? null)}; Llama 3 is "BPE". Use a Llama 3 tokenizer.json.`,
       );
     }
     checkHfPipeline(json, origin);
@@ -291,13 +292,13 @@ export class Llama3Tokenizer {
     const types = new Int32Array(size).fill(TokenType.NORMAL);
     for (const [t, i] of Object.entries(vocab)) {
       if (!Number.isInteger(i) || i < 0)
-        throw bad(`${origin}: model.vocab["${t}"] = ${i} is not a token id.`);
+        throw bad(`${origin}: model.vocab[${quoteText(t)}] = ${showValue(i)} is not a token id.`);
       tokens[i] = t;
     }
     for (const a of added) {
       const i = a.id as number;
       if (!Number.isInteger(i) || i < 0 || typeof a.content !== 'string') {
-        throw bad(`${origin}: added token ${JSON.stringify(a)} has no integer id or string content.`);
+        throw bad(`${origin}: added token ${showValue(a)} has no integer id or string content.`);
       }
       tokens[i] = a.content;
       types[i] = a.special ? TokenType.CONTROL : TokenType.USER_DEFINED;
@@ -319,7 +320,7 @@ export class Llama3Tokenizer {
       const n = name(v);
       if (n === undefined) return undefined;
       const i = tokens.indexOf(n);
-      if (i < 0) throw bad(`tokenizer_config.json: token "${n}" is not in the vocabulary.`);
+      if (i < 0) throw bad(`tokenizer_config.json: token ${quoteText(n)} is not in the vocabulary.`);
       return i;
     };
     return new Llama3Tokenizer({
@@ -495,7 +496,7 @@ function isPair(m: unknown): m is [string, string] {
 
 function badMerge(m: unknown, i: number, origin: string): EngineError {
   return bad(
-    `${origin}: merge #${i} is ${JSON.stringify(m)}; each merge must be two non-empty tokens, "left right" ` +
+    `${origin}: merge #${i} is ${showValue(m)}; each merge must be two non-empty tokens, "left right" ` +
       '(or ["left", "right"]). The file is damaged or not a BPE tokenizer.',
   );
 }
@@ -506,9 +507,13 @@ function parseJson(v: string | object, origin: string): Record<string, unknown> 
     const parsed = JSON.parse(v);
     if (parsed && typeof parsed === 'object') return parsed;
   } catch (e) {
-    throw new EngineError('bad-tokenizer', `${origin} is not valid JSON (${(e as Error).message}).`, {
-      cause: e,
-    });
+    throw new EngineError(
+      'bad-tokenizer',
+      `${origin} is not valid JSON (${safeText((e as Error).message, MAX_QUOTED_CHARS)}).`,
+      {
+        cause: e,
+      },
+    );
   }
   throw bad(`${origin} is not a JSON object.`);
 }
@@ -517,7 +522,7 @@ function parseJson(v: string | object, origin: string): Record<string, unknown> 
 function checkHfPipeline(json: Record<string, unknown>, origin: string) {
   if (json.normalizer) {
     throw bad(
-      `${origin}: has a normalizer (${JSON.stringify((json.normalizer as { type?: string }).type)}); Llama 3 has none.`,
+      `${origin}: has a normalizer (${showValue((json.normalizer as { type?: string }).type)}); Llama 3 has none.`,
     );
   }
   const pre = json.pre_tokenizer as Record<string, unknown> | null | undefined;
@@ -529,7 +534,7 @@ function checkHfPipeline(json: Record<string, unknown>, origin: string) {
   if (pattern !== LLAMA3_PATTERN || !byteLevel || byteLevel.use_regex) {
     throw bad(
       `${origin}: the pre_tokenizer is not Llama 3's (a Split on the Llama 3 regex, then ByteLevel without ` +
-        `its own regex); found ${JSON.stringify(pre)?.slice(0, 300)}. Use a Llama 3 tokenizer.json.`,
+        `its own regex); found ${showValue(pre, 300)}. Use a Llama 3 tokenizer.json.`,
     );
   }
   const model = json.model as Record<string, unknown>;
