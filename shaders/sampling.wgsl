@@ -12,6 +12,10 @@
 // Exact ties between different tokens' q at a cut are resolved by lowest index (the CPU sorts ties
 // by id too, so this only differs when a tie straddles the crossing point).
 //
+// Logits with NaN or ±Inf (corrupt weights) have no meaningful token: the sequence gets
+// NON_FINITE (0xffffffff), which the runner turns into EngineError('non-finite'). The test reads the
+// exponent bits, since WGSL compilers may assume floats are finite and fold `x != x` to false.
+//
 // Bindings: 0 uniform { n_seqs: u32, temperature: f32, top_k: u32, top_p: f32 },
 //   1 seqs: [n_seqs] vec4<u32> (last_row, len, bitcast<u32>(u), 0), 2 logits: [n_seqs, VOCAB] f32,
 //   3 scratch: [n_seqs, VOCAB] f32 (q values, overwritten), 4 tokens: [n_seqs] u32 (written).
@@ -20,6 +24,8 @@
 override VOCAB: u32;
 const WG: u32 = 256u;
 const ONE_BITS: u32 = 0x3f800000u; // bits of 1.0, the largest q
+const NON_FINITE: u32 = 0xffffffffu; // the token of a sequence whose logits hold NaN or ±Inf
+const EXPONENT_BITS: u32 = 0x7f800000u; // all ones: ±Inf or NaN
 
 struct Params {
   n_seqs: u32,
@@ -84,6 +90,10 @@ fn min_all(lid: u32, v: u32) -> u32 {
   return workgroupUniformLoad(&result_u);
 }
 
+fn non_finite(v: f32) -> u32 {
+  return select(0u, 1u, (bitcast<u32>(v) & EXPONENT_BITS) == EXPONENT_BITS);
+}
+
 // Σ q_i over kept tokens (bits ≥ floor) whose bits are ≥ b (strict: > b when `strict`).
 fn mass_from(lid: u32, base: u32, floor: u32, b: u32, strict: bool) -> f32 {
   var acc = 0.0;
@@ -106,10 +116,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let base = s * VOCAB;
 
   // 1. Argmax (first index on ties): each thread scans a strided slice, then a tree of (value, index).
+  //    The same pass counts non-finite logits.
   var best_v = logits[base + lid];
   var best_i = lid;
+  var bad = non_finite(best_v);
   for (var i = lid + WG; i < VOCAB; i += WG) {
     let v = logits[base + i];
+    bad += non_finite(v);
     if (v > best_v) {
       best_v = v;
       best_i = i;
@@ -118,6 +131,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (lid >= VOCAB) {
     best_v = -3.0e38;
     best_i = 0xffffffffu;
+    bad = 0u;
   }
   red_f[lid] = best_v;
   red_u[lid] = best_i;
@@ -139,6 +153,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   let max_logit = workgroupUniformLoad(&result_f);
   let argmax = workgroupUniformLoad(&result_u);
+  if (count_all(lid, bad) > 0u) {
+    if (lid == 0u) {
+      tokens[s] = NON_FINITE;
+    }
+    return;
+  }
   if (params.temperature == 0.0) {
     if (lid == 0u) {
       tokens[s] = argmax;

@@ -19,6 +19,7 @@ export type EngineErrorCode =
   | 'storage' // other IndexedDB failure
   | 'interrupted' // cancelled by the caller
   | 'internal';
+  | 'non-finite' // the model produced NaN/Inf logits: corrupt weights; no token is emitted after it
 
 export class EngineError extends Error {
   override readonly name = 'EngineError';

@@ -5,6 +5,7 @@ import {
   checkSamplingCases,
   computePipeline,
   elementwiseSpec,
+  NON_FINITE_TOKEN,
   randomSlots,
   rmsnormSpec,
   ropeSpec,
@@ -63,6 +64,11 @@ describe('core kernels vs the CPU reference (SwiftShader)', () => {
       (s) => s.replace('big_l += exp(partial[o + HEAD_DIM] - big_m) *', 'big_l += '),
     ],
     ['sampling ignores top-p', samplingSpec, (s) => s.replace('if (params.top_p < 1.0) {', 'if (false) {')],
+    [
+      'sampling picks a token from NaN/Inf logits',
+      samplingSpec,
+      (s) => s.replace('if (count_all(lid, bad) > 0u) {', 'if (false) {'),
+    ],
     ['gather off by one', elementwiseSpec, (s) => s.replace('seqs[s].x * DIM', '(seqs[s].x + 1u) * DIM')],
   ];
   for (const [what, spec, mutate] of broken) {
@@ -104,6 +110,34 @@ describe('core kernels vs the CPU reference (SwiftShader)', () => {
     }));
     const r = await checkSamplingCases(device, samplingSpec.source, many, 99);
     expect(r.ok, r.detail).toBe(true);
+  });
+
+  it('answers NON_FINITE_TOKEN for a sequence with a NaN or ±Inf logit, and samples the others', async () => {
+    const { device } = await createTestContext();
+    const module = device.createShaderModule({ code: samplingSpec.source });
+    const vocab = 1000;
+    const pipeline = computePipeline(device, module, 'main', { VOCAB: vocab }, 'sampling');
+    for (const temperature of [0, 0.6]) {
+      const logits = new Float32Array(4 * vocab);
+      for (let s = 0; s < 4; s++) logits[s * vocab + 10 + s] = 50; // each sequence's clear winner
+      logits[vocab + 999] = Number.NaN; // sequence 1: the last logit (another thread's slice)
+      logits[2 * vocab + 3] = Number.POSITIVE_INFINITY; // sequence 2
+      logits[3 * vocab + 500] = Number.NEGATIVE_INFINITY; // sequence 3
+      const got = await runSampling(device, pipeline, logits, new Float32Array([0.5, 0.5, 0.5, 0.5]), {
+        vocab,
+        seqs: 4,
+        temperature,
+        topK: 0,
+        topP: 0.9,
+        scale: 1,
+      });
+      expect(Array.from(got), `T=${temperature}`).toEqual([
+        10,
+        NON_FINITE_TOKEN,
+        NON_FINITE_TOKEN,
+        NON_FINITE_TOKEN,
+      ]);
+    }
   });
 
   it('greedy sampling picks the first index among equal maxima', async () => {

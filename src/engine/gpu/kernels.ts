@@ -311,6 +311,12 @@ export const attentionSpec: KernelSpec = {
 // Sampling
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The id the sampling kernel writes for a sequence whose logits hold NaN or ±Inf (corrupt weights);
+ * the runner turns it into EngineError('non-finite'), as `sampleToken` throws on the CPU.
+ */
+export const NON_FINITE_TOKEN = 0xffffffff;
+
 export interface SamplingCase {
   vocab: number;
   seqs: number;
@@ -319,6 +325,8 @@ export interface SamplingCase {
   topP: number;
   /** Logits are uniform in [−scale, scale). */
   scale: number;
+  /** NaN or ±Inf written at one random logit of each sequence: the kernel must answer NON_FINITE_TOKEN. */
+  poison?: number;
 }
 
 /** Run the sampling kernel on `logits` [seqs, vocab] with draws `u` and return the token ids. */
@@ -369,17 +377,25 @@ export async function checkSamplingCases(
         pipelines.set(c.vocab, pipeline);
       }
       const logits = randomFloats(c.seqs * c.vocab, rng, c.scale);
+      if (c.poison !== undefined) {
+        for (let s = 0; s < c.seqs; s++) logits[s * c.vocab + Math.floor(rng() * c.vocab)] = c.poison;
+      }
       const u = Float32Array.from({ length: c.seqs }, () => rng());
       const got = await runSampling(device, pipeline, logits, u, c);
-      const want = new Float32Array(c.seqs);
+      const want = new Float64Array(c.seqs); // f64: NON_FINITE_TOKEN does not fit an f32
       const opts = { temperature: c.temperature, topK: c.topK, topP: c.topP, seed: 0 };
       for (let s = 0; s < c.seqs; s++) {
-        want[s] = sampleToken(logits.subarray(s * c.vocab, (s + 1) * c.vocab), opts, u[s]);
+        want[s] =
+          c.poison === undefined
+            ? sampleToken(logits.subarray(s * c.vocab, (s + 1) * c.vocab), opts, u[s])
+            : NON_FINITE_TOKEN;
       }
       return { got: Array.from(got), ref: want };
     },
     0,
-    (c) => `vocab=${c.vocab} seqs=${c.seqs} T=${c.temperature} top_k=${c.topK} top_p=${c.topP}`,
+    (c) =>
+      `vocab=${c.vocab} seqs=${c.seqs} T=${c.temperature} top_k=${c.topK} top_p=${c.topP}` +
+      (c.poison === undefined ? '' : ` with a ${c.poison} logit`),
   );
 }
 
@@ -397,6 +413,18 @@ export const samplingSpec: KernelSpec = {
       { vocab: 129, seqs: 4, temperature: 0.6, topK: 0, topP: 0.9, scale: 4 },
       { vocab: 1000, seqs: 2, temperature: 0.8, topK: 40, topP: 1, scale: 4 },
       { vocab: 1000, seqs: 2, temperature: 1.3, topK: 20, topP: 0.5, scale: 3 },
+      { vocab: 300, seqs: 2, temperature: 0, topK: 0, topP: 1, scale: 5, poison: Number.NaN },
+      { vocab: 1000, seqs: 2, temperature: 0.8, topK: 40, topP: 1, scale: 4, poison: Number.NaN },
+      {
+        vocab: 129,
+        seqs: 2,
+        temperature: 0.6,
+        topK: 0,
+        topP: 0.9,
+        scale: 4,
+        poison: Number.POSITIVE_INFINITY,
+      },
+      { vocab: 17, seqs: 1, temperature: 0, topK: 0, topP: 1, scale: 2, poison: Number.NEGATIVE_INFINITY },
     ];
     return checkSamplingCases(device, source, cases, 0x5eed04 ^ Date.now());
   },

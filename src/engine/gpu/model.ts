@@ -17,11 +17,11 @@ import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
 import type { GgufFile, LlamaConfig, TensorInfo } from '../gguf/types';
 import { dequantize } from '../reference/ops';
-import { Rng } from '../sampling/sampler';
+import { nonFiniteLogitsError, Rng } from '../sampling/sampler';
 import type { RandomAccessSource } from '../source';
 import type { GpuContext } from './device';
 import { EmbeddingLookup, registerEmbeddingKernels } from './embedding';
-import { partialStride, registerCoreKernels, ropeTable } from './kernels';
+import { NON_FINITE_TOKEN, partialStride, registerCoreKernels, ropeTable } from './kernels';
 import { Linear, registerLinearKernels } from './linear';
 import { KernelRegistry } from './registry';
 import {
@@ -675,6 +675,10 @@ export class GpuModel implements ModelRunner {
       }
     }
     device.queue.submit([enc.finish()]);
+    const poisoned = ids.indexOf(NON_FINITE_TOKEN); // the sampler's flag: never pass it on as a token
+    if (poisoned >= 0) {
+      throw nonFiniteLogitsError(`the logits of sequence ${finishing[poisoned].seq} hold NaN or ±Inf`);
+    }
     if (nSeqs === 0) return [];
     try {
       await this.readback.mapAsync(0x0001);

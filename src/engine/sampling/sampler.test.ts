@@ -139,3 +139,45 @@ describe('sampleToken', () => {
     expect(() => sampleToken(l, opts({ topK: 1.5 }), 0.5)).toThrow(/top-k/);
   });
 });
+
+describe('non-finite logits (corrupt weights)', () => {
+  // Before the check, argmax over NaNs returned token 0 and a draw returned undefined.
+  const poisoned: [string, number][] = [
+    ['NaN', Number.NaN],
+    ['+Inf', Number.POSITIVE_INFINITY],
+    ['-Inf', Number.NEGATIVE_INFINITY],
+  ];
+  for (const [label, bad] of poisoned) {
+    for (const temperature of [0, 0.6]) {
+      it(`a ${label} logit at T=${temperature} is EngineError('non-finite'), never a token`, () => {
+        const l = new Float32Array([0.5, 2, -1, 0.25, 1]);
+        l[3] = bad;
+        let e: unknown;
+        try {
+          sampleToken(l, opts({ temperature, topP: 0.9 }), 0.5);
+        } catch (err) {
+          e = err;
+        }
+        expect(e).toBeInstanceOf(EngineError);
+        expect((e as EngineError).code).toBe('non-finite');
+        expect((e as EngineError).message).toMatch(
+          new RegExp(
+            `^the model produced NaN/Inf values \\(the logit of token 3 is ${label.replace('+', '')}`,
+          ),
+        );
+        expect((e as EngineError).message).toMatch(/weights are probably corrupt; re-download it/);
+      });
+    }
+  }
+
+  it('all logits NaN (what a NaN weight makes of every row) is refused too', () => {
+    const l = new Float32Array(1000).fill(Number.NaN);
+    expect(() => sampleToken(l, opts({ temperature: 0 }), 0)).toThrow(/NaN\/Inf/);
+  });
+
+  it('huge but finite logits still sample', () => {
+    const l = new Float32Array([3e38, -3e38, 1e38]);
+    expect(sampleToken(l, opts({ temperature: 0 }), 0)).toBe(0);
+    expect(sampleToken(l, opts({ temperature: 0.6 }), 0.99)).toBe(0);
+  });
+});

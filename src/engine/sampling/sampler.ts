@@ -112,12 +112,36 @@ export function samplingDistribution(
 }
 
 /**
+/**
+ * The error for logits that hold NaN or ±Inf: the weights (or their decoding) are corrupt, so any
+ * token picked from them would be garbage (argmax of NaNs is token 0, a draw finds no token).
+ * Both samplers refuse them, the GPU one through its NON_FINITE_TOKEN sentinel.
+ */
+export function nonFiniteLogitsError(detail: string): EngineError {
+  return new EngineError(
+    'non-finite',
+    `the model produced NaN/Inf values (${detail}): the file's weights are probably corrupt; ` +
+      're-download it or try another quantization',
+  );
+}
+
+/** Throws `nonFiniteLogitsError` unless every logit is finite: one pass, next to the head's V·D work. */
+export function checkFiniteLogits(logits: Float32Array): void {
+  for (let i = 0; i < logits.length; i++) {
+    // x − x is 0 for finite x and NaN for NaN and ±Inf: one subtraction and compare per logit.
+    if (logits[i] - logits[i] !== 0) {
+      throw nonFiniteLogitsError(`the logit of token ${i} is ${logits[i]}`);
+    }
+  }
+}
+
  * Pick the next token from `logits` with one uniform draw `u` in [0, 1) (from `Rng.next()`).
- * Temperature 0 is argmax and ignores `u`.
+ * Temperature 0 is argmax and ignores `u`. Logits with NaN or ±Inf are EngineError('non-finite').
  */
 export function sampleToken(logits: Float32Array, s: SamplingOptions, u: number): number {
   checkOptions(s);
   if (s.temperature === 0) return argmax(logits);
+  checkFiniteLogits(logits);
   const { ids, probs } = samplingDistribution(logits, s);
   let cum = 0;
   for (let i = 0; i < ids.length; i++) {
