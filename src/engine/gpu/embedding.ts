@@ -199,9 +199,6 @@ export async function checkEmbedding(
 export const EMBEDDING_KERNELS: KernelSpec[] = [...DECODERS.entries()].map(([type, decoder]) => ({
   name: embeddingKernelName(type),
   source: `${decoder}\n${body}`,
-  contract:
-    `out[t, :] = W[tokens[t], :] as f32, W in the ${typeName(type)} GPU layout; entry point embed, dispatch (ceil(cols/32/64), n_tokens); ` +
-    'bindings 0 quants, 1 scales, 2 tokens array<u32>, 3 out array<vec4<f32>> (read_write), 4 params uniform vec4<u32>, 5 meta uniform',
   check: (device, source) => checkEmbedding(device, source, type),
 }));
 

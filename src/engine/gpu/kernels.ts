@@ -58,8 +58,6 @@ function moduleOf(device: GPUDevice, source: string, label: string): GPUShaderMo
 export const rmsnormSpec: KernelSpec = {
   name: 'rmsnorm',
   source: rmsnormSource,
-  contract:
-    'main: y[r,i] = x[r,i] / sqrt(mean(x[r]²) + EPS) · w[i]; bindings 0 uniform {n_rows}, 1 x, 2 w, 3 y; overrides DIM, EPS; grid (n_rows)',
   async check(device, source) {
     const module = moduleOf(device, source, 'check:rmsnorm');
     const rng = makeRng(0x5eed01 ^ Date.now());
@@ -157,8 +155,6 @@ export function randomSlots(
 export const ropeSpec: KernelSpec = {
   name: 'rope',
   source: ropeSource,
-  contract:
-    'main: rotate q and k pairs (2i, 2i+1) of qkv rows by table[pos]; store k, v at cache[seq, pos]; bindings 0 uniform {n_tokens}, 1 rows vec2 (seq,pos), 2 table, 3 qkv (rw), 4 k_cache, 5 v_cache; overrides N_HEADS, N_KV_HEADS, HEAD_DIM, MAX_SEQ; grid (n_tokens)',
   async check(device, source) {
     const module = moduleOf(device, source, 'check:rope');
     const rng = makeRng(0x5eed02 ^ Date.now());
@@ -240,8 +236,6 @@ export const partialStride = (headDim: number) => headDim + 2;
 export const attentionSpec: KernelSpec = {
   name: 'attention',
   source: attentionSource,
-  contract:
-    "prefill (grid H × n_tokens) / decode_split (grid n_splits × H × n_tokens) + decode_reduce (grid H × n_tokens): causal GQA softmax(q·Kᵀ/√Dh)·V over positions 0..pos of each token's sequence; bindings 0 uniform {n_tokens, n_splits, split_len}, 1 rows, 2 qkv, 3 k_cache, 4 v_cache, 5 out | partial; reduce: 0 uniform, 1 partial, 2 out; overrides N_HEADS, N_KV_HEADS, HEAD_DIM, MAX_SEQ",
   async check(device, source) {
     const module = moduleOf(device, source, 'check:attention');
     const rng = makeRng(0x5eed03 ^ Date.now());
@@ -402,8 +396,6 @@ export async function checkSamplingCases(
 export const samplingSpec: KernelSpec = {
   name: 'sampling',
   source: samplingSource,
-  contract:
-    'main: one token per sequence from logits [n_seqs, VOCAB] like sampleToken (argmax if T=0; else temperature → top-k → top-p → first cumulative > u·Σ); bindings 0 uniform {n_seqs, temperature f32, top_k, top_p f32}, 1 seqs vec4 (last_row, len, u bits, 0), 2 logits, 3 scratch, 4 tokens u32; override VOCAB; grid (n_seqs)',
   check(device, source) {
     const cases: SamplingCase[] = [
       { vocab: 1, seqs: 1, temperature: 0, topK: 0, topP: 1, scale: 1 },
@@ -437,8 +429,6 @@ export const samplingSpec: KernelSpec = {
 export const elementwiseSpec: KernelSpec = {
   name: 'elementwise',
   source: elementwiseSource,
-  contract:
-    'gather: y[s] = x[seqs[s].x] for s < n_seqs; bindings 0 uniform {n_seqs}, 1 seqs vec4 (last_row, …), 2 x, 3 y; override DIM; grid (n_seqs)',
   async check(device, source) {
     const module = moduleOf(device, source, 'check:elementwise');
     const rng = makeRng(0x5eed05 ^ Date.now());

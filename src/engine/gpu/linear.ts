@@ -522,10 +522,6 @@ export async function checkLinear(
 export const LINEAR_KERNELS: KernelSpec[] = [...DECODERS.entries()].map(([type, decoder]) => ({
   name: linearKernelName(type),
   source: `${decoder}\n${body}`,
-  contract:
-    `y[t, r] (op)= Σ_c W[r, c]·x[t, c], W in the ${typeName(type)} GPU layout; entry points matvec (≤ 8 tokens) ` +
-    'and matmul; part.epilogue 0 store / 1 accumulate / 2 swiglu; bindings 0 quants array<vec4<u32>>, ' +
-    '1 scales array<f32>, 2 x array<vec4<f32>>, 3 y array<f32> (read_write), 4 params uniform vec4<u32> (.x = n_tokens), 5 meta uniform',
   check: (device, source) => checkLinear(device, source, type),
 }));
 

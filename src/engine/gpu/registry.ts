@@ -19,8 +19,6 @@ export interface KernelSpec {
   name: string;
   /** Built-in WGSL source. */
   source: string;
-  /** One line on what the kernel computes and its bindings (docs and error messages). */
-  contract: string;
   /** Run `source` (built-in or custom) on random inputs of several awkward sizes vs the reference. */
   check(device: GPUDevice, source: string): Promise<CheckResult>;
 }
