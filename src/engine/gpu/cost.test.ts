@@ -12,7 +12,7 @@ import { MemorySource } from '../source';
 import { classifyBuffer, CostCounter, countingContext } from './cost';
 import { GpuModel } from './model';
 import { makeSmallLlama } from './test-model';
-import { createTestContext, readF32 } from './testing';
+import { createTestContext } from './testing';
 
 // Adds w + k to the first n values of x: one storage buffer of each category and a uniform.
 const PROBE = /* wgsl */ `

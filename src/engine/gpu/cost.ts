@@ -312,7 +312,8 @@ export class CostCounter {
       if (!this.active) return;
       const c = this.counts;
       const kernelName = (pipeline && this.pipelines.get(pipeline)) ?? '(unknown pipeline)';
-      const kernel = (c.byKernel[kernelName] ??= zeroDispatch());
+      c.byKernel[kernelName] ??= zeroDispatch();
+      const kernel = c.byKernel[kernelName];
       const first = groups.get(0);
       const layer = first ? (this.bindGroups.get(first)?.layer ?? -1) : -1;
       const scope = layer >= 0 ? c.layers : c.global;
