@@ -163,8 +163,10 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
         sampling: { temperature: cmd.temperature, topP: cmd.topP, topK: cmd.topK, seed: cmd.seed },
         mode: cmd.chat ? 'chat' : 'completion',
         signal,
-        onText: (g, delta) => printer.text(g, delta),
-        onFinish: (g) => printer.finish(g),
+        onToken: ({ seq, delta, finish }) => {
+          if (delta) printer.text(seq, delta);
+          if (finish) printer.finish(seq);
+        },
       });
       const s = res.stats;
       io.stderr.write(

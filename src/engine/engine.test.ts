@@ -5,8 +5,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LoadedModel, type LoadProgress } from './engine';
+import { LoadedModel, type LoadProgress, type TokenEvent } from './engine';
 import { EngineError } from './errors';
+import { sequenceSeed } from './generation';
 import { MemorySource } from './source';
 
 const FIXTURE = join(__dirname, '../../fixtures/tiny-q4_0.gguf');
@@ -60,11 +61,11 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
       prompts: ['Once upon a time'],
       maxTokens: 12,
       sampling: { temperature: 0 },
-      onText: (s, d) => {
-        expect(s).toBe(0);
-        deltas.push(d);
+      onToken: ({ seq, delta, finish }) => {
+        expect(seq).toBe(0);
+        deltas.push(delta);
+        if (finish) finished.push([seq, finish]);
       },
-      onFinish: (s, why) => finished.push([s, why]),
     });
     expect(r.promptTokens[0]).toEqual([128000, ...model.tokenizer.encode('Once upon a time')]);
     expect(r.tokens[0].length).toBeGreaterThan(0);
@@ -97,7 +98,9 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
         prompts,
         maxTokens: 6,
         sampling,
-        onFinish: (g) => order.push(g),
+        onToken: ({ seq, finish }) => {
+          if (finish) order.push(seq);
+        },
       });
       expect(apart.stats.batches).toBe(3);
       expect(apart.tokens).toEqual(together.tokens);
@@ -201,8 +204,9 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
       maxTokens: 20,
       sampling: { temperature: 0 },
       signal: ctl2.signal,
-      onText: (g) => {
-        seen.push(g);
+      onToken: ({ seq, token }) => {
+        if (token < 0) return;
+        seen.push(seq);
         if (seen.length === 6) ctl2.abort();
       },
     });
@@ -210,6 +214,73 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
     expect(r.finishReasons).toEqual(['interrupted', 'interrupted', 'interrupted', 'interrupted']);
     expect(r.tokens[3]).toEqual([]);
     expect(r.tokens[0].length).toBeLessThan(20);
+  });
+
+  it('every prompt ends with exactly one closing event, after its tokens', async () => {
+    const events: TokenEvent[] = [];
+    const r = await model.complete({
+      prompts: ['The dog', 'Once'],
+      maxTokens: 5,
+      sampling: { temperature: 0 },
+      onToken: (ev) => events.push(ev),
+    });
+    for (const g of [0, 1]) {
+      const mine = events.filter((e) => e.seq === g);
+      expect(mine.filter((e) => e.finish)).toHaveLength(1);
+      expect(mine.at(-1)).toMatchObject({ token: -1, finish: r.finishReasons[g] });
+      expect(mine.slice(0, -1).map((e) => e.token)).toEqual(r.tokens[g]);
+      expect(mine.map((e) => e.delta).join('')).toBe(r.text[g]);
+    }
+  });
+
+  it('seeds wrap mod 2^64: prompt g draws from seed + g, even at the ends of the safe range', async () => {
+    const sampling = { temperature: 1, topP: 1 };
+    const p = 'Once upon a time';
+    // (−1 + 1) mod 2^64 = 0: the second prompt of seed −1 is the first prompt of seed 0.
+    const wrapped = await model.complete({
+      prompts: [p, p],
+      maxTokens: 6,
+      sampling: { ...sampling, seed: -1 },
+    });
+    const zero = await model.complete({ prompts: [p], maxTokens: 6, sampling: { ...sampling, seed: 0 } });
+    expect(wrapped.tokens[1]).toEqual(zero.tokens[0]);
+    // MAX_SAFE_INTEGER + 1 is not a safe integer: it must wrap, not throw.
+    const top = await model.complete({
+      prompts: [p, p],
+      maxTokens: 2,
+      sampling: { ...sampling, seed: Number.MAX_SAFE_INTEGER },
+    });
+    expect(top.tokens.every((t) => t.length === 2)).toBe(true);
+    expect(sequenceSeed(Number.MAX_SAFE_INTEGER, 1)).toBe(2n ** 53n);
+    expect(sequenceSeed(Number.MIN_SAFE_INTEGER, 0)).toBe(2n ** 64n - (2n ** 53n - 1n));
+  });
+
+  it('dispose during a completion ends it as interrupted with its partial text, then frees the runner', async () => {
+    const m = await LoadedModel.load(new MemorySource(bytes), { device: 'cpu', maxSeqLen: 64 });
+    let disposedRunner = false;
+    const inner = m.runner.dispose.bind(m.runner);
+    m.runner.dispose = () => {
+      disposedRunner = true;
+      inner();
+    };
+    let n = 0;
+    const r = await m.complete({
+      prompts: ['Once upon a time'],
+      maxTokens: 40,
+      sampling: { temperature: 0 },
+      onToken: ({ token }) => {
+        if (token >= 0 && ++n === 3) {
+          m.dispose();
+          // Not freed under the running step: only once the completion has returned.
+          expect(disposedRunner).toBe(false);
+        }
+      },
+    });
+    expect(r.finishReasons).toEqual(['interrupted']);
+    expect(r.tokens[0]).toHaveLength(3);
+    expect(r.text[0]).toBe(m.tokenizer.decode(r.tokens[0]));
+    expect(disposedRunner).toBe(true);
+    expect((await errorOf(m.complete({ prompts: ['b'] }))).message).toMatch(/disposed/);
   });
 
   it('refuses a second completion while one runs, and any after dispose', async () => {

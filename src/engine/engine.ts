@@ -11,19 +11,23 @@
 import { type ChatMessage, encodeChat } from './chat';
 import { EngineError } from './errors';
 import {
-  type GenerateResult,
+  type FinishReason,
   type GenerationStats,
   generate,
   META_DEFAULTS,
   type ModelRunner,
   type SamplingOptions,
+  type TokenEvent,
 } from './generation';
 import { llamaConfigFromGguf, readGguf, validateLlamaTensors } from './gguf';
 import type { GgufFile, LlamaConfig } from './gguf/types';
 import { createGpuContext, type GpuContext } from './gpu/device';
+import { checkTokenIds, resolveRunnerLimits } from './limits';
 import { ReferenceModel } from './reference/model';
 import type { RandomAccessSource } from './source';
 import { Llama3Tokenizer } from './tokenizer';
+
+export type { FinishReason, TokenEvent } from './generation';
 
 export type Device = 'cpu' | 'gpu';
 export type QuantizationEncoding = 'q4_0' | 'float32';
@@ -49,15 +53,13 @@ export interface LoadModelOptions {
   tokenizer?: Llama3Tokenizer;
   /** Kernel name → WGSL replacing the built-in kernel (GPU only; checked by the kernel registry). */
   customKernels?: Map<string, string>;
-  /** Sequences per batch; default META_DEFAULTS.maxBatchSize (4). */
+  /** Sequences per batch, 1..64; default META_DEFAULTS.maxBatchSize (4). */
   maxBatch?: number;
-  /** Positions per sequence (KV cache length); default min(context length, 2048). */
+  /** Positions per sequence (KV cache length); default min(context length, 2048). See limits.ts. */
   maxSeqLen?: number;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
 }
-
-export type FinishReason = GenerateResult['finishReasons'][number];
 
 export interface CompletionRequest {
   /**
@@ -72,19 +74,14 @@ export interface CompletionRequest {
   mode?: 'completion' | 'chat';
   signal?: AbortSignal;
   /**
-   * Streamed text: called for every generated token except a stop token, with the text it
-   * completes (possibly '' while a UTF-8 character is split across tokens). After a sequence ends,
-   * any held-back bytes are flushed with token -1.
+   * The token stream (see `TokenEvent`): one event per generated token, then one closing event per
+   * prompt with its finish reason and any held-back text.
    */
-  onText?: (seq: number, delta: string, token: number) => void;
-  /** A sequence ended (its last onText has been sent). */
-  onFinish?: (seq: number, reason: FinishReason) => void;
+  onToken?: (ev: TokenEvent) => void;
 }
 
 export interface CompletionStats extends GenerationStats {
   loadMs: number;
-  /** Number of generate() batches the prompts were split into. */
-  batches: number;
   device: Device;
 }
 
@@ -143,38 +140,6 @@ class LoadTracker implements RandomAccessSource {
   }
 }
 
-/**
- * The CPU reference computes a whole step synchronously, so without a pause between steps the host
- * never gets to run its event handlers (a Stop button, Ctrl-C, a worker message) until generation
- * ends. A macrotask pause before each step lets them in; the GPU path already waits on the GPU.
- */
-class YieldingRunner implements ModelRunner {
-  constructor(private readonly inner: ModelRunner) {}
-  get config() {
-    return this.inner.config;
-  }
-  get maxBatch() {
-    return this.inner.maxBatch;
-  }
-  get maxSeqLen() {
-    return this.inner.maxSeqLen;
-  }
-  reset(batch: number, sampling: SamplingOptions): void {
-    this.inner.reset(batch, sampling);
-  }
-  async step(tokens: number[][]): Promise<number[]> {
-    await new Promise((r) => setTimeout(r, 0));
-    return this.inner.step(tokens);
-  }
-  lastLogits(s: number): Promise<Float32Array> {
-    if (!this.inner.lastLogits) throw new EngineError('internal', 'this backend keeps no logits');
-    return this.inner.lastLogits(s);
-  }
-  dispose(): void {
-    this.inner.dispose();
-  }
-}
-
 /** Validated sampling options: Meta's defaults, overridden field by field. */
 export function resolveSampling(s: Partial<SamplingOptions> = {}): SamplingOptions {
   const out: SamplingOptions = {
@@ -217,6 +182,8 @@ async function importGpuBackend(): Promise<GpuBackend> {
 export class LoadedModel {
   private busy = false;
   private disposed = false;
+  /** Stops the running completion (set while one runs). */
+  private stopRunning?: () => void;
 
   private constructor(
     readonly file: GgufFile,
@@ -248,7 +215,6 @@ export class LoadedModel {
     if (opts.device === 'cpu' && opts.customKernels && opts.customKernels.size > 0) {
       throw badArg('custom kernels replace GPU kernels; they need device "gpu"');
     }
-    checkInt('batch size', opts.maxBatch, 1, 256);
     if (opts.signal?.aborted) throw interrupted(`loading ${source.name}`);
 
     // 1. Header: metadata and tensor table (a few MB even for 8B; weights are not read yet).
@@ -263,9 +229,7 @@ export class LoadedModel {
         `the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocabSize}; use the model's own tokenizer`,
       );
     }
-    const maxBatch = opts.maxBatch ?? META_DEFAULTS.maxBatchSize;
-    const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, 2048);
-    checkInt('max sequence length', maxSeqLen, 2, config.contextLength);
+    const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
 
     // 2. Weights, through a counting source so every backend reports progress the same way.
     const totalBytes = file.tensors.reduce((a, t) => a + t.byteLength, 0);
@@ -274,9 +238,11 @@ export class LoadedModel {
     let ownedGpu: GpuContext | undefined;
     let gpuContext: GpuContext | undefined;
     if (opts.device === 'cpu') {
-      runner = new YieldingRunner(
-        await ReferenceModel.load(tracked, file, config, { maxBatch, maxSeqLen, quantizationEncoding }),
-      );
+      runner = await ReferenceModel.load(tracked, file, config, {
+        maxBatch,
+        maxSeqLen,
+        quantizationEncoding,
+      });
     } else {
       const backend = await importGpuBackend();
       gpuContext = opts.gpuContext;
@@ -326,11 +292,7 @@ export class LoadedModel {
     for (const [i, p] of req.prompts.entries()) {
       if (typeof p === 'string') continue;
       if (!Array.isArray(p) || p.length === 0) throw badArg(`prompt ${i + 1} is neither text nor token ids`);
-      for (const t of p) {
-        if (!Number.isInteger(t) || t < 0 || t >= vocab) {
-          throw badArg(`prompt ${i + 1} has token id ${t}, outside the vocabulary (0..${vocab - 1})`);
-        }
-      }
+      checkTokenIds(p, vocab, `prompt ${i + 1}`);
     }
     const mode = req.mode ?? 'completion';
     if (mode !== 'completion' && mode !== 'chat')
@@ -338,121 +300,55 @@ export class LoadedModel {
     const maxTokens = req.maxTokens ?? META_DEFAULTS.maxTokens;
     checkInt('max tokens', maxTokens, 1, Number.MAX_SAFE_INTEGER);
     const sampling = resolveSampling(req.sampling);
-    const maxSeqLen = this.runner.maxSeqLen;
-
     const promptTokens = req.prompts.map((p) =>
       typeof p === 'string' ? this.encodePrompt(p, mode) : [...p],
     );
-    for (const [i, ids] of promptTokens.entries()) {
-      // generate() needs room for at least one new token.
-      if (ids.length >= maxSeqLen) {
-        throw new EngineError(
-          'context-overflow',
-          `prompt ${i + 1} is ${ids.length} tokens but the context holds ${maxSeqLen} positions (prompt + new tokens); shorten the prompt or raise the context length`,
-        );
-      }
-    }
 
-    const n = req.prompts.length;
-    const text = req.prompts.map(() => '');
-    const tokens: number[][] = req.prompts.map(() => []);
-    const finishReasons: FinishReason[] = req.prompts.map(() => 'interrupted');
-    const announced = req.prompts.map(() => false);
-    const batchSize = this.runner.maxBatch;
-    const totals = {
-      prefillMs: 0,
-      decodeMs: 0,
-      ttft: Number.NaN,
-      prompt: 0,
-      generated: 0,
-      decodeSteps: 0,
-      batches: 0,
-    };
-    const stopIds = this.tokenizer.stopIds;
-
+    // dispose() during a completion stops it at the next step and frees the runner afterwards.
+    const stop = new AbortController();
+    this.stopRunning = () => stop.abort();
+    const onCallerAbort = () => stop.abort();
+    req.signal?.addEventListener('abort', onCallerAbort);
+    if (req.signal?.aborted) stop.abort();
     this.busy = true;
     try {
-      for (let b0 = 0; b0 < n; b0 += batchSize) {
-        if (req.signal?.aborted) break;
-        const idx = Array.from({ length: Math.min(batchSize, n - b0) }, (_, k) => b0 + k);
-        const decoders = idx.map(() => this.tokenizer.streamDecoder());
-        const counts = idx.map(() => 0);
-        const ended = idx.map(() => false);
-        const end = (s: number, reason: FinishReason) => {
-          if (ended[s]) return;
-          ended[s] = true;
-          const g = idx[s];
-          const rest = decoders[s].flush();
-          if (rest) {
-            text[g] += rest;
-            req.onText?.(g, rest, -1);
-          }
-          finishReasons[g] = reason;
-          announced[g] = true;
-          req.onFinish?.(g, reason);
-        };
-        const r = await generate(this.runner, {
-          prompts: idx.map((g) => promptTokens[g]),
-          maxTokens,
-          // Sequence g always draws from stream seed + g, whatever the batch size.
-          sampling: { ...sampling, seed: sampling.seed + b0 },
-          stopTokens: stopIds,
-          signal: req.signal,
-          onToken: (s, t) => {
-            const g = idx[s];
-            counts[s]++;
-            if (stopIds.has(t)) {
-              end(s, 'stop');
-              return;
-            }
-            const delta = decoders[s].push(t);
-            text[g] += delta;
-            req.onText?.(g, delta, t);
-            // The same limits generate() applies, so the host hears of the end without waiting.
-            if (counts[s] >= maxTokens || promptTokens[g].length + counts[s] >= maxSeqLen) end(s, 'length');
-          },
-        });
-        for (const [s, g] of idx.entries()) {
-          tokens[g] = r.tokens[s];
-          end(s, r.finishReasons[s]);
-        }
-        if (totals.batches === 0) totals.ttft = r.stats.timeToFirstTokenMs;
-        totals.batches++;
-        totals.prefillMs += r.stats.prefillMs;
-        totals.decodeMs += r.stats.decodeMs;
-        totals.prompt += r.stats.promptTokens;
-        totals.generated += r.stats.generatedTokens;
-        totals.decodeSteps += r.stats.generatedTokens - idx.length;
-      }
+      const r = await generate(this.runner, {
+        prompts: promptTokens,
+        maxTokens,
+        sampling,
+        stopTokens: this.tokenizer.stopIds,
+        signal: stop.signal,
+        detokenizer: () => this.tokenizer.streamDecoder(),
+        onToken: req.onToken,
+      });
+      return {
+        text: r.text,
+        tokens: r.tokens,
+        promptTokens,
+        finishReasons: r.finishReasons,
+        stats: { ...r.stats, loadMs: this.loadMs, device: this.device },
+      };
     } finally {
+      req.signal?.removeEventListener('abort', onCallerAbort);
       this.busy = false;
+      this.stopRunning = undefined;
+      if (this.disposed) this.release();
     }
-    // Prompts whose batch never ran (cancelled first).
-    for (let g = 0; g < n; g++) if (!announced[g]) req.onFinish?.(g, 'interrupted');
-
-    return {
-      text,
-      tokens,
-      promptTokens,
-      finishReasons,
-      stats: {
-        promptTokens: totals.prompt,
-        generatedTokens: totals.generated,
-        timeToFirstTokenMs: totals.ttft,
-        prefillMs: totals.prefillMs,
-        decodeMs: totals.decodeMs,
-        prefillTokensPerSecond: totals.prefillMs > 0 ? (totals.prompt / totals.prefillMs) * 1000 : 0,
-        decodeTokensPerSecond: totals.decodeMs > 0 ? (totals.decodeSteps / totals.decodeMs) * 1000 : 0,
-        loadMs: this.loadMs,
-        batches: totals.batches,
-        device: this.device,
-      },
-    };
   }
 
+  /**
+   * Frees the runner and the device the model created. While a completion runs, it is stopped at
+   * its next step (it ends as 'interrupted' with its partial text) and freed when that step is over:
+   * a step never runs on freed buffers.
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    if (this.busy) this.stopRunning?.();
+    else this.release();
+  }
+
+  private release(): void {
     this.runner.dispose();
     this.ownedGpu?.device.destroy();
   }

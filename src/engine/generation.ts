@@ -1,8 +1,9 @@
 /**
  * The generation loop shared by every host (worker, CLI, tests) and every backend (CPU reference,
  * WebGPU). A backend implements `ModelRunner`: it keeps one KV cache per sequence and, given the next
- * tokens of each sequence, returns one sampled token per sequence. `generate` does the rest:
- * prefill, decode, stop tokens, limits, streaming, cancellation and stats.
+ * tokens of each sequence, returns one sampled token per sequence. `generate` owns everything else,
+ * once: batching, prefill, decode, stop tokens, the length limits, finish reasons, streaming
+ * (`TokenEvent`), yielding to the host's event loop, cancellation and stats.
  */
 import { EngineError } from './errors';
 import type { LlamaConfig } from './gguf/types';
@@ -14,7 +15,11 @@ export interface SamplingOptions {
   topP: number;
   /** Keep the k most likely tokens; 0 = off. */
   topK: number;
-  /** Seed of the sampler's RNG (each sequence draws from its own stream). */
+  /**
+   * Seed of the sampler's RNG: any safe integer. Prompt g of a request draws from its own PCG32
+   * stream seeded with (seed + g) mod 2^64 (`sequenceSeed`), so its tokens do not depend on the
+   * batch it ran in, and seeds near 2^53 wrap instead of overflowing.
+   */
   seed: number;
 }
 
@@ -28,14 +33,22 @@ export const META_DEFAULTS = {
   maxBatchSize: 4,
 } as const;
 
+/** The seed of prompt g's sampler stream: (seed + g) mod 2^64, exact for every safe integer. */
+export function sequenceSeed(seed: number, g: number): bigint {
+  return BigInt.asUintN(64, BigInt(seed) + BigInt(g));
+}
+
 export interface ModelRunner {
   readonly config: LlamaConfig;
   /** Largest number of sequences one `step` accepts. */
   readonly maxBatch: number;
   /** Largest total positions a sequence may reach (KV cache length). */
   readonly maxSeqLen: number;
-  /** Forget all sequences and start `batch` empty ones at position 0. */
-  reset(batch: number, sampling: SamplingOptions): void;
+  /**
+   * Forget all sequences and start `batch` empty ones at position 0. Sequence s samples from the
+   * stream `sequenceSeed(sampling.seed, firstSequence + s)`.
+   */
+  reset(batch: number, sampling: SamplingOptions, firstSequence?: number): void;
   /**
    * Append `tokens[s]` to sequence s (several tokens = prefill, one = decode, none = the sequence is
    * finished and is skipped) and return the token sampled after each sequence's last position
@@ -47,108 +60,198 @@ export interface ModelRunner {
   dispose(): void;
 }
 
+export type FinishReason = 'stop' | 'length' | 'interrupted';
+
+/**
+ * One event of the token stream, the same type from the engine to the CLI and across the worker to
+ * the page. Each generated token is one event (a stop token too, with no text); after a prompt's
+ * last token comes exactly one closing event with `token` −1, the text the decoder still held back
+ * (a split UTF-8 character), and the `finish` reason.
+ */
+export interface TokenEvent {
+  /** Index of the prompt in the request. */
+  seq: number;
+  /** The generated id, or −1 on the closing event. */
+  token: number;
+  /** Text this event adds ('' for stop tokens, for a character still incomplete, and without a decoder). */
+  delta: string;
+  /** Set on the closing event only. */
+  finish?: FinishReason;
+}
+
+/** Turns a prompt's generated ids into text as they come (the tokenizer's `streamDecoder`). */
+export interface StreamingDetokenizer {
+  push(token: number): string;
+  flush(): string;
+}
+
 export interface GenerateRequest {
-  /** Prompt token ids per sequence, BOS included. */
-  prompts: number[][];
+  /** Prompt token ids per sequence, BOS included; more than the runner's batch run in batches. */
+  prompts: readonly (readonly number[])[];
   maxTokens: number;
   sampling: SamplingOptions;
   /** Generation of a sequence stops after it emits one of these (the stop token is included). */
   stopTokens: ReadonlySet<number>;
   signal?: AbortSignal;
-  /** Called for every generated token as soon as it is known. */
-  onToken?: (seq: number, token: number) => void;
+  /** One decoder per prompt; without it events carry no text and `text` is all ''. */
+  detokenizer?: () => StreamingDetokenizer;
+  /** Called for every event as soon as it is known; a throwing listener never stops generation. */
+  onToken?: (ev: TokenEvent) => void;
 }
 
 export interface GenerationStats {
   promptTokens: number;
   generatedTokens: number;
-  /** Wall time from the call to the first generated token (prefill included). */
+  /** Wall time from the call to the first generated token (the first batch's prefill). */
   timeToFirstTokenMs: number;
   prefillMs: number;
   decodeMs: number;
   prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
+  /** Number of runner batches the prompts were split into. */
+  batches: number;
 }
 
 export interface GenerateResult {
-  /** Generated ids per sequence (a stop token, when hit, is the last element). */
+  /** Generated ids per prompt (a stop token, when hit, is the last element). */
   tokens: number[][];
-  /** Why each sequence ended. */
-  finishReasons: ('stop' | 'length' | 'interrupted')[];
+  /** Generated text per prompt (stop tokens not included); '' without a detokenizer. */
+  text: string[];
+  /** Why each prompt ended. */
+  finishReasons: FinishReason[];
   stats: GenerationStats;
 }
 
 const now = () => performance.now();
 
-export async function generate(runner: ModelRunner, req: GenerateRequest): Promise<GenerateResult> {
-  const n = req.prompts.length;
-  if (n === 0) throw new EngineError('bad-argument', 'no prompts given');
-  if (n > runner.maxBatch) {
-    throw new EngineError(
-      'bad-argument',
-      `${n} prompts exceed the batch size ${runner.maxBatch}; raise --batch-size`,
-    );
+/**
+ * Resolves after the host's event loop has run once (a MessageChannel round trip: no 4 ms timer
+ * clamp). The CPU reference computes a whole step synchronously, so without this pause a Stop
+ * button, Ctrl-C or a worker message would sit unread until generation ends. This is the ONE place
+ * generation yields; runners never do.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === 'undefined') return new Promise((r) => setTimeout(r, 0));
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => {
+      ch.port1.close();
+      resolve();
+    };
+    ch.port2.postMessage(null);
+  });
+}
+
+/** Throws bad-argument / context-overflow for prompts this runner cannot take. */
+function checkPrompts(runner: ModelRunner, prompts: GenerateRequest['prompts'], maxTokens: number): void {
+  if (prompts.length === 0) throw new EngineError('bad-argument', 'no prompts given');
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+    throw new EngineError('bad-argument', `max tokens must be an integer ≥ 1, got ${maxTokens}`);
   }
-  for (const [i, p] of req.prompts.entries()) {
+  for (const [i, p] of prompts.entries()) {
     if (p.length === 0) throw new EngineError('bad-argument', `prompt ${i + 1} is empty`);
+    // Room for at least one new token.
     if (p.length >= runner.maxSeqLen) {
       throw new EngineError(
         'context-overflow',
-        `prompt ${i + 1} has ${p.length} tokens but the context holds ${runner.maxSeqLen}; shorten the prompt`,
+        `prompt ${i + 1} is ${p.length} tokens but the context holds ${runner.maxSeqLen} positions (prompt + new tokens); shorten the prompt or raise the context length`,
       );
     }
   }
-  const out: number[][] = req.prompts.map(() => []);
-  const finish: GenerateResult['finishReasons'] = req.prompts.map(() => 'length');
-  const done = req.prompts.map(() => false);
-  const start = now();
-  runner.reset(n, req.sampling);
+}
 
-  // Prefill every prompt in one step; the runner samples the first new token of each.
-  let next = await runner.step(req.prompts);
-  const prefillEnd = now();
-  let decodeMs = 0;
-  for (;;) {
-    for (let s = 0; s < n; s++) {
-      if (done[s]) continue;
-      const t = next[s];
-      out[s].push(t);
-      req.onToken?.(s, t);
-      if (req.stopTokens.has(t)) {
-        done[s] = true;
-        finish[s] = 'stop';
-      } else if (
-        out[s].length >= req.maxTokens ||
-        req.prompts[s].length + out[s].length >= runner.maxSeqLen
-      ) {
-        done[s] = true;
-        finish[s] = 'length';
+export async function generate(runner: ModelRunner, req: GenerateRequest): Promise<GenerateResult> {
+  checkPrompts(runner, req.prompts, req.maxTokens);
+  const n = req.prompts.length;
+  const tokens: number[][] = req.prompts.map(() => []);
+  const text = req.prompts.map(() => '');
+  const finishReasons: FinishReason[] = req.prompts.map(() => 'interrupted');
+  const emit = (ev: TokenEvent) => {
+    try {
+      req.onToken?.(ev);
+    } catch {
+      // A listener that went away (a closed page, a broken pipe) must not stop the engine mid-step.
+    }
+  };
+  const totals = { prefillMs: 0, decodeMs: 0, ttft: 0, prompt: 0, decodeSteps: 0, batches: 0 };
+  const start = now();
+
+  let next = 0; // first prompt not yet run
+  while (next < n && !req.signal?.aborted) {
+    const idx = Array.from({ length: Math.min(runner.maxBatch, n - next) }, (_, k) => next + k);
+    next += idx.length;
+    const decoders = idx.map(() => req.detokenizer?.());
+    const done = idx.map(() => false);
+    const finish = (s: number, reason: FinishReason) => {
+      done[s] = true;
+      const g = idx[s];
+      finishReasons[g] = reason;
+      const rest = decoders[s]?.flush() ?? '';
+      text[g] += rest;
+      emit({ seq: g, token: -1, delta: rest, finish: reason });
+    };
+    /** Records sampled ids; ends the sequences that hit a stop token or a limit. */
+    const take = (sampled: number[]) => {
+      for (const [s, g] of idx.entries()) {
+        if (done[s]) continue;
+        const t = sampled[s];
+        tokens[g].push(t);
+        if (req.stopTokens.has(t)) {
+          emit({ seq: g, token: t, delta: '' });
+          finish(s, 'stop');
+          continue;
+        }
+        const delta = decoders[s]?.push(t) ?? '';
+        text[g] += delta;
+        emit({ seq: g, token: t, delta });
+        const full = req.prompts[g].length + tokens[g].length >= runner.maxSeqLen;
+        if (tokens[g].length >= req.maxTokens || full) finish(s, 'length');
       }
-    }
-    if (done.every(Boolean)) break;
-    if (req.signal?.aborted) {
-      for (let s = 0; s < n; s++) if (!done[s]) finish[s] = 'interrupted';
-      break;
-    }
+    };
+
+    runner.reset(idx.length, req.sampling, idx[0]);
+    await yieldToEventLoop();
+    if (req.signal?.aborted) break;
+    // Prefill every prompt of the batch in one step; the runner samples the first new token of each.
     const t0 = now();
-    next = await runner.step(out.map((toks, s) => (done[s] ? [] : [toks[toks.length - 1]])));
-    decodeMs += now() - t0;
+    take(await runner.step(idx.map((g) => [...req.prompts[g]])));
+    totals.prefillMs += now() - t0;
+    totals.prompt += idx.reduce((a, g) => a + req.prompts[g].length, 0);
+    if (totals.batches++ === 0) totals.ttft = now() - start;
+    for (;;) {
+      if (done.every(Boolean)) break;
+      await yieldToEventLoop();
+      if (req.signal?.aborted) break;
+      const live = done.filter((d) => !d).length;
+      const t1 = now();
+      const sampled = await runner.step(
+        idx.map((g, s) => (done[s] ? [] : [tokens[g][tokens[g].length - 1]])),
+      );
+      totals.decodeMs += now() - t1;
+      totals.decodeSteps += live;
+      take(sampled);
+    }
+    for (let s = 0; s < idx.length; s++) if (!done[s]) finish(s, 'interrupted');
   }
-  const promptTokens = req.prompts.reduce((a, p) => a + p.length, 0);
-  const generatedTokens = out.reduce((a, t) => a + t.length, 0);
-  const prefillMs = prefillEnd - start;
+  // Prompts whose batch never ran (cancelled first) still get their closing event.
+  for (let g = next; g < n; g++) emit({ seq: g, token: -1, delta: '', finish: 'interrupted' });
+
+  const promptTokens = totals.prompt;
+  const generatedTokens = tokens.reduce((a, t) => a + t.length, 0);
   return {
-    tokens: out,
-    finishReasons: finish,
+    tokens,
+    text,
+    finishReasons,
     stats: {
       promptTokens,
       generatedTokens,
-      timeToFirstTokenMs: prefillMs,
-      prefillMs,
-      decodeMs,
-      prefillTokensPerSecond: prefillMs > 0 ? (promptTokens / prefillMs) * 1000 : 0,
-      // Tokens produced by decode steps (the first token of each sequence came from prefill).
-      decodeTokensPerSecond: decodeMs > 0 ? ((generatedTokens - n) / decodeMs) * 1000 : 0,
+      timeToFirstTokenMs: totals.ttft,
+      prefillMs: totals.prefillMs,
+      decodeMs: totals.decodeMs,
+      prefillTokensPerSecond: totals.prefillMs > 0 ? (promptTokens / totals.prefillMs) * 1000 : 0,
+      // Tokens produced by decode steps (the first token of each prompt came from its prefill).
+      decodeTokensPerSecond: totals.decodeMs > 0 ? (totals.decodeSteps / totals.decodeMs) * 1000 : 0,
+      batches: totals.batches,
     },
   };
 }

@@ -1,0 +1,50 @@
+/**
+ * The engine's limits, in one place: every backend and the facade resolve them through these
+ * functions, so the CLI, the worker and the tests can never disagree on a range or a default.
+ */
+import { EngineError } from './errors';
+import { META_DEFAULTS } from './generation';
+import type { LlamaConfig } from './gguf/types';
+
+/** Sequences per step: the GPU's per-step sequence table and sampler dispatch are sized for this. */
+export const MAX_BATCH = 64;
+/** Default positions per sequence when the caller does not choose (the model's own if smaller). */
+export const DEFAULT_MAX_SEQ_LEN = 2048;
+
+export interface RunnerLimits {
+  /** Sequences per step, 1..MAX_BATCH. */
+  maxBatch: number;
+  /** KV cache positions per sequence, 2..the model's context length. */
+  maxSeqLen: number;
+}
+
+function checkInt(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new EngineError('bad-argument', `${name} must be an integer in ${min}..${max}, got ${v}`);
+  }
+}
+
+/** Fills in the defaults and checks the ranges (bad-argument naming the value and the range). */
+export function resolveRunnerLimits(
+  config: Pick<LlamaConfig, 'contextLength'>,
+  opts: { maxBatch?: number; maxSeqLen?: number } = {},
+): RunnerLimits {
+  const maxBatch = opts.maxBatch ?? META_DEFAULTS.maxBatchSize;
+  const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, DEFAULT_MAX_SEQ_LEN);
+  checkInt('batch size', maxBatch, 1, MAX_BATCH);
+  // A prompt needs one position and generation at least one more.
+  checkInt('max sequence length', maxSeqLen, 2, Math.max(2, config.contextLength));
+  return { maxBatch, maxSeqLen };
+}
+
+/** Every id must name a row of the embedding (bad-argument naming the first that does not). */
+export function checkTokenIds(ids: readonly number[], vocabSize: number, what: string): void {
+  for (const t of ids) {
+    if (!Number.isInteger(t) || t < 0 || t >= vocabSize) {
+      throw new EngineError(
+        'bad-argument',
+        `${what} has token id ${t}, outside the vocabulary (0..${vocabSize - 1})`,
+      );
+    }
+  }
+}
