@@ -12,7 +12,8 @@
  * with bind groups built at load; only the sampled token ids (u32 per sequence) are read back.
  */
 import { EngineError } from '../errors';
-import type { ModelRunner, SamplingOptions } from '../generation';
+import { type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
+import { checkTokenIds, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
 import type { GgufFile, LlamaConfig, TensorInfo } from '../gguf/types';
@@ -300,17 +301,11 @@ export class GpuModel implements ModelRunner {
   ): Promise<GpuModel> {
     const { device, limits } = ctx;
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = config;
-    const maxBatch = opts.maxBatch ?? 4;
-    const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, 2048);
+    const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
     const maxTokens = opts.maxTokens ?? 512;
-    for (const [what, v, hi] of [
-      ['maxBatch', maxBatch, 64],
-      ['maxSeqLen', maxSeqLen, config.contextLength],
-      ['maxTokens', maxTokens, limits.maxComputeWorkgroupsPerDimension],
-    ] as const) {
-      if (!(Number.isInteger(v) && v >= 1 && v <= hi)) {
-        throw new EngineError('bad-argument', `${what} ${v} must be an integer in [1, ${hi}]`);
-      }
+    const maxRows = limits.maxComputeWorkgroupsPerDimension;
+    if (!(Number.isInteger(maxTokens) && maxTokens >= 1 && maxTokens <= maxRows)) {
+      throw new EngineError('bad-argument', `maxTokens ${maxTokens} must be an integer in [1, ${maxRows}]`);
     }
     if (headDim > 256 || headDim % 2 !== 0) {
       throw new EngineError('unsupported-model', `head_dim ${headDim} is not supported (even, ≤ 256)`);
@@ -551,14 +546,14 @@ export class GpuModel implements ModelRunner {
     return model;
   }
 
-  reset(batch: number, sampling: SamplingOptions): void {
+  reset(batch: number, sampling: SamplingOptions, firstSequence = 0): void {
     if (!(Number.isInteger(batch) && batch >= 1 && batch <= this.maxBatch)) {
       throw new EngineError('bad-argument', `batch ${batch} must be in [1, ${this.maxBatch}]`);
     }
     this.sampling = sampling;
     this.seqs = Array.from({ length: batch }, (_, s) => ({
       pos: 0,
-      rng: new Rng(sampling.seed + s),
+      rng: new Rng(sequenceSeed(sampling.seed, firstSequence + s)),
       hasLogits: false,
     }));
   }
@@ -579,14 +574,7 @@ export class GpuModel implements ModelRunner {
           `sequence ${s} would reach ${seq.pos + toks.length} positions but the cache holds ${this.maxSeqLen}`,
         );
       }
-      for (const t of toks) {
-        if (!(Number.isInteger(t) && t >= 0 && t < this.config.vocabSize)) {
-          throw new EngineError(
-            'bad-argument',
-            `token id ${t} is outside the vocabulary [0, ${this.config.vocabSize})`,
-          );
-        }
-      }
+      checkTokenIds(toks, this.config.vocabSize, `sequence ${s}`);
     }
     // One uniform draw per sequence with tokens, as the CPU reference does (greedy included).
     const draws = tokens.map((toks, s) => (toks.length > 0 ? this.seqs[s].rng.next() : 0));
@@ -675,10 +663,6 @@ export class GpuModel implements ModelRunner {
       }
     }
     device.queue.submit([enc.finish()]);
-    const poisoned = ids.indexOf(NON_FINITE_TOKEN); // the sampler's flag: never pass it on as a token
-    if (poisoned >= 0) {
-      throw nonFiniteLogitsError(`the logits of sequence ${finishing[poisoned].seq} hold NaN or ±Inf`);
-    }
     if (nSeqs === 0) return [];
     try {
       await this.readback.mapAsync(0x0001);
@@ -691,6 +675,10 @@ export class GpuModel implements ModelRunner {
     const ids = Array.from(new Uint32Array(this.readback.getMappedRange(0, 4 * nSeqs)));
     this.readback.unmap();
     this.checkAlive();
+    const poisoned = ids.indexOf(NON_FINITE_TOKEN); // the sampler's flag: never pass it on as a token
+    if (poisoned >= 0) {
+      throw nonFiniteLogitsError(`the logits of sequence ${finishing[poisoned].seq} hold NaN or ±Inf`);
+    }
     return ids;
   }
 

@@ -11,7 +11,8 @@
  * sequence's tokens do not depend on which other sequences share the batch (see sampling/sampler.ts).
  */
 import { EngineError } from '../errors';
-import type { ModelRunner, SamplingOptions } from '../generation';
+import { type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
+import { checkTokenIds, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes } from '../gguf/reader';
 import { GgmlType, type GgufFile, type LlamaConfig, type TensorInfo } from '../gguf/types';
@@ -96,17 +97,7 @@ export class ReferenceModel implements ModelRunner {
     config: LlamaConfig,
     opts: ReferenceLoadOptions = {},
   ): Promise<ReferenceModel> {
-    const maxBatch = opts.maxBatch ?? 4;
-    const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, 2048);
-    if (!(Number.isInteger(maxBatch) && maxBatch >= 1)) {
-      throw new EngineError('bad-argument', `maxBatch ${maxBatch} must be an integer ≥ 1`);
-    }
-    if (!(Number.isInteger(maxSeqLen) && maxSeqLen >= 1 && maxSeqLen <= config.contextLength)) {
-      throw new EngineError(
-        'bad-argument',
-        `maxSeqLen ${maxSeqLen} must be an integer in [1, ${config.contextLength}] (the model's context length)`,
-      );
-    }
+    const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
     const t: LlamaTensors = validateLlamaTensors(file, config);
     const enc = opts.quantizationEncoding ?? 'float32';
     const load = (ti: TensorInfo) => loadTensor(source, ti, enc);
@@ -135,7 +126,7 @@ export class ReferenceModel implements ModelRunner {
     return new ReferenceModel(config, w, maxBatch, maxSeqLen);
   }
 
-  reset(batch: number, sampling: SamplingOptions): void {
+  reset(batch: number, sampling: SamplingOptions, firstSequence = 0): void {
     if (!(Number.isInteger(batch) && batch >= 1 && batch <= this.maxBatch)) {
       throw new EngineError('bad-argument', `batch ${batch} must be in [1, ${this.maxBatch}]`);
     }
@@ -148,7 +139,7 @@ export class ReferenceModel implements ModelRunner {
         keys: this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
         values: this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
         logits: null,
-        rng: new Rng(sampling.seed + s),
+        rng: new Rng(sequenceSeed(sampling.seed, firstSequence + s)),
       });
     }
   }
@@ -189,9 +180,7 @@ export class ReferenceModel implements ModelRunner {
   /** Logits [V] after feeding `token` at the sequence's next position. */
   private forward(seq: Sequence, token: number): Float32Array {
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = this.config;
-    if (!(Number.isInteger(token) && token >= 0 && token < vocabSize)) {
-      throw new EngineError('bad-argument', `token id ${token} is outside the vocabulary [0, ${vocabSize})`);
-    }
+    checkTokenIds([token], vocabSize, 'the step');
     const w = this.w;
     const qDim = nHeads * headDim;
     const kvDim = nKvHeads * headDim;

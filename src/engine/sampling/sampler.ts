@@ -5,7 +5,7 @@
  * per step, whichever backend computes the logits. The GPU sampler takes the same `u` (written into
  * its per-step uniforms) and applies the same steps as `sampleToken`, so for equal logits CPU and
  * GPU pick the same token, and a seed reproduces a run on either device. Each sequence s of a batch
- * has its own stream, `new Rng(seed + s)`, so a sequence's output does not depend on its batch.
+ * has its own stream, `new Rng(sequenceSeed(seed, s))` ((seed + s) mod 2^64), so a sequence's output does not depend on its batch.
  *
  * Steps (Meta's llama3 `sample_top_p`, plus an optional top-k first):
  *   T = 0 → argmax (first index on ties);
@@ -29,9 +29,10 @@ export class Rng {
   private state = 0n;
 
   /** `stream` selects one of 2^63 sequences; the default gives pcg32's inc 1442695040888963407. */
-  constructor(seed: number, stream = 721347520444481703n) {
+  /** `seed`: a safe integer or a 64-bit value (`sequenceSeed`); taken mod 2^64. */
+  constructor(seed: number | bigint, stream = 721347520444481703n) {
     this.inc = BigInt.asUintN(64, (stream << 1n) | 1n);
-    if (!Number.isSafeInteger(seed))
+    if (typeof seed === 'number' && !Number.isSafeInteger(seed))
       throw new EngineError('bad-argument', `seed ${seed} must be a safe integer`);
     // pcg32_srandom: state = 0; step; state += seed; step.
     this.step();
@@ -112,7 +113,6 @@ export function samplingDistribution(
 }
 
 /**
-/**
  * The error for logits that hold NaN or ±Inf: the weights (or their decoding) are corrupt, so any
  * token picked from them would be garbage (argmax of NaNs is token 0, a draw finds no token).
  * Both samplers refuse them, the GPU one through its NON_FINITE_TOKEN sentinel.
@@ -135,13 +135,14 @@ export function checkFiniteLogits(logits: Float32Array): void {
   }
 }
 
+/**
  * Pick the next token from `logits` with one uniform draw `u` in [0, 1) (from `Rng.next()`).
  * Temperature 0 is argmax and ignores `u`. Logits with NaN or ±Inf are EngineError('non-finite').
  */
 export function sampleToken(logits: Float32Array, s: SamplingOptions, u: number): number {
   checkOptions(s);
-  if (s.temperature === 0) return argmax(logits);
   checkFiniteLogits(logits);
+  if (s.temperature === 0) return argmax(logits);
   const { ids, probs } = samplingDistribution(logits, s);
   let cum = 0;
   for (let i = 0; i < ids.length; i++) {
