@@ -16,6 +16,7 @@ const file = tinyLlama({ dim: 64, nLayers: 2 });
 const requests: { path: string; method: string; range?: string }[] = [];
 let server: Server;
 let base: string;
+let endlessSent = 0;
 
 /** Serves `body` honouring a single `bytes=a-b` range. */
 function serveRange(
@@ -106,6 +107,52 @@ beforeAll(async () => {
       case '/down': // always 503
         res.writeHead(503);
         return res.end();
+      // Hostile servers: each answers the size probe (bytes=0-0) honestly, then misbehaves on reads.
+      case '/endless': {
+        // A 206 with the right Content-Range, then a body that never stops (the issue's server sent
+        // 2 GiB for a 110 KB range). Written with backpressure, so `endlessSent` is what the client
+        // took off the socket, plus the socket buffers.
+        if (req.headers.range === 'bytes=0-0') return serveRange(req, res, file);
+        const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+        res.writeHead(206, { 'content-range': `bytes ${m?.[1]}-${m?.[2]}/${file.length}` });
+        const chunk = new Uint8Array(64 * 1024).fill(7);
+        const pump = () => {
+          while (endlessSent < 256 * 1024 * 1024 && !res.destroyed) {
+            endlessSent += chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', pump);
+          }
+          res.end();
+        };
+        return pump();
+      }
+      case '/announces-more': // says it will send 2 GiB for any range
+        if (req.headers.range === 'bytes=0-0') return serveRange(req, res, file);
+        res.writeHead(206, { 'content-length': 2 ** 31 });
+        return res.write(file.subarray(0, 100));
+      case '/silent': // accepts the connection and never answers
+        return;
+      case '/silent-body': // headers, then not one byte
+        if (req.headers.range === 'bytes=0-0') return serveRange(req, res, file);
+        res.writeHead(206, { 'content-range': `bytes 0-199/${file.length}`, 'content-length': 200 });
+        return res.flushHeaders();
+      case '/trickle': {
+        // one byte every 50 ms, forever
+        if (req.headers.range === 'bytes=0-0') return serveRange(req, res, file);
+        res.writeHead(206, { 'content-range': `bytes 0-199/${file.length}`, 'content-length': 200 });
+        let at = 0;
+        const timer = setInterval(() => res.write(file.subarray(at, ++at)), 50);
+        res.on('close', () => clearInterval(timer));
+        return;
+      }
+      case '/page': // a web page, as Hugging Face serves a `blob` link
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        return res.end('<!doctype html><html><head><title>model</title></head><body>a page</body></html>');
+      case '/page-untyped': // a web page under a type that says nothing
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        return res.end(`\n  <!DOCTYPE html>\n<html>${'x'.repeat(100_000)}</html>`);
+      case '/page-ranged': // a static server that honours Range on an HTML file
+        res.setHeader('content-type', 'text/html');
+        return serveRange(req, res, new TextEncoder().encode('<html><body>not a model</body></html>'));
       default:
         res.writeHead(500);
         return res.end();
@@ -116,6 +163,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  server.closeAllConnections(); // the silent server's requests are still open
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
@@ -266,5 +314,95 @@ describe('HttpRangeSource', () => {
     const e = await engineError(() => HttpRangeSource.open(`${base}/model.gguf`, { signal: ac.signal }));
     expect(e).toBeInstanceOf(EngineError);
     expect(e.code).toBe('interrupted');
+  });
+});
+
+describe('HttpRangeSource against hostile servers', () => {
+  /** Short limits so each case ends in about a second; the retry schedule still applies. */
+  const fast = { retryDelaysMs: [1, 1], responseTimeoutMs: 300, idleTimeoutMs: 300 };
+
+  it('stops reading at the range asked for, however much the server sends', async () => {
+    const src = await HttpRangeSource.open(`${base}/endless`, {}, fast);
+    const t0 = performance.now();
+    const e = await engineError(() => src.read(100, 40_000));
+    expect(e.code).toBe('network');
+    expect(e.message).toBe(
+      `${base}/endless: asked for 40000 bytes (Range bytes=100-40099) but it sent more: the server does not ` +
+        'honour Range requests correctly; reading stopped. Use another server or download the whole file',
+    );
+    expect(performance.now() - t0).toBeLessThan(5000);
+    // Not retried, and the connection was cut: the server got rid of little more than the range
+    // plus socket buffers, not its 256 MiB.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(endlessSent).toBeLessThan(16 * 1024 * 1024);
+
+    const announced = await HttpRangeSource.open(`${base}/announces-more`, {}, fast);
+    const e2 = await engineError(() => announced.read(0, 64));
+    expect(e2.message).toMatch(/asked for 64 bytes \(Range bytes=0-63\) but it announced 2147483648 bytes/);
+  });
+
+  it('gives up on a server that never answers, naming the URL and the wait', async () => {
+    const t0 = performance.now();
+    const e = await engineError(() => HttpRangeSource.open(`${base}/silent?sig=secret`, {}, fast));
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(e.code).toBe('network');
+    expect(e.message).toBe(
+      `${base}/silent: no response within 300 ms (Range bytes=0-0); the server is not answering: ` +
+        'check the URL, or try again later (gave up after 3 attempts)',
+    );
+    const silentRequests = requests.filter((r) => r.path === '/silent').length;
+    expect(silentRequests).toBe(3);
+  });
+
+  it('gives up on a body that goes silent or trickles', async () => {
+    for (const path of ['/silent-body', '/trickle']) {
+      const src = await HttpRangeSource.open(`${base}${path}`, {}, fast);
+      const t0 = performance.now();
+      const e = await engineError(() => src.read(0, 200));
+      expect(performance.now() - t0).toBeLessThan(5000);
+      expect(e.code).toBe('network');
+      expect(e.message).toMatch(
+        new RegExp(
+          `^${base}${path}: the transfer stalled: fewer than 200 bytes arrived in 300 ms \\(\\d+ of 200 bytes of ` +
+            'Range bytes=0-199 so far\\); the server or the connection is stuck or far too slow: try again later ' +
+            '\\(gave up after 3 attempts\\)$',
+        ),
+      );
+    }
+  });
+
+  it('a caller’s cancel still interrupts a stalled body at once', async () => {
+    const ac = new AbortController();
+    const src = await HttpRangeSource.open(
+      `${base}/silent-body`,
+      { signal: ac.signal },
+      { idleTimeoutMs: 60_000 },
+    );
+    setTimeout(() => ac.abort(), 50);
+    const t0 = performance.now();
+    const e = await engineError(() => src.read(0, 200));
+    expect(e.code).toBe('interrupted');
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('says a web page is a web page, and points a Hugging Face blob link to /resolve/', async () => {
+    const generic = 'not a GGUF file; give the URL of the .gguf file itself (its download link)';
+    for (const path of ['/page', '/page-untyped', '/page-ranged']) {
+      const e = await engineError(() => HttpRangeSource.open(`${base}${path}`, {}, fast));
+      expect(e.code).toBe('network');
+      expect(e.message.startsWith(`${base}${path} is a web page (`), e.message).toBe(true);
+      expect(e.message.endsWith(`), ${generic}`), e.message).toBe(true);
+    }
+    // The Hub's `blob` URL is a page about the file; its `resolve` URL is the file. Requests for
+    // huggingface.co are answered by the local /page server.
+    const hub: typeof fetch = (input, init) =>
+      fetch(String(input).replace('https://huggingface.co/', `${base}/page?`), init);
+    const blob =
+      'https://huggingface.co/QuantFactory/Meta-Llama-3-8B-GGUF/blob/main/Meta-Llama-3-8B.Q4_0.gguf';
+    const e = await engineError(() => HttpRangeSource.open(blob, {}, { ...fast, fetch: hub }));
+    expect(e.message).toBe(
+      `${blob} is a web page ("text/html; charset=utf-8"), not a GGUF file; for a file on Hugging Face use its ` +
+        '/resolve/ link: https://huggingface.co/QuantFactory/Meta-Llama-3-8B-GGUF/resolve/main/Meta-Llama-3-8B.Q4_0.gguf',
+    );
   });
 });
