@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,8 +53,33 @@ describe('NodeFileSource', () => {
     expect(e.code).toBe('bad-argument');
     expect(e.message).toMatch(new RegExp(`^cannot open model file ${missing}: ENOENT`));
     const d = await engineError(() => NodeFileSource.open(dir));
-    expect(d.message).toBe(`${dir} is not a regular file`);
+    expect(d.message).toBe(`${dir} is a directory, not a regular file; give the path of a GGUF model file`);
   });
+
+  it.skipIf(process.platform === 'win32')(
+    'refuses a FIFO or a device at once instead of waiting on it',
+    async () => {
+      // Opening a FIFO for reading blocks until some process opens it for writing: none will.
+      const fifo = join(dir, 'model.fifo');
+      execFileSync('mkfifo', [fifo]);
+      const within = <T>(p: Promise<T>) =>
+        Promise.race([
+          p,
+          new Promise<never>((_, reject) =>
+            setTimeout(() => reject(new Error('still waiting after 3 s')), 3000),
+          ),
+        ]);
+      const e = await engineError(() => within(NodeFileSource.open(fifo)));
+      expect(e.code).toBe('bad-argument');
+      expect(e.message).toBe(
+        `${fifo} is a named pipe (FIFO), not a regular file; give the path of a GGUF model file`,
+      );
+      const dev = await engineError(() => within(NodeFileSource.open('/dev/zero')));
+      expect(dev.message).toBe(
+        '/dev/zero is a character device, not a regular file; give the path of a GGUF model file',
+      );
+    },
+  );
 
   it('reports a file that shrank after it was opened', async () => {
     const p = join(dir, 'shrinks.gguf');

@@ -2,9 +2,31 @@
  * A RandomAccessSource over a local file (Node): positional reads through one fs/promises
  * FileHandle, never the whole file in memory. Used by the CLI and by tests on real model files.
  */
-import { type FileHandle, open } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { EngineError } from '../engine/errors';
 import type { RandomAccessSource } from '../engine/source';
+
+/** Read-only, and non-blocking where the platform has the flag (not Windows, which has no FIFOs). */
+const NONBLOCKING_READ = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
+function notRegular(path: string, st: Stats): EngineError {
+  const kind = st.isDirectory()
+    ? 'a directory'
+    : st.isFIFO()
+      ? 'a named pipe (FIFO)'
+      : st.isCharacterDevice()
+        ? 'a character device'
+        : st.isBlockDevice()
+          ? 'a block device'
+          : st.isSocket()
+            ? 'a socket'
+            : 'not a file';
+  return new EngineError(
+    'bad-argument',
+    `${path} is ${kind}, not a regular file; give the path of a GGUF model file`,
+  );
+}
 
 export class NodeFileSource implements RandomAccessSource {
   private handle: FileHandle | undefined;
@@ -17,19 +39,28 @@ export class NodeFileSource implements RandomAccessSource {
     this.handle = handle;
   }
 
-  /** Opens `path` read-only; errors name the path and the OS reason. Call `close()` when done. */
+  /**
+   * Opens `path` read-only; errors name the path and the OS reason. Only a regular file is
+   * accepted: opening a FIFO waits for a writer forever, and a device or directory has no size to
+   * read a model from. Call `close()` when done.
+   */
   static async open(path: string): Promise<NodeFileSource> {
     let handle: FileHandle;
     try {
-      handle = await open(path, 'r');
+      // Checked before opening, so that a FIFO or device is never opened at all...
+      const before = await stat(path);
+      if (!before.isFile()) throw notRegular(path, before);
+      // ...and non-blocking, so that a FIFO swapped in since the check cannot hang the open either.
+      handle = await open(path, NONBLOCKING_READ);
     } catch (e) {
+      if (e instanceof EngineError) throw e;
       throw new EngineError('bad-argument', `cannot open model file ${path}: ${(e as Error).message}`, {
         cause: e,
       });
     }
     try {
       const st = await handle.stat();
-      if (!st.isFile()) throw new EngineError('bad-argument', `${path} is not a regular file`);
+      if (!st.isFile()) throw notRegular(path, st);
       return new NodeFileSource(handle, st.size, path);
     } catch (e) {
       await handle.close();
