@@ -3,7 +3,7 @@
  * GGUF reader inspect a remote model's header without downloading it, and the loader read tensors
  * from a URL directly.
  *
- * Rules (docs/gguf.md; notes/reliability.md "HTTP and Hugging Face"):
+ * Rules (docs/gguf.md, "HTTP and local files"; each learnt from a browser or a host that broke it):
  * - every request carries `cache: 'no-store'`: the HTTP cache rewrites ranges and refuses 206s;
  * - a server that answers a ranged request with 200 ignores ranges: reported, body cancelled,
  *   never read whole;
