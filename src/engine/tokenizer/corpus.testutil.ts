@@ -8,7 +8,7 @@
 
 import { mulberry32 } from '../random';
 
-/** Meta's four example_text_completion.py prompts, exactly (see FACTS.md). */
+/** Meta's four example_text_completion.py prompts, exactly (llama3 repository, commit 14aab04). */
 export const META_PROMPTS: readonly string[] = [
   'I believe the meaning of life is',
   'Simply put, the theory of relativity states that ',
