@@ -1,12 +1,16 @@
 /**
  * `npm run bench -- [--model-path F | --preset 8b|3b|1b|tiny] [--all-q4_0] [--layers N]
- *                   [--prefill N] [--decode N] [--profile] [--json] [--heap-check] [--keep]`
+ *                   [--prefill N] [--decode N] [--profile] [--json] [--heap-check] [--keep]
+ *                   [--compare llama.cpp [--llamacpp-backend auto|vulkan|cpu]] [--cost]`
  *
  * Load time, prefill (512 tokens) and decode (128 tokens) tok/s of the WebGPU engine, and with
  * --profile the GPU time per kernel (timestamp queries where the device has them). Presets write a
  * random-weight GGUF of the real shapes to a temp file first (streamed, never in memory).
  * --heap-check loads a ≥ 1 GB model while sampling process.memoryUsage() and fails if the JS heap
- * peaks above 256 MB. Output: a table, or one JSON line with --json.
+ * peaks above 256 MB. --compare llama.cpp runs llama.cpp (node-llama-cpp) on the same file with
+ * the same prompt length and decode count, after ours, and reports both and ours ÷ theirs.
+ * --cost counts, at the WebGPU API, what one decode token and one prefill chunk ask of the GPU
+ * (src/engine/gpu/cost.ts). Output: a table, or one JSON line with --json.
  *
  * SwiftShader (no GPU) runs it for correctness only: its numbers are not GPU speed.
  */
@@ -16,9 +20,11 @@ import { join } from 'node:path';
 import { llamaConfigFromGguf } from '../src/engine/gguf/config';
 import { readGguf } from '../src/engine/gguf/reader';
 import { createGpuContext } from '../src/engine/gpu/device';
+import { type CostCounts, countingContext, scaleCounts } from '../src/engine/gpu/cost';
 import { GpuModel, Profiler } from '../src/engine/gpu/model';
 import { NodeFileSource } from '../src/node/file-source';
 import { nodeGpu } from '../src/node/gpu';
+import type { LlamaCppBackendChoice } from './bench/llamacpp';
 import { PRESETS, writeRandomModel } from './bench/random-model';
 
 interface Args {
@@ -32,6 +38,9 @@ interface Args {
   json: boolean;
   heapCheck: boolean;
   keep: boolean;
+  compare?: 'llama.cpp';
+  llamacppBackend: LlamaCppBackendChoice;
+  cost: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -43,6 +52,8 @@ function parseArgs(argv: string[]): Args {
     json: false,
     heapCheck: false,
     keep: false,
+    llamacppBackend: 'auto',
+    cost: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -61,11 +72,32 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--json') a.json = true;
     else if (k === '--heap-check') a.heapCheck = true;
     else if (k === '--keep') a.keep = true;
+    else if (k === '--compare') {
+      const v = val();
+      if (v !== 'llama.cpp') throw new Error(`--compare ${v}: only llama.cpp is supported`);
+      a.compare = v;
+    } else if (k === '--llamacpp-backend') {
+      const v = val();
+      if (v !== 'auto' && v !== 'vulkan' && v !== 'cpu')
+        throw new Error('--llamacpp-backend is auto, vulkan or cpu');
+      a.llamacppBackend = v;
+    } else if (k === '--cost') a.cost = true;
     else throw new Error(`unknown option ${k}; see the header of scripts/bench.ts`);
   }
   if (a.preset && !PRESETS[a.preset])
     throw new Error(`--preset must be one of ${Object.keys(PRESETS).join(', ')}`);
   if (!a.modelPath && !a.preset) a.preset = a.heapCheck ? '1b' : 'tiny';
+  for (const [name, v, min] of [
+    ['--prefill', a.prefill, 1],
+    ['--decode', a.decode, 1],
+    ['--layers', a.layers ?? 1, 1],
+  ] as const) {
+    if (!(Number.isInteger(v) && v >= min)) throw new Error(`${name} must be an integer ≥ ${min}`);
+  }
+  if (a.compare && a.prefill < 2)
+    throw new Error('--compare needs --prefill ≥ 2 (a batch, as llama.cpp counts it)');
+  if (a.heapCheck && (a.compare || a.cost))
+    throw new Error('--heap-check only loads: no --compare or --cost');
   return a;
 }
 
@@ -91,7 +123,11 @@ async function main() {
   }
   try {
     gpuInstance = await nodeGpu();
-    const ctx = await createGpuContext(gpuInstance);
+    const realCtx = await createGpuContext(gpuInstance);
+    // --cost: the model gets a counting device, counting only around the counted steps below.
+    const counting = args.cost ? countingContext(realCtx) : null;
+    if (counting) counting.counter.active = false;
+    const ctx = counting?.ctx ?? realCtx;
     const source = await NodeFileSource.open(path);
     const file = await readGguf(source);
     const config = llamaConfigFromGguf(file);
@@ -174,18 +210,63 @@ async function main() {
         }
         result.perKernelMs = perKernel;
       }
+      if (counting) {
+        // Counted apart from the timed runs (the wrapper's JS is in their path, not its counting):
+        // the same prefill, then up to 4 decode tokens; every decode token encodes the same work.
+        const { counter } = counting;
+        const maxTokens = model.maxTokens;
+        const chunks = Math.ceil(args.prefill / maxTokens);
+        const decodeSteps = Math.min(args.decode, 4);
+        model.reset(1, greedy);
+        counter.reset();
+        counter.active = true;
+        [next] = await model.step([prompt]);
+        const prefill = scaleCounts(counter.snapshot(), 1 / chunks);
+        counter.reset();
+        for (let i = 0; i < decodeSteps; i++) [next] = await model.step([[next]]);
+        const decode = scaleCounts(counter.snapshot(), 1 / decodeSteps);
+        counter.active = false;
+        result.layers = config.nLayers;
+        result.cost = {
+          decode: { tokens: decodeSteps, ...costFields(decode, config.nLayers, 'dispatches') },
+          prefill: {
+            tokens: args.prefill,
+            chunks,
+            maxTokensPerChunk: maxTokens,
+            ...costFields(prefill, config.nLayers, 'dispatchesPerChunk'),
+          },
+        };
+      }
     }
     model.dispose();
-    ctx.device.destroy();
+    realCtx.device.destroy();
+
+    if (args.compare && result.prefillTokPerS !== undefined) {
+      const { benchLlamaCpp } = await import('./bench/llamacpp');
+      const prompt = Array.from({ length: args.prefill }, (_, i) => (i * 7919) % config.vocabSize);
+      log(`llama.cpp (node-llama-cpp) on ${path} …`);
+      const theirs = await benchLlamaCpp(path, prompt, args.decode, args.llamacppBackend);
+      result.llamacpp = theirs;
+      result.ratio = {
+        prefill: +((result.prefillTokPerS as number) / theirs.prefillTokPerS).toFixed(3),
+        decode: +((result.decodeTokPerS as number) / theirs.decodeTokPerS).toFixed(3),
+      };
+    }
 
     const heapOk = peakHeap <= 256 * MB;
     if (args.heapCheck) result.heapCheck = heapOk ? 'pass (≤ 256 MB)' : 'FAIL (> 256 MB)';
     if (args.json) {
       console.log(JSON.stringify(result));
     } else {
-      const rows = Object.entries(result).filter(([k]) => k !== 'perKernelMs');
+      const nested = ['perKernelMs', 'cost', 'llamacpp', 'ratio'];
+      const rows = Object.entries(result).filter(([k]) => !nested.includes(k));
       const w = Math.max(...rows.map(([k]) => k.length));
       for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
+      if (result.llamacpp) {
+        console.log(`\nllama.cpp: ${JSON.stringify(result.llamacpp)}`);
+        console.log(`ours ÷ llama.cpp: ${JSON.stringify(result.ratio)}`);
+      }
+      if (result.cost) printCost(result.cost as Record<string, Record<string, unknown>>);
       const pk = result.perKernelMs as Record<string, Record<string, number>> | undefined;
       if (pk) {
         console.log(`\nGPU time per kernel, ms (${result.profileSource}; summed over layers):`);
@@ -200,6 +281,42 @@ async function main() {
     if (args.heapCheck && !heapOk) process.exitCode = 1;
   } finally {
     if (tmp && !args.keep) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The JSON of one phase's counts (per decode token or per prefill chunk), with a per-layer split. */
+function costFields(c: CostCounts, nLayers: number, dispatchesName: string) {
+  const perLayer = scaleCounts(c, 1 / nLayers).layers;
+  return {
+    [dispatchesName]: c.dispatches,
+    computePasses: c.computePasses,
+    submits: c.submits,
+    maps: c.maps,
+    readBytes: c.mapBytes,
+    writes: c.writes,
+    writeBytes: c.writeBytes,
+    copies: c.copies,
+    copyBytes: c.copyBytes,
+    boundBytes: c.bound,
+    perLayer: { dispatches: perLayer.dispatches, boundBytes: perLayer.bound },
+    global: { dispatches: c.global.dispatches, boundBytes: c.global.bound },
+    byKernel: c.byKernel,
+  };
+}
+
+function printCost(cost: Record<string, Record<string, unknown>>) {
+  const mb = (n: unknown) => `${((n as number) / 1e6).toFixed(2)} MB`;
+  console.log('\nCost at the WebGPU API (bytes bound = sizes of the buffer ranges bound to each dispatch):');
+  for (const [phase, c] of Object.entries(cost)) {
+    const per = phase === 'decode' ? 'per decode token' : 'per prefill chunk';
+    const d = c.dispatches ?? c.dispatchesPerChunk;
+    const b = c.boundBytes as Record<string, number>;
+    const pl = c.perLayer as { dispatches: number; boundBytes: Record<string, number> };
+    console.log(
+      `${per}: ${d} dispatches (${pl.dispatches}/layer), ${c.computePasses} passes, ${c.submits} submits, ` +
+        `${c.maps} maps (${c.readBytes} B), ${c.writes} writeBuffer (${c.writeBytes} B), ` +
+        `bound: weights ${mb(b.weights)}, KV ${mb(b.kv)}, activations ${mb(b.activations)}, other ${mb(b.other)}`,
+    );
   }
 }
 

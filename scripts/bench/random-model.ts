@@ -2,7 +2,9 @@
  * Random-weight Llama GGUFs of real shapes for benchmarks, streamed to a file tensor by tensor in
  * slices of ≤ 8 MiB, so an 8B model (4.5 GB) is written without ever being in memory. The weights
  * are random bytes with small, valid f16 scales: the speed of a forward pass does not depend on the
- * values. No tokenizer: the bench feeds token ids and the vocabulary size is `llama.vocab_size`.
+ * values. The bench feeds token ids; the tokenizer metadata is a placeholder (tokens "t0", "t1", …,
+ * no merges) only because llama.cpp refuses a file without a vocabulary and `--compare llama.cpp`
+ * runs it on the same file.
  */
 import { randomFillSync } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
@@ -122,6 +124,11 @@ class Header {
     this.u64(b.length);
     this.parts.push(b);
   }
+  stringArray(items: string[]) {
+    this.u32(GgufValueType.STRING);
+    this.u64(items.length);
+    for (const s of items) this.str(s);
+  }
   bytes(): Buffer {
     return Buffer.concat(this.parts);
   }
@@ -153,7 +160,7 @@ function randomBlocks(type: GgmlType, buf: Uint8Array): void {
 export function writeRandomModel(path: string, s: ModelShape, allQ4: boolean): number {
   const tensors = tensorList(s, allQ4);
   const h = new Header();
-  const kvs: [string, GgufValueType, number | string][] = [
+  const kvs: [string, GgufValueType, number | string | string[]][] = [
     ['general.architecture', GgufValueType.STRING, 'llama'],
     ['general.name', GgufValueType.STRING, `random-${s.dim}x${s.nLayers}`],
     ['llama.context_length', GgufValueType.UINT32, s.contextLength],
@@ -166,6 +173,11 @@ export function writeRandomModel(path: string, s: ModelShape, allQ4: boolean): n
     ['llama.rope.freq_base', GgufValueType.FLOAT32, 500000],
     ['llama.rope.dimension_count', GgufValueType.UINT32, s.dim / s.nHeads],
     ['llama.vocab_size', GgufValueType.UINT32, s.vocab],
+    // Printable ASCII only: llama.cpp's byte-level BPE maps every token text to bytes at load.
+    ['tokenizer.ggml.model', GgufValueType.STRING, 'gpt2'],
+    ['tokenizer.ggml.pre', GgufValueType.STRING, 'default'],
+    ['tokenizer.ggml.tokens', GgufValueType.ARRAY, Array.from({ length: s.vocab }, (_, i) => `t${i}`)],
+    ['tokenizer.ggml.merges', GgufValueType.ARRAY, []],
   ];
   h.magic();
   h.u32(3);
@@ -175,6 +187,7 @@ export function writeRandomModel(path: string, s: ModelShape, allQ4: boolean): n
     h.str(key);
     h.u32(type);
     if (type === GgufValueType.STRING) h.str(value as string);
+    else if (type === GgufValueType.ARRAY) h.stringArray(value as string[]);
     else if (type === GgufValueType.FLOAT32) h.f32(value as number);
     else h.u32(value as number);
   }
