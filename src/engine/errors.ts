@@ -7,6 +7,7 @@ export type EngineErrorCode =
   | 'bad-gguf' // malformed or hostile GGUF bytes
   | 'unsupported-model' // valid GGUF we cannot run (architecture, tensor type, shape)
   | 'bad-tokenizer' // tokenizer metadata / tokenizer.json unusable
+  | 'bad-template' // a chat template that fails or exceeds its bounds (steps, time, size)
   | 'bad-argument' // a caller passed a value out of range
   | 'context-overflow' // prompt + generation longer than the context
   | 'no-webgpu' // navigator.gpu / adapter missing

@@ -21,6 +21,7 @@ import { MAX_QUOTED_CHARS, quoteText, safeText, showValue } from '../safe-text';
 import { bpeMerge, type MergeRules, PairTable } from './bpe';
 import { BYTE_TO_CHAR, CHAR_TO_BYTE, toByteLevel } from './bytes';
 import { LLAMA3_PATTERN, llama3Regex } from './pretokenize';
+import { SpecialTokenMatcher } from './special-tokens';
 import { StringTable } from './string-table';
 
 /** llama.cpp token types (`llama_token_type`). */
@@ -66,6 +67,7 @@ interface VocabSpec {
   eotId: number | undefined;
   eomId: number | undefined;
   chatTemplate: string | undefined;
+  chatTemplateSource: string | undefined;
   origin: string;
 }
 
@@ -84,6 +86,8 @@ export class Llama3Tokenizer {
   readonly eotId: number | undefined;
   readonly stopIds: ReadonlySet<number>;
   readonly chatTemplate: string | undefined;
+  /** Where chatTemplate came from, for messages ("GGUF key tokenizer.chat_template"). */
+  readonly chatTemplateSource: string | undefined;
 
   private readonly tokens: string[];
   private readonly types: Int32Array;
@@ -95,9 +99,9 @@ export class Llama3Tokenizer {
   private readonly cache = new Map<string, number[]>();
   /** Decoded bytes per token id, filled lazily. */
   private readonly bytesOf: (Uint8Array | undefined)[];
-  /** Matchers for special-token text: user-defined only, and user-defined + control. */
-  private readonly plainSpecials: RegExp | undefined;
-  private readonly allSpecials: RegExp | undefined;
+  /** Matchers for special-token text, built once: user-defined only, and user-defined + control. */
+  private readonly plainSpecials: SpecialTokenMatcher | undefined;
+  private readonly allSpecials: SpecialTokenMatcher | undefined;
   /** The pre-tokenizer regex (global; encode resets its lastIndex). */
   private readonly splitter = llama3Regex();
 
@@ -181,6 +185,7 @@ export class Llama3Tokenizer {
     const stops = [eos, this.eotId, eom, byText('<|end_of_text|>')];
     this.stopIds = new Set(stops.filter((s): s is number => s !== undefined));
     this.chatTemplate = spec.chatTemplate;
+    this.chatTemplateSource = spec.chatTemplate === undefined ? undefined : spec.chatTemplateSource;
 
     this.bytesOf = new Array(tokens.length);
     const userDefined: string[] = [];
@@ -191,8 +196,12 @@ export class Llama3Tokenizer {
       if (t === TokenType.USER_DEFINED) userDefined.push(tokens[i]);
       else if (t === TokenType.CONTROL || t === TokenType.UNKNOWN) control.push(tokens[i]);
     }
-    this.plainSpecials = specialMatcher(userDefined);
-    this.allSpecials = specialMatcher([...userDefined, ...control]);
+    const idOf = (text: string) => this.vocab.get(text);
+    this.plainSpecials = userDefined.length > 0 ? new SpecialTokenMatcher(userDefined, idOf) : undefined;
+    this.allSpecials =
+      userDefined.length + control.length > 0
+        ? new SpecialTokenMatcher(userDefined.concat(control), idOf)
+        : undefined;
   }
 
   /** From GGUF metadata (`tokenizer.ggml.*`, `tokenizer.chat_template`). */
@@ -257,6 +266,7 @@ export class Llama3Tokenizer {
       eotId: num('tokenizer.ggml.eot_token_id'),
       eomId: num('tokenizer.ggml.eom_token_id'),
       chatTemplate: typeof template === 'string' ? template : undefined,
+      chatTemplateSource: 'GGUF key tokenizer.chat_template',
       origin,
     });
   }
@@ -332,6 +342,7 @@ export class Llama3Tokenizer {
       eotId: undefined,
       eomId: undefined,
       chatTemplate: pickTemplate(config.chat_template),
+      chatTemplateSource: 'tokenizer_config.json chat_template',
       origin,
     });
   }
@@ -344,12 +355,18 @@ export class Llama3Tokenizer {
       this.encodeOrdinary(text, out);
       return out;
     }
-    specials.lastIndex = 0;
+    // Leftmost match, longest at that position: what the alternation RegExp this replaced did.
     let last = 0;
-    for (let m = specials.exec(text); m !== null; m = specials.exec(text)) {
-      if (m.index > last) this.encodeOrdinary(text.slice(last, m.index), out);
-      out.push(this.vocab.get(m[0]));
-      last = m.index + m[0].length;
+    for (let pos = 0; pos < text.length; ) {
+      const length = specials.longestAt(text, pos);
+      if (length === 0) {
+        pos++;
+        continue;
+      }
+      if (pos > last) this.encodeOrdinary(text.slice(last, pos), out);
+      out.push(specials.matchedId);
+      pos += length;
+      last = pos;
     }
     if (last < text.length) this.encodeOrdinary(text.slice(last), out);
     return out;
@@ -473,13 +490,6 @@ function fromByteLevel(text: string): Uint8Array {
     else for (const x of new TextEncoder().encode(ch)) out.push(x);
   }
   return Uint8Array.from(out);
-}
-
-/** A global RegExp matching any of `texts`, longest first, so "<|a|>x" never loses to a prefix of it. */
-function specialMatcher(texts: string[]): RegExp | undefined {
-  if (texts.length === 0) return undefined;
-  const sorted = [...new Set(texts)].sort((a, b) => b.length - a.length);
-  return new RegExp(sorted.map((t) => t.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('|'), 'gu');
 }
 
 /** A merge in tokenizer.json's newer form: ["a", "b"]. */

@@ -168,6 +168,67 @@ describe('special tokens', () => {
     expect(tok.tokenText(279)).toBe('Ġthe');
   });
 
+  it('finds special tokens in time linear in the text, however many control tokens there are', () => {
+    // 100,000 extra control tokens sharing Llama 3's "<|" prefix. The alternation RegExp this
+    // replaced tried each of them at every "<": ~2 s for a 5 kB chat on a loaded CI machine, 24 s
+    // and 2 GB with a million of them.
+    const extra = 100_000;
+    const meta = new Map(gguf);
+    const tokens = [...(gguf.get('tokenizer.ggml.tokens') as string[])];
+    const types = [...(gguf.get('tokenizer.ggml.token_type') as number[])];
+    for (let i = 0; i < extra; i++) {
+      tokens.push(`<|ctl_${i}|>`);
+      types.push(TokenType.CONTROL);
+    }
+    meta.set('tokenizer.ggml.tokens', tokens);
+    meta.set('tokenizer.ggml.token_type', types);
+    const big = Llama3Tokenizer.fromGguf(meta);
+    const ctl = (i: number) => 128256 + i;
+
+    const chunk = 'Hello <b> world <|ctl_x <|ctl_99999 <|eot_id';
+    const text = `<|start_header_id|>user<|end_header_id|>\n\n${chunk.repeat(500)}<|ctl_4|>x<|ctl_99999|><|eot_id|>`;
+    const t0 = performance.now();
+    const ids = big.encode(text, { allowSpecial: true });
+    const ms = performance.now() - t0;
+    expect(ids).toEqual([
+      ...tok.encode(`<|start_header_id|>user<|end_header_id|>\n\n${chunk.repeat(500)}`, {
+        allowSpecial: true,
+      }),
+      ctl(4),
+      ...tok.encode('x'),
+      ctl(99999),
+      128009,
+    ]);
+    expect(ms).toBeLessThan(1000);
+    // Without allowSpecial the new tokens are text, like the old ones.
+    expect(big.encode('<|ctl_7|>')).toEqual(tok.encode('<|ctl_7|>'));
+    // The normal vocabulary's ids do not change.
+    for (const s of corpus.slice(0, 100)) {
+      expect(big.encode(s, { allowSpecial: true })).toEqual(tok.encode(s, { allowSpecial: true }));
+    }
+  });
+
+  it('takes the longest special token at the leftmost position, never half a surrogate pair', () => {
+    const meta = new Map(gguf);
+    const tokens = [...(gguf.get('tokenizer.ggml.tokens') as string[])];
+    const types = [...(gguf.get('tokenizer.ggml.token_type') as number[])];
+    const extra = ['<|a', '<|ab', '<|abc|>', 'c|>', '\udc00x'];
+    for (const t of extra) {
+      tokens.push(t);
+      types.push(TokenType.CONTROL);
+    }
+    meta.set('tokenizer.ggml.tokens', tokens);
+    meta.set('tokenizer.ggml.token_type', types);
+    const t = Llama3Tokenizer.fromGguf(meta);
+    const id = (s: string) => 128256 + extra.indexOf(s);
+    expect(t.encode('<|abc|>', { allowSpecial: true })).toEqual([id('<|abc|>')]);
+    expect(t.encode('<|abc|', { allowSpecial: true })).toEqual([id('<|ab'), ...tok.encode('c|')]);
+    expect(t.encode('<|a c|>', { allowSpecial: true })).toEqual([id('<|a'), ...tok.encode(' '), id('c|>')]);
+    // U+10000 is \ud800\udc00: its second half does not start the "\udc00x" token.
+    expect(t.encode('\u{10000}x', { allowSpecial: true })).toEqual(tok.encode('\u{10000}x'));
+    expect(t.encode('\udc00x', { allowSpecial: true })).toEqual([id('\udc00x')]);
+  });
+
   it('rejects token ids outside the vocabulary with bad-argument', () => {
     for (const f of [
       () => tok.decode([128256]),
