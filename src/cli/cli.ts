@@ -7,6 +7,7 @@
 import { EngineError } from '../engine/errors';
 import { LoadedModel, type LoadProgress } from '../engine/engine';
 import { readGguf } from '../engine/gguf';
+import { escapeControls, safeText } from '../engine/safe-text';
 import { Llama3Tokenizer } from '../engine/tokenizer';
 import { readCustomOps } from '../node/custom-ops';
 import { type DownloadProgress, ensureDefaultModel, formatBytes, formatDuration } from '../node/download';
@@ -56,6 +57,28 @@ function pct(a: number, b: number): string {
   return b > 0 ? `${Math.floor((100 * a) / b)}%` : '?';
 }
 
+/** Longest error message printed; longer ones (a dependency quoting a whole file) are cut. */
+const MAX_ERROR_CHARS = 4000;
+
+/**
+ * Generated text and prompt labels as printed: control characters other than newline and tab are
+ * shown as escapes (`\x1b`), always, not only on a terminal (docs/cli.md "Control characters").
+ */
+function printable(text: string): string {
+  return escapeControls(text, '\n\t');
+}
+
+/**
+ * One JSON line. JSON.stringify escapes C0 controls but leaves DEL, C1 and bidi controls raw;
+ * as `\uXXXX` escapes they read back as the same string and cannot act on a terminal.
+ */
+function jsonLine(value: unknown): string {
+  return JSON.stringify(value).replace(
+    /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /**
  * Streams the text of several prompts in prompt order while they are generated together: the
  * first unfinished prompt prints live, later ones are held until their turn.
@@ -66,14 +89,15 @@ function textPrinter(io: CliIo, prompts: readonly string[]) {
   const finished = prompts.map(() => false);
   let cur = 0;
   const open = (g: number) => {
-    if (labelled) io.stdout.write(`${prompts[g]}\n> `);
+    if (labelled) io.stdout.write(`${printable(prompts[g])}\n> `);
   };
   const close = () => {
     io.stdout.write(labelled ? '\n\n==================================\n\n' : '\n');
   };
   open(0);
   return {
-    text(g: number, delta: string) {
+    text(g: number, rawDelta: string) {
+      const delta = printable(rawDelta);
       if (g === cur) io.stdout.write(delta);
       else held[g] += delta;
     },
@@ -123,7 +147,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
   const opened = await openModelSource(modelPath);
   try {
     const gpu = device === 'gpu' ? await nodeGpu() : undefined;
-    io.stderr.write(`loading ${opened.source.name} on ${device}\n`);
+    io.stderr.write(`loading ${safeText(opened.source.name, 500)} on ${device}\n`);
     const model = await LoadedModel.load(opened.source, {
       device,
       gpu,
@@ -146,7 +170,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
     try {
       const c = model.config;
       io.stderr.write(
-        `loaded ${c.name || opened.source.name} in ${model.loadMs.toFixed(0)} ms: ${c.nLayers} layers, dim ${c.dim}, ` +
+        `loaded ${safeText(c.name || opened.source.name, 200)} in ${model.loadMs.toFixed(0)} ms: ${c.nLayers} layers, dim ${c.dim}, ` +
           `${c.nHeads}/${c.nKvHeads} heads, vocab ${c.vocabSize}, context ${model.runner.maxSeqLen}\n`,
       );
       if (cmd.verbose && model.gpuContext) {
@@ -169,6 +193,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
         },
       });
       const s = res.stats;
+      for (const w of res.warnings) io.stderr.write(`warning: ${w}\n`);
       io.stderr.write(
         `${s.promptTokens} prompt tokens, ${s.generatedTokens} generated in ${s.batches} batch(es) on ${s.device}: ` +
           `time to first token ${s.timeToFirstTokenMs.toFixed(0)} ms, prefill ${s.prefillTokensPerSecond.toFixed(1)} tok/s, ` +
@@ -176,11 +201,12 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
       );
       if (cmd.json) {
         io.stdout.write(
-          `${JSON.stringify({
+          `${jsonLine({
             prompt_tokens: res.promptTokens,
             tokens: res.tokens,
             text: res.text,
             finish_reasons: res.finishReasons,
+            warnings: res.warnings,
             stats: {
               load_ms: s.loadMs,
               time_to_first_token_ms: s.timeToFirstTokenMs,
@@ -255,8 +281,13 @@ export async function runCli(argv: string[], io: CliIo, signal: AbortSignal = ne
         'no WebGPU adapter found by Dawn. Without a GPU driver, set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json ' +
         '(SwiftShader, slow) or run with --device cpu';
     }
-    io.stderr.write(`error: ${message}\n`);
-    if (verbose && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
+    // Messages may quote file content; the engine escapes and cuts what it quotes, and this is the
+    // last line of defence for whatever did not go through it (a dependency's error text).
+    // A message's own line breaks stay, indented, so no line of it can pass for a line of ours.
+    io.stderr.write(`error: ${safeText(message, MAX_ERROR_CHARS, '\n').replaceAll('\n', '\n  ')}\n`);
+    if (verbose && e instanceof Error && e.stack) {
+      io.stderr.write(`${safeText(e.stack, 4 * MAX_ERROR_CHARS, '\n')}\n`);
+    }
     return err?.code === 'interrupted' ? 130 : 1;
   }
 }

@@ -8,7 +8,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { LoadedModel, type LoadProgress, type TokenEvent } from './engine';
 import { EngineError } from './errors';
 import { sequenceSeed } from './generation';
+import { readGguf } from './gguf';
 import { MemorySource } from './source';
+import { Llama3Tokenizer } from './tokenizer';
 
 const FIXTURE = join(__dirname, '../../fixtures/tiny-q4_0.gguf');
 const hasFixture = existsSync(FIXTURE);
@@ -135,6 +137,40 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
       sampling: { temperature: 0 },
     });
     expect(r.promptTokens[0]).toEqual(model.encodePrompt('Hi', 'chat'));
+  });
+
+  it("a runaway chat template falls back to Meta's, and the result says so", async () => {
+    const { metadata } = await readGguf(new MemorySource(bytes));
+    const hostile = new Map(metadata);
+    hostile.set('tokenizer.chat_template', '{% for i in range(1000000000) %}x{% endfor %}');
+    const m = await LoadedModel.load(new MemorySource(bytes), {
+      device: 'cpu',
+      maxSeqLen: 64,
+      tokenizer: Llama3Tokenizer.fromGguf(hostile),
+    });
+    try {
+      const r = await m.complete({
+        prompts: ['Hi'],
+        mode: 'chat',
+        maxTokens: 1,
+        sampling: { temperature: 0 },
+      });
+      expect(r.warnings).toHaveLength(1);
+      expect(r.warnings[0]).toMatch(
+        /tokenizer\.chat_template.*range\(\).*Meta's Llama 3 chat template instead/s,
+      );
+      // Meta's template is what the fixture carries: the same prompt ids as the good model's.
+      expect(r.promptTokens[0]).toEqual(model.encodePrompt('Hi', 'chat'));
+      const plain = await model.complete({
+        prompts: ['Hi'],
+        mode: 'chat',
+        maxTokens: 1,
+        sampling: { temperature: 0 },
+      });
+      expect(plain.warnings).toEqual([]);
+    } finally {
+      m.dispose();
+    }
   });
 
   it('stops at the length limit of the context', async () => {

@@ -8,7 +8,7 @@
  *
  * Engine code: no Node built-ins, no DOM-only APIs (the host passes `GPU` and the byte source).
  */
-import { type ChatMessage, encodeChat } from './chat';
+import { type ChatMessage, encodeChatPrompt } from './chat';
 import { EngineError } from './errors';
 import {
   type FinishReason,
@@ -93,6 +93,8 @@ export interface CompletionResult {
   /** Prompt ids per prompt as fed to the model (BOS included). */
   promptTokens: number[][];
   finishReasons: FinishReason[];
+  /** Things the user should know about this run (e.g. the model's chat template failed and Meta's was used). */
+  warnings: string[];
   stats: CompletionStats;
 }
 
@@ -276,12 +278,23 @@ export class LoadedModel {
 
   /** Prompt ids as the model will see them: BOS + text, or the rendered chat (which has its own BOS). */
   encodePrompt(prompt: string, mode: 'completion' | 'chat' = 'completion'): number[] {
+    return this.encodePromptWithWarning(prompt, mode).ids;
+  }
+
+  /**
+   * The same, with the warning the chat encoder gives when the model's own template failed (a
+   * runaway or broken template) and Meta's Llama 3 template was used instead: hosts show it.
+   */
+  private encodePromptWithWarning(
+    prompt: string,
+    mode: 'completion' | 'chat',
+  ): { ids: number[]; warning?: string } {
     if (mode === 'chat') {
       const messages: ChatMessage[] = [{ role: 'user', content: prompt }];
-      return encodeChat(this.tokenizer, messages, { addGenerationPrompt: true });
+      return encodeChatPrompt(this.tokenizer, messages, { addGenerationPrompt: true });
     }
     // User text never turns into control tokens (Meta's encode: allowed_special = none).
-    return this.tokenizer.encode(prompt, { bos: true, allowSpecial: false });
+    return { ids: this.tokenizer.encode(prompt, { bos: true, allowSpecial: false }) };
   }
 
   async complete(req: CompletionRequest): Promise<CompletionResult> {
@@ -300,9 +313,13 @@ export class LoadedModel {
     const maxTokens = req.maxTokens ?? META_DEFAULTS.maxTokens;
     checkInt('max tokens', maxTokens, 1, Number.MAX_SAFE_INTEGER);
     const sampling = resolveSampling(req.sampling);
-    const promptTokens = req.prompts.map((p) =>
-      typeof p === 'string' ? this.encodePrompt(p, mode) : [...p],
-    );
+    const warnings = new Set<string>();
+    const promptTokens = req.prompts.map((p) => {
+      if (typeof p !== 'string') return [...p];
+      const { ids, warning } = this.encodePromptWithWarning(p, mode);
+      if (warning) warnings.add(warning);
+      return ids;
+    });
 
     // dispose() during a completion stops it at the next step and frees the runner afterwards.
     const stop = new AbortController();
@@ -326,6 +343,7 @@ export class LoadedModel {
         tokens: r.tokens,
         promptTokens,
         finishReasons: r.finishReasons,
+        warnings: [...warnings],
         stats: { ...r.stats, loadMs: this.loadMs, device: this.device },
       };
     } finally {
