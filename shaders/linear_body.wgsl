@@ -1,5 +1,5 @@
 // y[t, r] (op)= Σ_c W[r, c] · x[t, c] for t < n_tokens, for one row-range part of W.
-// Prepended by one linear_decode_<type>.wgsl, which defines QV and load_unit(idx) → the 32 weights
+// Prepended by one linear_decode_<type>.wgsl, which defines load_unit(idx) → the 32 weights
 // of unit idx (= row · units + unit) as 8 vec4<f32> in element order. f32 accumulation throughout.
 //
 // Bindings (group 0):

@@ -1,7 +1,5 @@
 // bf16 unit decoder (32 weights). Layout: the file's bf16 values verbatim, two per u32 (element 2j
 // in the low 16 bits of word j); four vec4<u32> per unit. bf16 is the top half of an f32.
-const QV: u32 = 4u;
-const HAS_SCALES: bool = false;
 
 fn bf16x2(v: u32) -> vec2<f32> {
   return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));

@@ -1,7 +1,5 @@
 // f16 unit decoder (32 weights). Layout: the file's halves verbatim, two per u32 (element 2j in the
 // low 16 bits of word j); four vec4<u32> per unit; unpacked with unpack2x16float, so no shader-f16.
-const QV: u32 = 4u;
-const HAS_SCALES: bool = false;
 
 fn load_unit(idx: u32) -> array<vec4<f32>, 8> {
   var w: array<vec4<f32>, 8>;

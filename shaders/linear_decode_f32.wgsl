@@ -1,6 +1,4 @@
 // f32 unit decoder (32 weights). Layout: the file's floats verbatim; eight vec4<u32> per unit.
-const QV: u32 = 8u;
-const HAS_SCALES: bool = false;
 
 fn load_unit(idx: u32) -> array<vec4<f32>, 8> {
   var w: array<vec4<f32>, 8>;

@@ -2,8 +2,6 @@
 //   quants: one vec4<u32> per unit = the block's 16 nibble bytes verbatim; byte j (= word j/4,
 //           bits 8·(j%4)) holds element j in its low nibble and element j+16 in its high nibble.
 //   scales: one f32 per unit (the block's f16 d). Value = (nibble − 8) · d.
-const QV: u32 = 1u; // vec4<u32> per unit
-const HAS_SCALES: bool = true;
 
 fn load_unit(idx: u32) -> array<vec4<f32>, 8> {
   let q = quants[idx];

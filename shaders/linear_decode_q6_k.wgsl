@@ -6,8 +6,6 @@
 //     [1] = (hi0, hi1, s0, s1): hi0 bits 2i..2i+1 = element i's top 2 bits (i < 16), hi1 the same
 //           for elements 16..31; s0/s1 = f32 bits of d·scale for elements 0..15 / 16..31.
 //   Value = (q − 32) · s, q the 6-bit value. 32 bytes per 32 weights (the file: 26.25).
-const QV: u32 = 2u;
-const HAS_SCALES: bool = false;
 
 fn load_unit(idx: u32) -> array<vec4<f32>, 8> {
   let lo = quants[2u * idx];

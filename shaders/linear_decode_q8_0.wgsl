@@ -1,8 +1,6 @@
 // q8_0 unit decoder (32 weights). Our layout, repacked at upload from the file's 34-byte blocks:
 //   quants: two vec4<u32> per unit = the block's 32 int8 bytes verbatim (word j = elements 4j..4j+3,
 //           little-endian);  scales: one f32 per unit (the block's f16 d). Value = q · d.
-const QV: u32 = 2u;
-const HAS_SCALES: bool = true;
 
 fn load_unit(idx: u32) -> array<vec4<f32>, 8> {
   let d = scales[idx];
