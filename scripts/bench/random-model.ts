@@ -22,7 +22,7 @@ export interface ModelShape {
   contextLength: number;
 }
 
-/** Real Llama 3 shapes (FACTS.md), and a tiny one that runs anywhere. */
+/** The published shapes of Llama 3 8B and Llama 3.2 3B/1B, and a tiny one that runs anywhere. */
 export const PRESETS: Record<string, ModelShape> = {
   '8b': {
     dim: 4096,

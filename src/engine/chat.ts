@@ -12,7 +12,7 @@
  * boundaries are also pre-token boundaries, which holds for Llama 3's template (a content piece is
  * trimmed and sits between "\n\n" and a control token).
  *
- * Hostile templates: the interpreter has no eval and no prototype access (notes/reliability.md);
+ * Hostile templates: the interpreter (@huggingface/jinja) has no eval and no prototype access;
  * chat-template.ts bounds its steps, time and sizes. A template that fails or exceeds a bound is an
  * EngineError('bad-template') naming its source. Only `encodeChatPrompt` falls back to Meta's
  * Llama 3 template then, and it says so in `warning`, which the caller must show the user.
