@@ -41,7 +41,8 @@ export default defineConfig({
     actionTimeout: 30_000,
   },
   webServer: {
-    command: `${VITE} build --outDir ${DIST} --emptyOutDir --logLevel warn && ${VITE} preview --outDir ${DIST} --host 127.0.0.1 --port 0 --strictPort`,
+    // VITE_TEST_HOOKS=1: this build alone reads test settings from the URL (src/ui/test-hooks.ts).
+    command: `VITE_TEST_HOOKS=1 ${VITE} build --outDir ${DIST} --emptyOutDir --logLevel warn && ${VITE} preview --outDir ${DIST} --host 127.0.0.1 --port 0 --strictPort`,
     wait: { stdout: /http:\/\/127\.0\.0\.1:(?<e2e_app_port>\d+)/ },
     timeout: 240_000,
     reuseExistingServer: false,

@@ -91,7 +91,7 @@ export function outputText(page: Page, i = 0) {
   return page.getByLabel('Output').locator('article').nth(i).locator('.text');
 }
 
-/** sha-256 of the cached copy of `url`, read back from the page's IndexedDB (manifest + chunk Blobs). */
+/** sha-256 of the cached copy of `url`, read back from the page's IndexedDB (manifest + chunk records). */
 export async function cachedSha256(
   page: Page,
   url: string,
@@ -108,11 +108,11 @@ export async function cachedSha256(
         r.onsuccess = () => ok(r.result);
         r.onerror = () => fail(r.error);
       });
-    const m = (await get(`m:${id}`)) as { complete: boolean; chunks: { index: number }[] };
+    const m = (await get(`m:${id}`)) as { complete: boolean; storedChunks: number };
     const parts: ArrayBuffer[] = [];
-    for (const c of m.chunks) {
-      const blob = (await get(`c:${String(c.index).padStart(6, '0')}:${id}`)) as Blob;
-      parts.push(await blob.arrayBuffer());
+    for (let i = 0; i < m.storedChunks; i++) {
+      const chunk = (await get(`c:${String(i).padStart(6, '0')}:${id}`)) as { data: Blob };
+      parts.push(await chunk.data.arrayBuffer());
     }
     const all = await new Blob(parts).arrayBuffer();
     const d = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
@@ -120,7 +120,7 @@ export async function cachedSha256(
     return {
       sha: [...d].map((x) => x.toString(16).padStart(2, '0')).join(''),
       complete: m.complete,
-      chunks: m.chunks.length,
+      chunks: m.storedChunks,
     };
   }, url);
 }
@@ -135,12 +135,12 @@ export async function cachedChunkCount(page: Page, url: string): Promise<number>
     });
     try {
       if (!db.objectStoreNames.contains('models')) return 0;
-      const m = await new Promise<{ chunks: unknown[] } | undefined>((ok, fail) => {
+      const m = await new Promise<{ storedChunks: number } | undefined>((ok, fail) => {
         const r = db.transaction('models').objectStore('models').get(`m:${id}`);
         r.onsuccess = () => ok(r.result);
         r.onerror = () => fail(r.error);
       });
-      return m?.chunks.length ?? 0;
+      return m?.storedChunks ?? 0;
     } finally {
       db.close();
     }

@@ -35,6 +35,16 @@ export interface Faults {
   signedRedirect?: boolean;
   /** Reset the connection of the next N HEAD requests (a proxy hiccup, a closing keep-alive socket). */
   resetHeads?: number;
+  /** Never answer the next N HEAD / GET requests (the connection stays open, silent). */
+  hangHeads?: number;
+  hangGets?: number;
+  /** Send the body one byte at a time, this many ms apart (a trickle that never quite stops). */
+  trickleMsPerByte?: number;
+  /**
+   * Send this many bytes past the end of the requested range, without a Content-Length (so the
+   * client's HTTP stack cannot stop at it): only the client itself can stop reading.
+   */
+  overSend?: number;
 }
 
 export interface LoggedRequest {
@@ -42,6 +52,8 @@ export interface LoggedRequest {
   path: string;
   range?: string;
   status: number;
+  /** Body bytes written to the socket (GET). */
+  sent?: number;
 }
 
 export interface ModelServer {
@@ -88,6 +100,12 @@ export async function startModelServer(
       f.resetHeads = (f.resetHeads ?? 0) - 1;
       log(0);
       return void req.socket.destroy();
+    }
+    const hang = req.method === 'HEAD' ? 'hangHeads' : req.method === 'GET' ? 'hangGets' : undefined;
+    if (hang && (f[hang] ?? 0) > 0) {
+      f[hang] = (f[hang] ?? 0) - 1;
+      log(0);
+      return; // the socket stays open until the client gives up (or the server stops)
     }
     if (req.method === 'OPTIONS') {
       res.writeHead(204).end();
@@ -146,9 +164,42 @@ export async function startModelServer(
       ETag: etag,
     };
     if (status === 206) headers['Content-Range'] = `bytes ${start}-${end}/${body.length}`;
+    if (f.overSend && req.method === 'GET') delete headers['Content-Length'];
     res.writeHead(status, headers);
     log(status);
     if (req.method === 'HEAD') return void res.end();
+    const entry = state.log[state.log.length - 1];
+    entry.sent = 0;
+    const send = async (piece: Uint8Array) => {
+      entry.sent = (entry.sent ?? 0) + piece.length;
+      if (!res.write(piece)) {
+        // A client that stops reading closes the socket: 'drain' never comes then.
+        await new Promise<void>((r) => {
+          const done = () => {
+            res.off('drain', done);
+            res.off('close', done);
+            r();
+          };
+          res.once('drain', done);
+          res.once('close', done);
+        });
+      }
+    };
+    if (f.trickleMsPerByte) {
+      for (let at = start; at <= end && !res.destroyed; at++) {
+        await send(body.subarray(at, at + 1));
+        await new Promise((r) => setTimeout(r, f.trickleMsPerByte));
+      }
+      return void res.end();
+    }
+    if (f.overSend) {
+      await send(body.subarray(start, end + 1));
+      const junk = new Uint8Array(PIECE).fill(0x41);
+      for (let extra = 0; extra < f.overSend && !res.destroyed; extra += PIECE) {
+        await send(junk.subarray(0, Math.min(PIECE, f.overSend - extra)));
+      }
+      return void res.end();
+    }
     const slice = body.subarray(start, end + 1);
     const cut = f.cutAfterBytes !== undefined && (f.cutTimes ?? 1) > 0 ? f.cutAfterBytes : undefined;
     if (cut !== undefined) f.cutTimes = (f.cutTimes ?? 1) - 1;
@@ -161,8 +212,7 @@ export async function startModelServer(
       ),
     );
     for (let at = 0; at < stopAt; at += PIECE) {
-      const piece = slice.subarray(at, Math.min(at + PIECE, stopAt));
-      if (!res.write(piece)) await new Promise((r) => res.once('drain', r));
+      await send(slice.subarray(at, Math.min(at + PIECE, stopAt)));
       if (f.delayMsPerPiece) await new Promise((r) => setTimeout(r, f.delayMsPerPiece));
       if (res.destroyed) return;
     }

@@ -16,27 +16,48 @@ function payload(n: number): Buffer {
   return b;
 }
 
+/** `n`: this GET's number (1, 2, …); 0 for the HEAD probe that comes before them. */
 type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
 
-async function serve(
-  handler: Handler,
-): Promise<{ url: string; server: Server; ranges: (string | undefined)[] }> {
+async function serve(handler: Handler): Promise<{
+  url: string;
+  server: Server;
+  /** The Range of each GET. */
+  ranges: (string | undefined)[];
+  /** Every request, "HEAD" or "GET <range>". */
+  requests: string[];
+}> {
   const ranges: (string | undefined)[] = [];
+  const requests: string[] = [];
   const server = createServer((req, res) => {
+    requests.push(`${req.method}${req.headers.range ? ` ${req.headers.range}` : ''}`);
+    if (req.method !== 'GET') return handler(req, res, 0);
     ranges.push(req.headers.range);
     handler(req, res, ranges.length);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/models/tiny.gguf`, server, ranges };
+  return { url: `http://127.0.0.1:${port}/models/tiny.gguf`, server, ranges, requests };
 }
 
 /** Honour `Range: bytes=N-` like a CDN; `cutAfter` bytes into the body, destroy the socket. */
 function rangeServer(
   data: Buffer,
-  opts: { cutAfter?: (n: number) => number | undefined; ignoreRange?: boolean },
+  opts: {
+    cutAfter?: (n: number) => number | undefined;
+    ignoreRange?: boolean;
+    /** Answer HEAD with 405 (some servers do): the size comes from the GET. */
+    noHead?: boolean;
+    headers?: Record<string, string>;
+  },
 ) {
   return (req: IncomingMessage, res: ServerResponse, n: number) => {
+    for (const [k, v] of Object.entries(opts.headers ?? {})) res.setHeader(k, v);
+    if (req.method === 'HEAD' && opts.noHead) {
+      res.writeHead(405);
+      res.end();
+      return;
+    }
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     let start = 0;
     if (m && !opts.ignoreRange) {
@@ -80,7 +101,9 @@ afterEach(async () => {
 describe('downloadToFile', () => {
   it('resumes with Range after the connection is cut mid-file; the cached bytes equal the file', async () => {
     const data = payload(3 * 1024 * 1024 + 123);
-    const s = await serve(rangeServer(data, { cutAfter: (n) => (n <= 2 ? 1024 * 1024 : undefined) }));
+    const s = await serve(
+      rangeServer(data, { cutAfter: (n) => (n >= 1 && n <= 2 ? 1024 * 1024 : undefined) }),
+    );
     server = s.server;
     const dest = join(dir, 'm.gguf');
     const progress: number[] = [];
@@ -110,7 +133,9 @@ describe('downloadToFile', () => {
     const s = await serve(rangeServer(data, { cutAfter: (n) => (n === 1 ? 700_000 : undefined) }));
     server = s.server;
     const dest = join(dir, 'm.gguf');
-    await expect(downloadToFile({ url: s.url, dest, retries: 0 })).rejects.toThrow(/could not download/);
+    await expect(downloadToFile({ url: s.url, dest, retries: 0 })).rejects.toThrow(
+      /^Download of http.*tiny\.gguf failed once \(the connection broke/,
+    );
     expect(existsSync(dest)).toBe(false);
     const partial = await readFile(`${dest}.part`);
     expect(partial.length).toBeGreaterThan(0);
@@ -132,15 +157,79 @@ describe('downloadToFile', () => {
     expect(Buffer.compare(await readFile(dest), data)).toBe(0);
   });
 
-  it('finishes from a complete .part when the server answers 416', async () => {
+  it('finishes from a complete .part: by the HEAD size, or when the server answers 416', async () => {
     const data = payload(100_000);
     const s = await serve(rangeServer(data, {}));
     server = s.server;
     const dest = join(dir, 'm.gguf');
     await writeFile(`${dest}.part`, data);
     await downloadToFile({ url: s.url, dest });
-    expect(s.ranges).toEqual([`bytes=${data.length}-`]);
+    expect(s.requests).toEqual(['HEAD']);
     expect(Buffer.compare(await readFile(dest), data)).toBe(0);
+
+    // No HEAD: the GET for the rest gets 416 `bytes */100000`, which says the part is whole.
+    const s2 = await serve(rangeServer(data, { noHead: true }));
+    const dest2 = join(dir, 'm2.gguf');
+    await writeFile(`${dest2}.part`, data);
+    try {
+      await downloadToFile({ url: s2.url, dest: dest2 });
+    } finally {
+      await new Promise<void>((r) => s2.server.close(() => r()));
+    }
+    expect(s2.ranges).toEqual([`bytes=${data.length}-`]);
+    expect(Buffer.compare(await readFile(dest2), data)).toBe(0);
+  });
+
+  it('starts over when the file changed since the part was written (ETag kept beside it)', async () => {
+    const v1 = payload(1024 * 1024);
+    let current = v1;
+    let etag = '"v1"';
+    const s = await serve((req, res, n) =>
+      rangeServer(current, { headers: { ETag: etag }, cutAfter: (k) => (k === 1 ? 300_000 : undefined) })(
+        req,
+        res,
+        n,
+      ),
+    );
+    server = s.server;
+    const dest = join(dir, 'm.gguf');
+    await expect(downloadToFile({ url: s.url, dest, retries: 0 })).rejects.toThrow(/failed once/);
+    expect(JSON.parse(await readFile(`${dest}.part.json`, 'utf8'))).toMatchObject({ etag: '"v1"' });
+    current = payload(1024 * 1024);
+    etag = '"v2"';
+    await downloadToFile({ url: s.url, dest, retries: 0 });
+    expect(s.ranges[1]).toBeUndefined(); // from byte 0, not from the old part's end
+    expect(Buffer.compare(await readFile(dest), current)).toBe(0);
+    expect(existsSync(`${dest}.part.json`)).toBe(false);
+  });
+
+  it('checks a published sha-256 (a sha-256 ETag) and keeps nothing that does not match', async () => {
+    const data = payload(300_000);
+    const wrong = 'a'.repeat(64);
+    const s = await serve(rangeServer(data, { headers: { ETag: `"${wrong}"` } }));
+    server = s.server;
+    const dest = join(dir, 'm.gguf');
+    const err = await downloadToFile({ url: s.url, dest }).catch((e) => e);
+    expect(err.message).toMatch(/does not match its published sha-256/);
+    expect(existsSync(dest)).toBe(false);
+    expect(existsSync(`${dest}.part`)).toBe(false);
+  });
+
+  it('gives up on a server that never answers, with the URL and the wait in one line', async () => {
+    const s = await serve(() => {
+      // never answers
+    });
+    server = s.server;
+    const err = await downloadToFile({
+      url: s.url,
+      dest: join(dir, 'm.gguf'),
+      timeoutMs: 100,
+      retryDelayMs: 5,
+    }).catch((e) => e);
+    expect(err.code).toBe('network');
+    expect(err.message).toBe(`could not download ${s.url} (no answer within 0.1 s)`);
+    expect(s.requests).toEqual(['HEAD', 'HEAD', 'HEAD']);
+    server.closeAllConnections();
   });
 
   it('rejects a 200 HTML page by the GGUF magic and keeps nothing', async () => {
@@ -152,7 +241,7 @@ describe('downloadToFile', () => {
     const dest = join(dir, 'm.gguf');
     const err = await downloadToFile({ url: s.url, dest }).catch((e) => e);
     expect(err).toBeInstanceOf(EngineError);
-    expect(err.message).toMatch(/did not return a GGUF file/);
+    expect(err.message).toMatch(/is not a GGUF file: the server sent a web page \(text\/html\)/);
     expect(existsSync(dest)).toBe(false);
     expect(existsSync(`${dest}.part`)).toBe(false);
   });
@@ -167,8 +256,8 @@ describe('downloadToFile', () => {
       (e) => e,
     );
     expect(err.code).toBe('network');
-    expect(err.message).toMatch(/HTTP 404.*no such file/);
-    expect(s.ranges.length).toBe(1); // no retries on a permanent status
+    expect(err.message).toMatch(/no file at this URL \(404\)/);
+    expect(s.requests).toEqual(['HEAD']); // no retries on a permanent status
   });
 
   it('retries 503 a bounded number of times, then says so', async () => {
@@ -183,7 +272,7 @@ describe('downloadToFile', () => {
       retries: 2,
       retryDelayMs: 5,
     }).catch((e) => e);
-    expect(err.message).toMatch(/HTTP 503.*server busy/);
+    expect(err.message).toMatch(/failed 3 times in a row \(the server answered 503\)/);
     expect(s.ranges.length).toBe(3);
   });
 });

@@ -2,7 +2,7 @@
  * A RandomAccessSource over a cached model's chunk Blobs. During a first download it is handed to
  * the loader before the file is complete: `read()` waits until the bytes it needs have arrived, so
  * tensors go to the GPU while the rest of the file is still on the wire (the GGUF loader reads in
- * file order). Each chunk is checked against its sha-256 the first time it is read from storage.
+ * file order). Each chunk is checked against the sha-256 stored with it the first time it is read.
  */
 import { EngineError } from '../engine/errors';
 import type { RandomAccessSource } from '../engine/source';
@@ -97,18 +97,17 @@ export class ChunkedSource implements RandomAccessSource {
   private async chunk(index: number): Promise<Uint8Array> {
     const hit = this.recent.get(index);
     if (hit) return hit;
-    const rec = this.manifest.chunks[index];
-    const blob = rec ? await this.store.getChunk(this.manifest.id, index) : undefined;
-    if (!rec || !blob || blob.size !== rec.size) {
+    const stored = await this.store.getChunk(this.manifest, index);
+    if (!stored) {
       await this.dropFrom(index);
       throw new EngineError(
         'storage',
         `Part ${index + 1} of the cached ${this.name} is missing; load the model again to download the rest.`,
       );
     }
-    const bytes = new Uint8Array(await blob.arrayBuffer());
+    const bytes = new Uint8Array(await stored.data.arrayBuffer());
     if (!this.verified.has(index)) {
-      if ((await sha256Hex(bytes)) !== rec.sha256) {
+      if ((await sha256Hex(bytes)) !== stored.sha256) {
         await this.dropFrom(index);
         throw new EngineError(
           'storage',

@@ -2,21 +2,23 @@
  * The cache's bookkeeping, as plain data and pure functions (no IndexedDB, no fetch): what a cached
  * model is, how much of it is usable, and what to do next when a download starts or resumes.
  *
- * A model is cached as chunk Blobs of `chunkSize` bytes (the last one shorter) plus one manifest.
+ * A model is cached as chunk records of `chunkSize` bytes (the last one shorter) plus one small
+ * manifest. Each chunk record carries its own sha-256, so storing a chunk costs the same whatever
+ * the file's size: one chunk put and one put of a manifest that holds a count, not a list.
  * Chunks are written strictly in file order, so "usable bytes" is always a prefix of the file.
  */
+import { EngineError } from '../engine/errors';
 
-export interface ChunkRecord {
-  index: number;
-  /** Byte offset in the file (= index * chunkSize). */
-  offset: number;
+/** One stored chunk (format 2): the bytes and the hash they are checked against when read back. */
+export interface StoredChunk {
   size: number;
-  /** Hex sha-256 of this chunk's bytes, checked again when it is read back. */
+  /** Hex sha-256 of `data`. */
   sha256: string;
+  data: Blob;
 }
 
 export interface ModelManifest {
-  version: 1;
+  version: 2;
   /** The cache key: the URL the user asked for (a Hugging Face `resolve` URL, never a signed CDN URL). */
   id: string;
   /** Where to download from; always the original URL (signed redirects expire). */
@@ -27,28 +29,61 @@ export interface ModelManifest {
   size: number;
   /** ETag of the response, when the server exposes it (a changed ETag invalidates partial bytes). */
   etag?: string;
+  /** Last-Modified of the response, when exposed (the same role as the ETag). */
+  lastModified?: string;
   /** sha-256 published by the source (Hugging Face LFS), checked over the whole file at the end. */
   expectedSha256?: string;
   chunkSize: number;
-  /** Contiguous from chunk 0. */
-  chunks: ChunkRecord[];
+  /** Chunks 0 … storedChunks − 1 are stored. */
+  storedChunks: number;
+  /**
+   * Caches written by format 1 (one manifest listing every chunk, chunk values stored as bare Blobs):
+   * the per-chunk hashes from that list. Such a model is read, never appended to.
+   */
+  legacyChunkSha256?: string[];
   /** True only once every byte is stored and every check passed. */
   complete: boolean;
   createdAt: number;
   updatedAt: number;
 }
 
-/** What the server told us before the body (HEAD or the first response). */
+/** What the server says about a file (HEAD or the first response). */
 export interface RemoteInfo {
   /** Total size, when known. */
   size?: number;
   etag?: string;
+  lastModified?: string;
   expectedSha256?: string;
 }
 
-export const MIB = 1024 * 1024;
+export const KIB = 1024;
+export const MIB = 1024 * KIB;
 /** 32 MiB: small enough for any IndexedDB value limit (incognito: 127 MiB), big enough to keep the record count low. */
 export const DEFAULT_CHUNK_SIZE = 32 * MIB;
+/** Smaller chunks only multiply records (a 4.7 GB model in 64 KiB chunks is already 72,000 of them). */
+export const MIN_CHUNK_SIZE = 64 * KIB;
+/** Unit tests exercise chunk boundaries with files of a few hundred KB. */
+export const MIN_TEST_CHUNK_SIZE = 1 * KIB;
+/** Larger values risk the browser's per-value limits and hold that much in memory per chunk. */
+export const MAX_CHUNK_SIZE = 256 * MIB;
+/** Chunk keys carry a 6-digit index. */
+export const MAX_CHUNKS = 999_999;
+
+/**
+ * The chunk size to use, or an EngineError saying why `n` is not one: an integer number of bytes
+ * between 64 KiB (1 KiB with `allowSmall`, for tests) and 256 MiB.
+ */
+export function checkChunkSize(n: number | undefined, opts: { allowSmall?: boolean } = {}): number {
+  if (n === undefined) return DEFAULT_CHUNK_SIZE;
+  const min = opts.allowSmall ? MIN_TEST_CHUNK_SIZE : MIN_CHUNK_SIZE;
+  if (!Number.isSafeInteger(n) || n < min || n > MAX_CHUNK_SIZE) {
+    throw new EngineError(
+      'bad-argument',
+      `The cache chunk size must be a whole number of bytes from ${formatBytes(min)} to ${formatBytes(MAX_CHUNK_SIZE)}; got ${String(n).slice(0, 40)}.`,
+    );
+  }
+  return n;
+}
 
 export function fileNameFromUrl(url: string): string {
   try {
@@ -65,38 +100,126 @@ export function newManifest(
   remote: RemoteInfo & { size: number },
   chunkSize: number,
 ): ModelManifest {
+  if (Math.ceil(remote.size / chunkSize) > MAX_CHUNKS) {
+    throw new EngineError(
+      'bad-argument',
+      `${fileNameFromUrl(url)} (${formatBytes(remote.size)}) would need more than ${MAX_CHUNKS} chunks of ${formatBytes(chunkSize)}; use a larger chunk size.`,
+    );
+  }
   const t = Date.now();
   return {
-    version: 1,
+    version: 2,
     id: url,
     url,
     name: fileNameFromUrl(url),
     size: remote.size,
     etag: remote.etag,
+    lastModified: remote.lastModified,
     expectedSha256: remote.expectedSha256,
     chunkSize,
-    chunks: [],
+    storedChunks: 0,
     complete: false,
     createdAt: t,
     updatedAt: t,
   };
 }
 
-/**
- * Bytes usable from the start of the file: the chunks that form a well-shaped prefix
- * (index i at offset i * chunkSize, full size except possibly the last chunk of the file).
- */
+/** Bytes of chunk `index` of a file of `size` bytes. */
+export function chunkLength(m: Pick<ModelManifest, 'size' | 'chunkSize'>, index: number): number {
+  return Math.max(0, Math.min(m.chunkSize, m.size - index * m.chunkSize));
+}
+
+/** Bytes usable from the start of the file (the stored chunks form a prefix). */
 export function contiguousBytes(m: ModelManifest): number {
-  let end = 0;
-  for (let i = 0; i < m.chunks.length; i++) {
-    const c = m.chunks[i];
-    if (c.index !== i || c.offset !== end) break;
-    const isLast = c.offset + c.size === m.size;
-    if (c.size !== m.chunkSize && !isLast) break;
-    if (c.offset + c.size > m.size) break;
-    end += c.size;
+  return Math.min(m.size, m.storedChunks * m.chunkSize);
+}
+
+/**
+ * A manifest as read from storage, in the current format, or why it cannot be used. Format 1
+ * (a list of every chunk) is converted: its stored prefix keeps loading. Anything malformed, such
+ * as the sub-byte chunk sizes an old test hook could write, is refused so that the caller can
+ * discard the entry.
+ */
+export function upgradeManifest(raw: unknown): { manifest?: ModelManifest; discard?: string } {
+  if (!raw || typeof raw !== 'object') return { discard: 'its record is unreadable' };
+  const r = raw as Record<string, unknown>;
+  const size = r.size;
+  const chunkSize = r.chunkSize;
+  const shapeOk =
+    typeof r.id === 'string' &&
+    typeof r.url === 'string' &&
+    typeof size === 'number' &&
+    Number.isSafeInteger(size) &&
+    size >= 0 &&
+    typeof chunkSize === 'number';
+  if (!shapeOk) return { discard: 'its record is unreadable' };
+  try {
+    checkChunkSize(chunkSize, { allowSmall: true });
+  } catch {
+    return {
+      discard: `it was stored in chunks of ${String(chunkSize).slice(0, 20)} bytes, which is not valid`,
+    };
   }
-  return end;
+  if (r.version === 2) {
+    const n = r.storedChunks;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0 || n > Math.ceil(size / chunkSize)) {
+      return { discard: 'its record is unreadable' };
+    }
+    return { manifest: raw as ModelManifest };
+  }
+  if (r.version === 1 && Array.isArray(r.chunks)) {
+    // The old prefix rule: chunk i at offset i * chunkSize, full size except the file's last one.
+    const hashes: string[] = [];
+    let end = 0;
+    for (const [i, c] of (
+      r.chunks as { index?: number; offset?: number; size?: number; sha256?: string }[]
+    ).entries()) {
+      if (c?.index !== i || c.offset !== end || typeof c.size !== 'number' || typeof c.sha256 !== 'string')
+        break;
+      if (c.size !== chunkSize && c.offset + c.size !== size) break;
+      if (c.offset + c.size > size) break;
+      hashes.push(c.sha256);
+      end += c.size;
+    }
+    const { chunks: _dropped, ...rest } = r;
+    const manifest = {
+      ...(rest as Omit<ModelManifest, 'version' | 'storedChunks'>),
+      version: 2,
+      storedChunks: hashes.length,
+      legacyChunkSha256: hashes,
+      complete: r.complete === true && end === size,
+    } satisfies ModelManifest;
+    return { manifest };
+  }
+  return { discard: 'it was written by an unknown version of the app' };
+}
+
+/** Why the file a cache entry came from and the file the server describes now differ, if they do. */
+export function fileChanged(stored: RemoteInfo & { size: number }, remote: RemoteInfo): string | undefined {
+  if (remote.size !== undefined && remote.size !== stored.size) {
+    return `the file changed size (${formatBytes(stored.size)} → ${formatBytes(remote.size)})`;
+  }
+  if (remote.expectedSha256 && stored.expectedSha256 && remote.expectedSha256 !== stored.expectedSha256) {
+    return 'the file changed on the server (its sha-256 differs)';
+  }
+  if (remote.etag && stored.etag && remote.etag !== stored.etag) {
+    return 'the file changed on the server (its ETag differs)';
+  }
+  if (remote.lastModified && stored.lastModified && remote.lastModified !== stored.lastModified) {
+    return `the file changed on the server (modified ${remote.lastModified})`;
+  }
+  return undefined;
+}
+
+/** Size, ETag, Last-Modified and published sha-256 from response headers. */
+export function remoteInfoFrom(headers: { get(name: string): string | null }, ok = true): RemoteInfo {
+  const len = headers.get('content-length');
+  return {
+    size: ok && len && /^\d+$/.test(len) ? Number(len) : undefined,
+    etag: headers.get('etag') ?? undefined,
+    lastModified: headers.get('last-modified') ?? undefined,
+    expectedSha256: publishedSha256(headers),
+  };
 }
 
 export type DownloadPlan =
@@ -115,28 +238,19 @@ export function planDownload(
 ): DownloadPlan {
   if (!stored) return { kind: 'fresh', discard: false, reason: 'not cached' };
   if (stored.complete) return { kind: 'complete' };
+  if (stored.legacyChunkSha256) {
+    return { kind: 'fresh', discard: true, reason: 'the partial download was stored by an older version' };
+  }
   if (stored.chunkSize !== chunkSize) {
     return { kind: 'fresh', discard: true, reason: 'chunk size changed' };
   }
-  if (remote.size !== undefined && remote.size !== stored.size) {
-    return {
-      kind: 'fresh',
-      discard: true,
-      reason: `the file changed size (${stored.size} → ${remote.size})`,
-    };
-  }
-  if (remote.etag && stored.etag && remote.etag !== stored.etag) {
-    return { kind: 'fresh', discard: true, reason: 'the file changed on the server (ETag)' };
-  }
-  if (remote.expectedSha256 && stored.expectedSha256 && remote.expectedSha256 !== stored.expectedSha256) {
-    return { kind: 'fresh', discard: true, reason: 'the file changed on the server (sha256)' };
-  }
-  const bytes = contiguousBytes(stored);
-  if (bytes === 0)
-    return { kind: 'fresh', discard: stored.chunks.length > 0, reason: 'nothing usable stored' };
+  const changed = fileChanged(stored, remote);
+  if (changed) return { kind: 'fresh', discard: true, reason: changed };
   // Resume only from a chunk boundary: a short last chunk is re-fetched whole.
-  const keepChunks = Math.floor(bytes / stored.chunkSize);
-  if (keepChunks === 0) return { kind: 'fresh', discard: true, reason: 'nothing usable stored' };
+  const keepChunks = Math.min(stored.storedChunks, Math.floor(stored.size / stored.chunkSize));
+  if (keepChunks === 0) {
+    return { kind: 'fresh', discard: stored.storedChunks > 0, reason: 'nothing usable stored' };
+  }
   return { kind: 'resume', offset: keepChunks * stored.chunkSize, keepChunks };
 }
 
@@ -206,7 +320,10 @@ export function decideResponse(
     return { kind: 'restart', reason: 'a partial answer without Content-Range' };
   }
   if (status === 416) {
-    if (expectedSize !== undefined && requestedOffset === expectedSize) return { kind: 'already-complete' };
+    // `Content-Range: bytes */<total>` says how big the file is when we did not know.
+    const unsatisfied = /^\s*bytes\s+\*\/(\d+)\s*$/i.exec(headers.get('content-range') ?? '');
+    const total = expectedSize ?? (unsatisfied ? Number(unsatisfied[1]) : undefined);
+    if (total !== undefined && requestedOffset === total) return { kind: 'already-complete' };
     return { kind: 'restart', reason: 'the server rejected the range (416)' };
   }
   if (status === 408 || status === 429 || status >= 500) {

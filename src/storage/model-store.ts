@@ -1,10 +1,18 @@
 /**
- * Models in the cache: one manifest record per model and one Blob record per chunk, in one
- * key-value store. Only `complete` manifests are usable; partial ones are kept for resuming.
+ * Models in the cache: one manifest record per model and one record per chunk (its bytes as a Blob
+ * and their sha-256), in one key-value store. Only `complete` manifests are usable; partial ones
+ * are kept for resuming. Recording a chunk is two puts of constant size, whatever the file's size.
  */
 import { EngineError } from '../engine/errors';
 import type { KeyValueStore } from './kv';
-import { type ChunkRecord, contiguousBytes, formatBytes, type ModelManifest } from './manifest';
+import {
+  chunkLength,
+  contiguousBytes,
+  formatBytes,
+  type ModelManifest,
+  type StoredChunk,
+  upgradeManifest,
+} from './manifest';
 
 const MANIFEST = 'm:';
 const CHUNK = 'c:';
@@ -39,11 +47,25 @@ export class ModelStore {
   }
 
   async getManifest(id: string): Promise<ModelManifest | undefined> {
+    return (await this.readManifest(id)).manifest;
+  }
+
+  /**
+   * The manifest of `id` in the current format. An entry that cannot be used (malformed, or written
+   * with an invalid chunk size) is deleted, and `discarded` says why.
+   */
+  async readManifest(id: string): Promise<{ manifest?: ModelManifest; discarded?: string }> {
+    let raw: unknown;
     try {
-      return await this.kv.get<ModelManifest>(manifestKey(id));
+      raw = await this.kv.get<unknown>(manifestKey(id));
     } catch {
-      return undefined; // fail soft: an unreadable cache is an empty cache
+      return {}; // fail soft: an unreadable cache is an empty cache
     }
+    if (raw === undefined) return {};
+    const { manifest, discard } = upgradeManifest(raw);
+    if (manifest) return { manifest };
+    await this.delete(id).catch(() => {});
+    return { discarded: `The cached copy of ${id} was discarded: ${discard}.` };
   }
 
   async putManifest(m: ModelManifest): Promise<void> {
@@ -55,30 +77,53 @@ export class ModelStore {
     }
   }
 
-  /** Store chunk `rec.index` and append it to the manifest (chunks arrive in file order). */
-  async putChunk(m: ModelManifest, rec: ChunkRecord, bytes: Uint8Array): Promise<void> {
-    if (rec.index !== m.chunks.length) {
-      throw new EngineError('internal', `chunk ${rec.index} written out of order (have ${m.chunks.length})`);
+  /** Store chunk `index` (chunks arrive in file order) and count it in the manifest. */
+  async putChunk(m: ModelManifest, index: number, bytes: Uint8Array, sha256: string): Promise<void> {
+    if (index !== m.storedChunks || m.legacyChunkSha256) {
+      throw new EngineError('internal', `chunk ${index} written out of order (have ${m.storedChunks})`);
     }
+    if (bytes.length !== chunkLength(m, index)) {
+      throw new EngineError(
+        'internal',
+        `chunk ${index} has ${bytes.length} bytes, not ${chunkLength(m, index)}`,
+      );
+    }
+    const record: StoredChunk = {
+      size: bytes.length,
+      sha256,
+      data: new Blob([bytes as Uint8Array<ArrayBuffer>]),
+    };
     try {
-      await this.kv.set(chunkKey(m.id, rec.index), new Blob([bytes as Uint8Array<ArrayBuffer>]));
+      await this.kv.set(chunkKey(m.id, index), record);
     } catch (e) {
       throw await this.writeFailed(m, e);
     }
-    m.chunks.push(rec);
+    m.storedChunks = index + 1;
     await this.putManifest(m);
   }
 
-  /** The stored Blob of chunk `index`, or undefined when it is missing. */
-  async getChunk(id: string, index: number): Promise<Blob | undefined> {
-    const v = await this.kv.get<Blob>(chunkKey(id, index));
-    return v instanceof Blob ? v : undefined;
+  /**
+   * Stored chunk `index` of `m` and the hash to check it against, or undefined when it is missing
+   * or not the size it must have. Reads both formats (format 1 kept bare Blobs, hashes in the manifest).
+   */
+  async getChunk(m: ModelManifest, index: number): Promise<StoredChunk | undefined> {
+    if (index >= m.storedChunks) return undefined;
+    const v = await this.kv.get<unknown>(chunkKey(m.id, index)).catch(() => undefined);
+    const want = chunkLength(m, index);
+    if (v instanceof Blob) {
+      const sha256 = m.legacyChunkSha256?.[index];
+      return sha256 !== undefined && v.size === want ? { size: v.size, sha256, data: v } : undefined;
+    }
+    const c = v as Partial<StoredChunk> | undefined;
+    if (!c || !(c.data instanceof Blob) || typeof c.sha256 !== 'string') return undefined;
+    return c.data.size === want && c.size === want ? (c as StoredChunk) : undefined;
   }
 
   /** Forget chunks from `from` on (a restart, or a corrupt chunk) and mark the model partial. */
   async truncate(m: ModelManifest, from: number): Promise<void> {
     const drop = await this.chunkKeysOf(m.id, (i) => i >= from);
-    m.chunks = m.chunks.slice(0, from);
+    m.storedChunks = Math.min(m.storedChunks, from);
+    if (m.legacyChunkSha256) m.legacyChunkSha256 = m.legacyChunkSha256.slice(0, m.storedChunks);
     m.complete = false;
     await this.putManifest(m);
     await this.kv.delMany(drop).catch(() => {});
@@ -94,19 +139,21 @@ export class ModelStore {
     }
     const out: ModelManifest[] = [];
     const ids = new Set<string>();
+    const unusable: string[] = [];
     for (const k of keys) {
       if (!k.startsWith(MANIFEST)) continue;
-      const m = await this.kv.get<ModelManifest>(k).catch(() => undefined);
+      const raw = await this.kv.get<unknown>(k).catch(() => undefined);
+      const m = raw === undefined ? undefined : upgradeManifest(raw).manifest;
       if (m) {
         out.push(m);
         ids.add(m.id);
-      }
+      } else if (raw !== undefined) unusable.push(k);
     }
     const orphans = keys.filter((k) => {
       const c = parseChunkKey(k);
       return c !== undefined && !ids.has(c.id);
     });
-    if (orphans.length) await this.kv.delMany(orphans).catch(() => {});
+    if (orphans.length || unusable.length) await this.kv.delMany([...unusable, ...orphans]).catch(() => {});
     return out.sort((a, b) => b.updatedAt - a.updatedAt);
   }
 
@@ -117,7 +164,7 @@ export class ModelStore {
 
   async use(): Promise<StorageUse> {
     const models = await this.list();
-    const modelBytes = models.reduce((a, m) => a + m.chunks.reduce((b, c) => b + c.size, 0), 0);
+    const modelBytes = models.reduce((a, m) => a + contiguousBytes(m), 0);
     const out: StorageUse = { modelBytes, persistent: this.kv.persistent };
     try {
       const est = await navigator.storage?.estimate?.();

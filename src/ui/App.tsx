@@ -12,6 +12,7 @@ import type {
   LoadProgress,
   ModelInfo,
   ModelSourceSpec,
+  RemoteChange,
   StorageInfo,
 } from '../worker/api';
 import { asEngineError, Comlink, type RemoteEngine } from '../worker/client';
@@ -45,6 +46,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
   const [busy, setBusy] = useState<Busy>('idle');
   const [progress, setProgress] = useState<LoadProgress>();
   const [model, setModel] = useState<ModelInfo>();
+  /** The file at the cached model's URL changed since it was cached (a HEAD after the load). */
+  const [remoteChange, setRemoteChange] = useState<RemoteChange>();
   const [lastSource, setLastSource] = useState<ModelSourceSpec>();
   const [error, setError] = useState<UiError>();
   const [mode, setMode] = useState<'completion' | 'chat'>('completion');
@@ -90,6 +93,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
       setBusy('loading');
       setError(undefined);
       setModel(undefined);
+      setRemoteChange(undefined);
       setProgress({ phase: 'probe', loadedBytes: 0, totalBytes: 0 });
       setLastSource(spec);
       try {
@@ -99,6 +103,13 @@ export function App({ engine }: { engine: RemoteEngine }) {
         );
         if (!current()) return;
         setModel(info);
+        if (info.fromCache && info.id) {
+          // Offline or slow, the check answers nothing: it never delays or fails the load.
+          engine.checkForUpdate(info.id).then(
+            (change) => current() && setRemoteChange(change),
+            () => {},
+          );
+        }
         return info;
       } catch (e) {
         if (!current()) return;
@@ -365,6 +376,17 @@ export function App({ engine }: { engine: RemoteEngine }) {
         )}
         {persisted === false && cached.length > 0 && (
           <p className="hint">
+        {model?.id && remoteChange && (
+          <p className="hint" role="note">
+            The file at this model's address is not the one in the cache: {remoteChange.reason}.{' '}
+            <button
+              type="button"
+              onClick={() => model.id && userLoad({ kind: 'url', url: model.id, refresh: true })}
+            >
+              Download again
+            </button>
+          </p>
+        )}
             The browser has not granted persistent storage: it may evict cached models when disk space runs
             low.
           </p>

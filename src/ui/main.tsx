@@ -3,10 +3,10 @@ import { createRoot } from 'react-dom/client';
 import { startEngineWorker } from '../worker/client';
 import { App } from './App';
 import './styles.css';
+import { testHooks } from './test-hooks';
 
-// `?chunkSize=` (bytes) lets the tests exercise chunk boundaries and resume with a tiny model.
-const chunkSize = Number(new URLSearchParams(location.search).get('chunkSize')) || undefined;
-const { engine } = startEngineWorker({ chunkSize });
+// The e2e build's hooks (`?chunkSize=`); an empty object in every other build.
+const { engine } = startEngineWorker(testHooks(location.search));
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

@@ -9,7 +9,12 @@ import type { GenerationStats, SamplingOptions } from '../engine/generation';
 
 export type ModelSourceSpec =
   /** Download (or reuse from the cache) a GGUF file. */
-  | { kind: 'url'; url: string }
+  | {
+      kind: 'url';
+      url: string;
+      /** Download again even when a complete copy is cached (it changed on the server). */
+      refresh?: boolean;
+    }
   /** A local file: read in slices, never copied whole into memory, not cached. */
   | { kind: 'file'; file: File }
   /** A model already in the cache, by its id (the URL it came from). No network. */
@@ -88,6 +93,14 @@ export interface CachedModelInfo {
   storedBytes: number;
   /** False for a partial download (it resumes on the next load). */
   complete: boolean;
+/** The file at a cached model's URL is not the one in the cache. */
+export interface RemoteChange {
+  /** What differs, for the user: "the file changed size (1.2 MiB → 1.3 MiB)". */
+  reason: string;
+  cachedSize: number;
+  remoteSize?: number;
+}
+
   updatedAt: number;
 }
 
@@ -121,6 +134,11 @@ export interface EngineApi {
   /** Cooperative stop of the running generation and of a load/download in progress. */
   interrupt(): Promise<void>;
   /** Free the model's GPU memory. */
+  /**
+   * Whether the file behind cached model `id` changed at its URL (one HEAD, a few seconds at most).
+   * Undefined when it did not, or when the server could not say (offline, timeout): never an error.
+   */
+  checkForUpdate(id: string): Promise<RemoteChange | undefined>;
   unload(): Promise<void>;
   listCached(): Promise<CachedModelInfo[]>;
   deleteCached(id: string): Promise<void>;

@@ -8,7 +8,9 @@ import { type ModelServer, startModelServer } from '../../e2e/model-server';
 import { LoadedModel } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { MemorySource } from '../engine/source';
+import { downloadToStore } from '../storage/downloader';
 import { MemoryKeyValueStore } from '../storage/kv';
+import { ModelStore } from '../storage/model-store';
 import type { LoadProgress } from './api';
 import { EngineHost } from './engine-host';
 import { toEngineError, withWireErrors } from './errors';
@@ -154,5 +156,52 @@ describe('error classification', () => {
     expect(toEngineError(new TypeError('Failed to fetch')).code).toBe('network');
     expect(toEngineError(new Error('[bad-gguf] nope')).code).toBe('bad-gguf');
     expect(toEngineError('weird').code).toBe('internal');
+  });
+});
+
+describe('EngineHost acquisition (no model is run)', () => {
+  const gguf = (n: number, fill: number) => {
+    const b = new Uint8Array(n).fill(fill);
+    b.set([0x47, 0x47, 0x55, 0x46]);
+    return b;
+  };
+
+  it('refuses a chunk size that is not a sane whole number, before any request', async () => {
+    const own = await startModelServer({ 'tiny.gguf': gguf(1000, 1) });
+    try {
+      const host = new EngineHost({
+        kv: new MemoryKeyValueStore(),
+        chunkSize: 0.5,
+        loader: () => Promise.reject(new Error('the loader must not run')),
+      });
+      const e = await host.load({ kind: 'url', url: own.fileUrl('tiny.gguf') }).catch((x) => x);
+      expect(e).toMatchObject({ code: 'bad-argument', message: expect.stringMatching(/chunk size/) });
+      expect(own.log).toEqual([]);
+      expect(await host.listCached()).toEqual([]);
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('checkForUpdate: a HEAD says when the cached file changed at its URL, and nothing when offline', async () => {
+    const own = await startModelServer({ 'm.gguf': gguf(200_000, 1) });
+    const kv = new MemoryKeyValueStore();
+    const host = new EngineHost({
+      kv,
+      chunkSize: 64 * 1024,
+      updateCheckTimeoutMs: 300,
+      // A loader that reads nothing: this test is about the bytes, not the model.
+      loader: async () => Promise.reject(new EngineError('unsupported-model', 'not run here')),
+    });
+    const url = own.fileUrl('m.gguf');
+    await downloadToStore(url, new ModelStore(kv), { chunkSize: 64 * 1024 });
+    expect(await host.checkForUpdate(url)).toBeUndefined();
+    own.files.set('m.gguf', gguf(200_000, 2)); // same size, new content: the ETag tells
+    expect(await host.checkForUpdate(url)).toMatchObject({ reason: expect.stringMatching(/ETag/) });
+    own.faults = { hangHeads: 1 };
+    expect(await host.checkForUpdate(url)).toBeUndefined();
+    await own.stop();
+    expect(await host.checkForUpdate(url)).toBeUndefined();
+    expect(await host.checkForUpdate('http://127.0.0.1:9/never-cached.gguf')).toBeUndefined();
   });
 });

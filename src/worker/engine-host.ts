@@ -9,11 +9,11 @@ import { EngineError } from '../engine/errors';
 import type { GenerationStats, SamplingOptions } from '../engine/generation';
 import { readGguf } from '../engine/gguf/reader';
 import type { GgufFile, LlamaConfig } from '../engine/gguf/types';
-import { BlobSource, type RandomAccessSource } from '../engine/source';
-import { ByteGate, ChunkedSource } from '../storage/chunked-source';
-import { downloadToStore, probeRemote } from '../storage/downloader';
+import type { RandomAccessSource } from '../engine/source';
+import { acquireModel, checkForUpdate } from '../storage/acquire';
+import { probeRemote } from '../storage/downloader';
 import { type KeyValueStore, openKeyValueStore } from '../storage/kv';
-import { contiguousBytes, type ModelManifest } from '../storage/manifest';
+import { contiguousBytes } from '../storage/manifest';
 import { ModelStore } from '../storage/model-store';
 import type {
   CachedModelInfo,
@@ -24,6 +24,7 @@ import type {
   LoadProgress,
   ModelInfo,
   ModelSourceSpec,
+  RemoteChange,
   StorageInfo,
   TokenEvent,
 } from './api';
@@ -71,8 +72,15 @@ export interface EngineHostOptions {
    * a byte (a multi-GB download the machine cannot run is only a waste of the user's disk).
    */
   requireWebGpu?: boolean;
-  /** Cache chunk size (tests use small chunks). */
+  /** Cache chunk size, 64 KiB … 256 MiB (tests use small chunks). */
   chunkSize?: number;
+  /** Tests only: chunk sizes down to 1 KiB. */
+  allowSmallChunks?: boolean;
+  /** Download timeouts: headers, and at least 16 KiB of body, within this long (default 30 s each). */
+  answerTimeoutMs?: number;
+  stallTimeoutMs?: number;
+  /** How long checkForUpdate waits for its HEAD (default 5 s). */
+  updateCheckTimeoutMs?: number;
   fetch?: typeof fetch;
   /** Storage; IndexedDB (falling back to memory) by default. */
   kv?: KeyValueStore;
@@ -104,35 +112,6 @@ function yieldBetweenSteps(runner: LoadedModelLike['runner']): void {
     await yieldToEventLoop();
     return step(tokens);
   };
-}
-
-/**
- * Holds the Web Lock for downloading model `id` (locks are shared by every tab and worker of the
- * origin) and resolves with its release. Calls `onWait` first when another holder has it. Where Web
- * Locks do not exist (Node: one process, no tabs) there is nothing to exclude.
- */
-async function downloadLock(id: string, signal: AbortSignal, onWait: () => void): Promise<() => void> {
-  const locks = (globalThis.navigator as Navigator | undefined)?.locks;
-  if (!locks) return () => {};
-  const name = `llama3-webgpu download ${id}`;
-  const hold = (options: LockOptions) =>
-    new Promise<(() => void) | undefined>((resolve, reject) => {
-      locks
-        .request(name, options, (lock) =>
-          lock ? new Promise<void>((release) => resolve(() => release())) : resolve(undefined),
-        )
-        .catch(reject);
-    });
-  const now = await hold({ ifAvailable: true });
-  if (now) return now;
-  onWait();
-  try {
-    const later = await hold({ signal });
-    if (later) return later;
-  } catch (e) {
-    if (!signal.aborted) throw e;
-  }
-  throw new EngineError('interrupted', 'Loading stopped.');
 }
 
 export class EngineHost implements EngineApi {
@@ -208,80 +187,22 @@ export class EngineHost implements EngineApi {
       }
     };
 
-    let source: RandomAccessSource;
-    let fromCache = false;
-    let id: string | undefined;
-    let download: Promise<ModelManifest> | undefined;
-    let downloadError: unknown;
-
-    if (spec.kind === 'file') {
-      if (!spec.file.name.toLowerCase().endsWith('.gguf') && spec.file.size < 4) {
-        throw new EngineError('bad-gguf', `${spec.file.name} is not a GGUF file.`);
-      }
-      source = new BlobSource(spec.file, spec.file.name);
-    } else {
-      id = spec.kind === 'url' ? spec.url : spec.id;
-      const store = await this.store();
-      let m = await store.getManifest(id);
-      let releaseLock = () => {};
-      if (spec.kind === 'url' && !(m && ModelStore.usable(m))) {
-        // One download per model across tabs: a second tab waits, then usually finds it cached.
-        releaseLock = await downloadLock(id, ac.signal, () =>
-          report({ phase: 'waiting', loadedBytes: 0, totalBytes: 0 }),
-        );
-        m = await store.getManifest(id).catch((e) => {
-          releaseLock();
-          throw e;
-        });
-      }
-      if (m && ModelStore.usable(m)) {
-        releaseLock();
-        source = new ChunkedSource(store, m);
-        fromCache = true;
-      } else if (spec.kind === 'cache') {
-        throw new EngineError(
-          'storage',
-          `${m?.name ?? id} is not fully in the cache; load it from its URL to finish the download.`,
-        );
-      } else {
-        const url = spec.url;
-        report({ phase: 'probe', loadedBytes: 0, totalBytes: 0 });
-        const gate = new ByteGate(0);
-        let live: ChunkedSource | undefined;
-        let onManifest!: (m: ModelManifest) => void;
-        const manifestReady = new Promise<ModelManifest>((resolve) => {
-          onManifest = resolve;
-        });
-        download = downloadToStore(url, store, {
-          chunkSize: this.opts.chunkSize,
-          fetch: this.opts.fetch,
-          retryDelayMs: this.opts.retryDelayMs,
-          signal: ac.signal,
-          onManifest: (man) => {
-            report({ phase: 'download', loadedBytes: contiguousBytes(man), totalBytes: man.size });
-            onManifest(man);
-          },
-          onProgress: (p) => report({ ...p }),
-          onChunk: (i, bytes, available) => {
-            if (bytes) live?.offer(i, bytes);
-            gate.advance(available);
-          },
-          onRestart: () => gate.advance(0),
-          // Never mark a file complete whose header does not fit its size (a truncated upload).
-          validate: async (man) => {
-            await readGguf(new ChunkedSource(store, man));
-          },
-        });
-        download.catch((e) => {
-          downloadError = e;
-          gate.fail(e);
-        });
-        download.then(releaseLock, releaseLock);
-        const man = await Promise.race([manifestReady, download]);
-        live = new ChunkedSource(store, man, gate);
-        source = live;
-      }
-    }
+    const acquired = await acquireModel(spec, {
+      store: () => this.store(),
+      signal: ac.signal,
+      fetch: this.opts.fetch,
+      chunkSize: this.opts.chunkSize,
+      allowSmallChunks: this.opts.allowSmallChunks,
+      retryDelayMs: this.opts.retryDelayMs,
+      answerTimeoutMs: this.opts.answerTimeoutMs,
+      stallTimeoutMs: this.opts.stallTimeoutMs,
+      onProgress: report,
+      // Never mark a file complete whose header does not fit its size (a truncated upload).
+      validate: async (source) => {
+        await readGguf(source);
+      },
+    });
+    const { source, fromCache, id } = acquired;
 
     let model: LoadedModelLike;
     try {
@@ -289,15 +210,15 @@ export class EngineHost implements EngineApi {
         signal: ac.signal,
         onProgress: (p) => report({ phase: p.phase, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes }),
       });
-      if (download) await download;
+      const { error } = await acquired.done;
+      if (error !== undefined) throw error;
     } catch (e) {
       // The download's own error says more than the reader that was waiting on it. Read both
       // before aborting the download, which would then fail with 'interrupted'.
-      const err = toEngineError(downloadError ?? e);
+      const err = toEngineError(acquired.error ?? e);
       const stoppedByCaller = ac.signal.aborted;
       ac.abort();
-      if (download) await download.catch(() => {});
-      if (download && id && err.code === 'bad-gguf') await (await this.store()).delete(id).catch(() => {});
+      await acquired.settle(err);
       if (stoppedByCaller && err.code !== 'interrupted')
         throw new EngineError('interrupted', 'Loading stopped.');
       throw err;
@@ -405,7 +326,7 @@ export class EngineHost implements EngineApi {
       url: m.url,
       name: m.name,
       sizeBytes: m.size,
-      storedBytes: m.chunks.reduce((a, c) => a + c.size, 0),
+      storedBytes: contiguousBytes(m),
       complete: ModelStore.usable(m),
       updatedAt: m.updatedAt,
     }));
@@ -413,6 +334,13 @@ export class EngineHost implements EngineApi {
 
   async deleteCached(id: string): Promise<void> {
     await (await this.store()).delete(id);
+  }
+
+  async checkForUpdate(id: string): Promise<RemoteChange | undefined> {
+    return checkForUpdate(await this.store(), id, {
+      fetch: this.opts.fetch,
+      timeoutMs: this.opts.updateCheckTimeoutMs,
+    });
   }
 
   async storageUse(): Promise<StorageInfo> {
