@@ -4,6 +4,7 @@
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { META_DEFAULTS } from '../engine/generation';
+import { quoteText } from '../engine/safe-text';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -85,6 +86,14 @@ tokenize flags:
 Exit codes: 0 success, 1 runtime error, 2 bad flags or values, 130 interrupted.
 `;
 
+/** An integer written plainly in decimal: no sign but '-', no spaces, no hex, exponent or '_'. */
+const DECIMAL_INTEGER = /^-?\d+$/;
+/** A number written plainly in decimal: '0.6', '.5', '1.', '-2'; no hex, exponent, spaces, 'Infinity'. */
+const DECIMAL_NUMBER = /^-?(\d+\.?\d*|\.\d+)$/;
+
+/** A flag's value for a message: the user's own text, but it may be long or carry escapes. */
+const shown = (v: string) => quoteText(v, 40);
+
 function int(
   flag: string,
   v: string | undefined,
@@ -92,10 +101,9 @@ function int(
   max = Number.MAX_SAFE_INTEGER,
 ): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v.trim())) throw new UsageError(`--${flag} must be an integer, got "${v}"`);
-  const n = Number(v);
+  const n = DECIMAL_INTEGER.test(v) ? Number(v) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`--${flag} must be between ${min} and ${max}, got ${v}`);
+    throw new UsageError(`--${flag} must be a decimal integer from ${min} to ${max}, got ${shown(v)}`);
   }
   return n;
 }
@@ -107,15 +115,18 @@ function num(
   range: string,
 ): number | undefined {
   if (v === undefined) return undefined;
-  const n = v.trim() === '' ? Number.NaN : Number(v);
-  if (!Number.isFinite(n) || !ok(n)) throw new UsageError(`--${flag} must be ${range}, got "${v}"`);
+  // Number() also takes '0x10', ' 1', '' (as 0), '1e3' and 'Infinity': only plain decimals count.
+  const n = DECIMAL_NUMBER.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isFinite(n) || !ok(n)) {
+    throw new UsageError(`--${flag} must be a decimal number ${range}, got ${shown(v)}`);
+  }
   return n;
 }
 
 function oneOf<T extends string>(flag: string, v: string | undefined, allowed: readonly T[]): T | undefined {
   if (v === undefined) return undefined;
   if (!allowed.includes(v as T))
-    throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got "${v}"`);
+    throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, got ${shown(v)}`);
   return v as T;
 }
 
@@ -166,12 +177,13 @@ export function parseCommand(argv: string[]): Command {
     }
     const prompts = (v.prompt as string[] | undefined) ?? [];
     const promptIds = ((v['prompt-ids'] as string[] | undefined) ?? []).map((list) => {
-      if (!/^\s*\d+(\s*,\s*\d+)*\s*$/.test(list)) {
+      const ids = /^\s*\d+(\s*,\s*\d+)*\s*$/.test(list) ? list.split(',').map((x) => Number(x.trim())) : [];
+      if (ids.length === 0 || !ids.every(Number.isSafeInteger)) {
         throw new UsageError(
-          `--prompt-ids must be comma-separated token ids like 128000,9906; got "${list}"`,
+          `--prompt-ids must be comma-separated token ids like 128000,9906; got ${shown(list)}`,
         );
       }
-      return list.split(',').map((x) => Number(x.trim()));
+      return ids;
     });
     if (prompts.length > 0 && promptIds.length > 0) {
       throw new UsageError('give --prompt or --prompt-ids, not both');
@@ -184,8 +196,7 @@ export function parseCommand(argv: string[]): Command {
       batchSize: int('batch-size', s('batch-size'), 1, 64) ?? META_DEFAULTS.maxBatchSize,
       maxTokens: int('max-tokens', s('max-tokens'), 1) ?? META_DEFAULTS.maxTokens,
       temperature:
-        num('temperature', s('temperature'), (n) => n >= 0, 'a number ≥ 0 (0 = greedy)') ??
-        META_DEFAULTS.temperature,
+        num('temperature', s('temperature'), (n) => n >= 0, '≥ 0 (0 = greedy)') ?? META_DEFAULTS.temperature,
       topP: num('top-p', s('top-p'), (n) => n > 0 && n <= 1, 'in (0, 1]') ?? META_DEFAULTS.topP,
       topK: int('top-k', s('top-k'), 0) ?? META_DEFAULTS.topK,
       seed: int('seed', s('seed'), Number.MIN_SAFE_INTEGER) ?? META_DEFAULTS.seed,
@@ -220,5 +231,5 @@ export function parseCommand(argv: string[]): Command {
       verbose: Boolean(v.verbose),
     };
   }
-  throw new UsageError(`unknown command "${command}"`);
+  throw new UsageError(`unknown command ${shown(command)}`);
 }

@@ -2,7 +2,7 @@
  * The real CLI as a child process: usage and exit codes, error lines, tokenize against llama.cpp,
  * and the default-model download (offline message; resume after a cut connection).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -11,7 +11,11 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tinyLlama } from '../engine/gguf/test-helpers';
+import { GgmlType, GgufValueType } from '../engine/gguf/types';
+import type { GgufKv } from '../engine/gguf/writer';
 import { llamaCppTokenize } from '../engine/testing/llamacpp';
+import { BYTE_TO_CHAR, toByteLevel } from '../engine/tokenizer';
 import { DEMO_MODEL, FIXTURES, lastJson, ROOT, runCliProcess } from './spawn.testutil';
 
 const require = createRequire(import.meta.url);
@@ -56,12 +60,16 @@ describe('usage and exit codes', () => {
     [[], /no command given/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['generate', '--bogus'], /Unknown option '--bogus'/],
-    [['generate', '--temperature', 'warm'], /--temperature must be a number ≥ 0/],
-    [['generate', '--temperature=-1'], /--temperature must be a number ≥ 0/],
+    [['generate', '--temperature', 'warm'], /--temperature must be a decimal number ≥ 0/],
+    [['generate', '--temperature=-1'], /--temperature must be a decimal number ≥ 0/],
+    [
+      ['generate', '--temperature', '0x10'],
+      /--temperature must be a decimal number ≥ 0 \(0 = greedy\), got "0x10"/,
+    ],
     [['generate', '--temperature', '-1'], /argument is ambiguous/],
-    [['generate', '--top-p', '1.5'], /--top-p must be in \(0, 1\]/],
-    [['generate', '--batch-size', '0'], /--batch-size must be between 1 and 64/],
-    [['generate', '--max-tokens', '2.5'], /--max-tokens must be an integer/],
+    [['generate', '--top-p', '1.5'], /--top-p must be a decimal number in \(0, 1\]/],
+    [['generate', '--batch-size', '0'], /--batch-size must be a decimal integer from 1 to 64, got "0"/],
+    [['generate', '--max-tokens', '2.5'], /--max-tokens must be a decimal integer from 1 to/],
     [['generate', '--device', 'tpu'], /--device must be one of cpu, gpu/],
     [['generate', '--quantization-encoding', 'q2_K'], /--quantization-encoding must be one of q4_0, float32/],
     [['generate', '--prompt'], /argument missing/],
@@ -436,4 +444,147 @@ describe.skipIf(!DEMO_MODEL)('output format', () => {
       ['Once upon a time', 'The dog', 'Tom and Sue'].map((p, i) => `${p}\n> ${out.text[i]}${sep}`).join(''),
     );
   }, 300_000);
+});
+
+/** What a terminal acts on, other than newline and tab: C0, DEL, C1, bidi overrides and isolates. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const RAW_CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+/** Retitles the terminal, clears it, moves the cursor home, forges an error line, colours in 8-bit. */
+const ESCAPES = '\x1b]0;pwned\x07\x1b[2J\x1b[H\rerror: forged\n\u009b31m\u202e';
+
+/**
+ * A tiny Llama with a byte-level vocabulary (token 0 `token0`, then the 256 byte tokens, "ĠĠ" and
+ * BOS/EOS). Its embeddings are zero (tied: the output head too), so every logit is 0 and greedy
+ * decoding writes token 0 again and again.
+ */
+function vocabModel(o: { name: string; token0: string; merges?: string[] }): Uint8Array {
+  const tokens = [toByteLevel(o.token0), ...BYTE_TO_CHAR, 'ĠĠ', '<|begin_of_text|>', '<|end_of_text|>'];
+  const types = tokens.map((_, i) => (i >= tokens.length - 2 ? 3 : 1));
+  const str = (key: string, value: string): GgufKv => ({ key, type: GgufValueType.STRING, value });
+  const arr = (key: string, arrayType: GgufValueType, value: string[] | number[]): GgufKv => ({
+    key,
+    type: GgufValueType.ARRAY,
+    arrayType,
+    value,
+  });
+  return tinyLlama({
+    dim: 32,
+    nLayers: 1,
+    nHeads: 2,
+    nKvHeads: 1,
+    ffnDim: 64,
+    vocabSize: tokens.length,
+    tied: true,
+    type: GgmlType.F32,
+    editTensors: (ts) =>
+      ts.map((t) => (t.name === 'token_embd.weight' ? { ...t, data: new Uint8Array(t.data.length) } : t)),
+    kvs: [
+      str('general.name', o.name),
+      str('tokenizer.ggml.model', 'gpt2'),
+      str('tokenizer.ggml.pre', 'llama-bpe'),
+      arr('tokenizer.ggml.tokens', GgufValueType.STRING, tokens),
+      arr('tokenizer.ggml.token_type', GgufValueType.INT32, types),
+      arr('tokenizer.ggml.merges', GgufValueType.STRING, o.merges ?? ['Ġ Ġ']),
+    ],
+  });
+}
+
+describe('hostile files and servers', () => {
+  it('control characters from a file never reach the terminal raw, and 10 MB values are cut', async () => {
+    const name = `${ESCAPES}${'N'.repeat(10_000_000)}`;
+    const path = join(tmp, 'escapes.gguf');
+    await writeFile(path, vocabModel({ name, token0: ESCAPES }));
+    // Two prompts, so each is printed as a label (decoded from the vocabulary) above its text.
+    const r = await runCliProcess([
+      'generate',
+      '--device',
+      'cpu',
+      '--model-path',
+      path,
+      '--prompt-ids',
+      '0,66',
+      '--prompt-ids',
+      '67',
+      '--temperature',
+      '0',
+      '--max-tokens',
+      '3',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(RAW_CONTROLS);
+    expect(r.stderr).not.toMatch(RAW_CONTROLS);
+    expect(r.stdout.length + r.stderr.length).toBeLessThan(10_000);
+    const shown = '\\x1b]0;pwned\\x07\\x1b[2J\\x1b[H\\rerror: forged\\n\\x9b31m\\u202e';
+    expect(r.stderr).toContain(
+      `loaded ${shown}${'N'.repeat(200 - ESCAPES.length)}…(${10_000_000 - (200 - ESCAPES.length)} more bytes) in `,
+    );
+    // Generated text keeps its line breaks; everything else is shown as an escape.
+    const text = shown.replace('\\n', '\n');
+    expect(r.stdout).toContain(`${text}A\n> ${text}${text}${text}\n\n===`);
+    // The JSON line still carries the exact text (its escapes read back as the same characters).
+    expect(lastJson<{ text: string[] }>(r.stdout).text).toEqual([ESCAPES.repeat(3), ESCAPES.repeat(3)]);
+
+    // A tokenizer error quoting a 10 MB merge from the file.
+    const badMerge = join(tmp, 'bad-merge.gguf');
+    const merge = `\x1b]0;pwned\x07\x1b[2J${'M'.repeat(10_000_000)} Ġ`;
+    await writeFile(badMerge, vocabModel({ name: 'x', token0: 'x', merges: [merge] }));
+    const t = await runCliProcess(['tokenize', '--model-path', badMerge, '--text', 'hi']);
+    expect(t.code).toBe(1);
+    expect(t.stderr).not.toMatch(RAW_CONTROLS);
+    expect(t.stderr.length).toBeLessThan(1000);
+    expect(t.stderr).toMatch(
+      /^error: GGUF tokenizer: merge #0 "\\x1b\]0;pwned\\x07\\x1b\[2JM+"…\(\d+ more bytes\) uses "\\x1b/,
+    );
+  }, 300_000);
+
+  it.skipIf(process.platform === 'win32')('a FIFO as --model-path is refused, not waited on', async () => {
+    const fifo = join(tmp, 'model.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const r = await runCliProcess(['generate', '--device', 'cpu', '--model-path', fifo], {
+      timeoutMs: 60_000,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `error: ${fifo} is a named pipe (FIFO), not a regular file; give the path of a GGUF model file\n`,
+    );
+  });
+
+  it('a web page given as --model-path is called a web page', async () => {
+    const page = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!DOCTYPE html><html><body>Meta-Llama-3-8B.Q4_0.gguf · 4.66 GB</body></html>');
+    });
+    await new Promise<void>((r) => page.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(page.address() as AddressInfo).port}/org/repo/blob/main/m.gguf`;
+    try {
+      const r = await runCliProcess(['tokenize', '--model-path', url, '--text', 'hi']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `error: ${url} is a web page ("text/html"), not a GGUF file; give the URL of the .gguf file itself (its download link)\n`,
+      );
+    } finally {
+      await new Promise<void>((r) => page.close(() => r()));
+    }
+  });
+});
+
+describe('--device gpu', () => {
+  const Q8 = join(FIXTURES, 'tiny-q8_0.gguf');
+  it.skipIf(!existsSync(Q8) || process.platform !== 'linux')(
+    'prints nothing about XDG_RUNTIME_DIR, even without one',
+    async () => {
+      // libwayland-client, loaded by Dawn's Vulkan path, complains on stderr when the variable is
+      // not an absolute path: empty here, as on servers and in CI.
+      const r = await runCliProcess(
+        ['generate', '--device', 'gpu', '--model-path', Q8, '--prompt', 'Hi', '--max-tokens', '1'],
+        { env: { XDG_RUNTIME_DIR: '' } },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).not.toMatch(/XDG_RUNTIME_DIR/);
+      expect(r.stderr).toMatch(/ generated in 1 batch\(es\) on gpu/);
+    },
+    300_000,
+  );
 });

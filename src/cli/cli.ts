@@ -61,6 +61,16 @@ function pct(a: number, b: number): string {
 const MAX_ERROR_CHARS = 4000;
 
 /**
+ * "error: …" or "warning: …" for stderr. Messages may quote file content (a template, a name):
+ * the engine escapes and cuts what it quotes, and this is the last line of defence for whatever
+ * did not go through it (a dependency's error text). A message's own line breaks stay, indented,
+ * so that no line of it can pass for a line of ours.
+ */
+function messageLine(kind: 'error' | 'warning', message: string): string {
+  return `${kind}: ${safeText(message, MAX_ERROR_CHARS, '\n').replaceAll('\n', '\n  ')}\n`;
+}
+
+/**
  * Generated text and prompt labels as printed: control characters other than newline and tab are
  * shown as escapes (`\x1b`), always, not only on a terminal (docs/cli.md "Control characters").
  */
@@ -193,7 +203,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
         },
       });
       const s = res.stats;
-      for (const w of res.warnings) io.stderr.write(`warning: ${w}\n`);
+      for (const w of res.warnings) io.stderr.write(messageLine('warning', w));
       io.stderr.write(
         `${s.promptTokens} prompt tokens, ${s.generatedTokens} generated in ${s.batches} batch(es) on ${s.device}: ` +
           `time to first token ${s.timeToFirstTokenMs.toFixed(0)} ms, prefill ${s.prefillTokensPerSecond.toFixed(1)} tok/s, ` +
@@ -281,10 +291,7 @@ export async function runCli(argv: string[], io: CliIo, signal: AbortSignal = ne
         'no WebGPU adapter found by Dawn. Without a GPU driver, set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json ' +
         '(SwiftShader, slow) or run with --device cpu';
     }
-    // Messages may quote file content; the engine escapes and cuts what it quotes, and this is the
-    // last line of defence for whatever did not go through it (a dependency's error text).
-    // A message's own line breaks stay, indented, so no line of it can pass for a line of ours.
-    io.stderr.write(`error: ${safeText(message, MAX_ERROR_CHARS, '\n').replaceAll('\n', '\n  ')}\n`);
+    io.stderr.write(messageLine('error', message));
     if (verbose && e instanceof Error && e.stack) {
       io.stderr.write(`${safeText(e.stack, 4 * MAX_ERROR_CHARS, '\n')}\n`);
     }
