@@ -1,8 +1,9 @@
 /**
  * llama.cpp's prefill and decode speed on the same file, for `npm run bench -- --compare llama.cpp`,
  * through node-llama-cpp with prebuilt binaries only (`build: 'never'`: nothing is compiled or
- * downloaded). Backend: its Vulkan build (`@node-llama-cpp/linux-x64-vulkan`) when that loads and
- * finds a Vulkan GPU, else its CPU build (`@node-llama-cpp/linux-x64`); `backend` says which ran.
+ * downloaded). Backend (`auto`): its Vulkan build (`@node-llama-cpp/linux-x64-vulkan`) when that
+ * loads and finds a Vulkan GPU, else its CPU build (`@node-llama-cpp/linux-x64`), else the Vulkan
+ * build computing on the CPU; `backend` says which ran.
  *
  * Timing: llama.cpp's own counters (llama_perf_context, what llama-bench reports), read from the
  * `llama_perf_context_print` lines of `printTimings()`; they cover the decode calls up to their
@@ -19,7 +20,7 @@ export type LlamaCppBackendChoice = 'auto' | 'vulkan' | 'cpu';
 export interface LlamaCppResult {
   prefillTokPerS: number;
   decodeTokPerS: number;
-  /** 'vulkan (<device names>)' or 'cpu'. */
+  /** 'vulkan (<device names>)', 'cpu' (the CPU build) or 'cpu (Vulkan build: <why no GPU>)'. */
   backend: string;
   /** Where the two rates above come from. */
   timing: 'llama.cpp perf counters' | 'wall clock';
@@ -58,24 +59,31 @@ async function openLlama(
     logger: (_level: unknown, message: string) => logger(message),
     progressLogs: false,
   };
+  let vulkan: Llama | undefined;
   let vulkanProblem = '';
   if (choice !== 'cpu') {
     try {
-      const llama = await getLlama({ ...options, gpu: 'vulkan' });
-      const names = await llama.getGpuDeviceNames();
-      // Without a Vulkan GPU (only a software or CPU device) the Vulkan build runs on the CPU.
-      if (llama.gpu === 'vulkan' && names.length > 0)
-        return { llama, backend: `vulkan (${names.join(', ')})` };
+      vulkan = await getLlama({ ...options, gpu: 'vulkan' });
+      const names = await vulkan.getGpuDeviceNames();
+      if (vulkan.gpu === 'vulkan' && names.length > 0) {
+        return { llama: vulkan, backend: `vulkan (${names.join(', ')})` };
+      }
       vulkanProblem = 'the Vulkan build found no Vulkan GPU';
-      await llama.dispose();
     } catch (e) {
       vulkanProblem = `the Vulkan build did not load: ${(e as Error).message}`;
     }
-    if (choice === 'vulkan') throw new Error(`--llamacpp-backend vulkan: ${vulkanProblem}`);
+    if (choice === 'vulkan' && !vulkan) throw new Error(`--llamacpp-backend vulkan: ${vulkanProblem}`);
   }
+  // Without a Vulkan GPU the Vulkan build computes on the CPU (only a software or CPU Vulkan
+  // device, or none): the CPU build when it is installed, else that.
+  const onCpu = `cpu (Vulkan build: ${vulkanProblem})`;
+  if (choice === 'vulkan' && vulkan) return { llama: vulkan, backend: onCpu };
   try {
-    return { llama: await getLlama({ ...options, gpu: false }), backend: 'cpu' };
+    const llama = await getLlama({ ...options, gpu: false });
+    await vulkan?.dispose();
+    return { llama, backend: 'cpu' };
   } catch (e) {
+    if (vulkan) return { llama: vulkan, backend: onCpu };
     throw new Error(
       `llama.cpp (node-llama-cpp) could not be loaded${vulkanProblem ? ` (${vulkanProblem})` : ''}: ${(e as Error).message}. ` +
         'Install devDependencies (npm ci) or carry node-llama-cpp as docs/bench.md says.',
@@ -98,7 +106,10 @@ export async function benchLlamaCpp(
     if (m.includes('llama_perf_context_print')) logText += `${m}\n`;
   });
   try {
-    const model = await llama.loadModel({ modelPath, gpuLayers: backend === 'cpu' ? 0 : 'max' });
+    const model = await llama.loadModel({
+      modelPath,
+      gpuLayers: backend.startsWith('vulkan') ? 'max' : 0,
+    });
     const ctx = await model.createContext({
       contextSize: prompt.length + decode + 16,
       batchSize: Math.max(prompt.length, 8),
