@@ -3,8 +3,6 @@
  * header and then each tensor's bytes through one of these.
  *
  * - RandomAccessSource: File/Blob, a Node file handle, HTTP Range, IndexedDB chunks.
- * - A streaming source (a download in progress) is an AsyncIterable<Uint8Array> of chunks in file
- *   order; `readGgufStream` in gguf/ consumes it.
  */
 export interface RandomAccessSource {
   /** Total size in bytes. */

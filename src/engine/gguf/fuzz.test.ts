@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { EngineError } from '../errors';
 import { MemorySource } from '../source';
 import { llamaConfigFromGguf, validateLlamaTensors } from './config';
-import { readGguf, readGgufStream } from './reader';
-import { chunked, prng, tinyLlama } from './test-helpers';
+import { readGguf } from './reader';
+import { prng, tinyLlama } from './test-helpers';
 import { GgmlType, type GgufFile, GgufValueType } from './types';
 import { writeGguf } from './writer';
 
@@ -214,38 +214,5 @@ describe('fuzz: mutated and truncated headers', () => {
     // The mutations must actually exercise both outcomes, or the fuzz proves nothing.
     expect(parsed).toBeGreaterThan(CASES * 0.02);
     expect(codes.get('bad-gguf') ?? 0).toBeGreaterThan(CASES * 0.5);
-  });
-
-  it('300 stream cases (random chunking, size known or not) agree with random access', async () => {
-    const files = bases();
-    for (const b of files) headerLengths.set(b, (await readGguf(new MemorySource(b))).dataOffset);
-    const r = prng(7);
-    for (let i = 0; i < 300; i++) {
-      const { bytes, how } = mutate(files[i % files.length], r);
-      const knownSize = r() < 0.5;
-      const chunk = 1 + Math.floor(r() * 64);
-      const label = `stream case ${i} (${how}; chunks ${chunk}, size ${knownSize ? 'known' : 'unknown'})`;
-      let ra: GgufFile | EngineError;
-      try {
-        ra = await readGguf(new MemorySource(bytes));
-      } catch (e) {
-        if (!(e instanceof EngineError)) throw e;
-        ra = e;
-      }
-      await expectEngineOutcome(label, async () => {
-        const { file, rest } = await readGgufStream(
-          chunked(bytes, () => chunk),
-          {
-            fileSize: knownSize ? bytes.length : undefined,
-          },
-        );
-        for await (const _ of rest) {
-          // drain: rest's own end-of-stream checks run
-        }
-        // A stream that parses completely describes the same file as random access.
-        expect(ra, label).not.toBeInstanceOf(EngineError);
-        expect({ ...file, fileSize: bytes.length }).toEqual(ra);
-      });
-    }
   });
 });

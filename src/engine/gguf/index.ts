@@ -9,13 +9,6 @@ export {
   llamaConfigFromGguf,
   validateLlamaTensors,
 } from './config';
-export {
-  type GgufReadOptions,
-  type GgufStreamResult,
-  readableChunks,
-  readGguf,
-  readGgufStream,
-  readTensorBytes,
-} from './reader';
+export { type GgufReadOptions, readGguf, readTensorBytes } from './reader';
 export * from './types';
 export { type GgufKv, type GgufTensorIn, writeGguf } from './writer';

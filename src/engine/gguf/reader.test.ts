@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { llama3VocabKvs } from '../../../scripts/fixtures/llama3-vocab';
 import { EngineError } from '../errors';
 import { MemorySource, type RandomAccessSource } from '../source';
-import { readableChunks, readGguf, readGgufStream, readTensorBytes, readTensorRows } from './reader';
-import { chunked, engineError, prng, Raw } from './test-helpers';
+import { readGguf, readTensorBytes, readTensorRows } from './reader';
+import { engineError, prng, Raw } from './test-helpers';
 import { GgmlType, GgufValueType, tensorBytes } from './types';
 import { type GgufKv, type GgufTensorIn, writeGguf } from './writer';
 
@@ -100,18 +100,6 @@ function tensorsOfEveryKind(): GgufTensorIn[] {
     t('q6_K.4d', [256, 1, 2, 1], GgmlType.Q6_K, 5),
     t('bf16.vec', [9], GgmlType.BF16, 6),
   ];
-}
-
-async function collect(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for await (const c of it) parts.push(c.slice());
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 describe('readGguf round trip', () => {
@@ -248,186 +236,8 @@ describe('the real Llama 3 vocabulary', () => {
     );
     expect(ms).toBeLessThan(10_000); // generous: a hang or quadratic re-parse would blow far past it
   });
-
-  it('parses the same from a stream in large and in small random-size chunks', async () => {
-    const ra = await readGguf(new MemorySource(bytes));
-    const r = prng(42);
-    const t0 = performance.now();
-    const s1 = await readGgufStream(
-      chunked(bytes, () => 1 + Math.floor(r() * 70000)),
-      { fileSize: bytes.length },
-    );
-    const t1 = performance.now();
-    expect(s1.file).toEqual(ra);
-    const s2 = await readGgufStream(chunked(bytes, () => 1 + Math.floor(r() * 2000)));
-    const t2 = performance.now();
-    expect(s2.file).toEqual({ ...ra, fileSize: undefined });
-    expect(await collect(s2.rest)).toEqual(bytes.subarray(s2.restOffset));
-    console.log(
-      `vocab stream: chunks ≤ 70000 B ${(t1 - t0).toFixed(0)} ms, ≤ 2000 B ${(t2 - t1).toFixed(0)} ms`,
-    );
-  });
 });
 
-describe('readGgufStream', () => {
-  const tensors = tensorsOfEveryKind();
-  const bytes = writeGguf(ALL_KVS, tensors, 64);
-  // 1 MiB of tensor data: bigger than the windows, so the header parse leaves most chunks unread.
-  const bigFile = writeGguf(ALL_KVS, [
-    { name: 'big', dims: [1 << 18], type: GgmlType.F32, data: bytesOf(1 << 20, 5) },
-  ]);
-
-  for (const [label, size] of [
-    ['1-byte', () => 1],
-    ['7-byte', () => 7],
-    [
-      'random',
-      (
-        (r) => () =>
-          1 + Math.floor(r() * 300)
-      )(prng(7)),
-    ],
-    ['whole file', () => bytes.length],
-  ] as [string, () => number][]) {
-    it(`gives the same GgufFile as random access with ${label} chunks, and rest yields the data section`, async () => {
-      const ra = await readGguf(new MemorySource(bytes));
-      const { file, rest, restOffset } = await readGgufStream(chunked(bytes, size), {
-        fileSize: bytes.length,
-      });
-      expect(file).toEqual(ra);
-      expect(restOffset).toBe(ra.dataOffset);
-      const data = await collect(rest);
-      expect(data).toEqual(bytes.subarray(ra.dataOffset));
-      for (const t of file.tensors) {
-        expect(data.subarray(t.offset - restOffset, t.offset - restOffset + t.byteLength)).toEqual(
-          tensors.find((x) => x.name === t.name)!.data,
-        );
-      }
-    });
-  }
-
-  it('consumes only the chunks the header needs', async () => {
-    let pulled = 0;
-    async function* counting() {
-      for await (const c of chunked(bytes, () => 100)) {
-        pulled++;
-        yield c;
-      }
-    }
-    const { file, rest } = await readGgufStream(counting(), { initialWindow: 100 });
-    expect(pulled * 100).toBeLessThan(file.dataOffset + 64 * 1024 + 100);
-    expect(pulled * 100).toBeGreaterThanOrEqual(file.dataOffset);
-    await collect(rest);
-    expect(pulled).toBe(Math.ceil(bytes.length / 100));
-  });
-
-  it('lets a downloader record every chunk it passes through', async () => {
-    const seen: Uint8Array[] = [];
-    async function* tee(src: AsyncIterable<Uint8Array>) {
-      for await (const c of src) {
-        seen.push(c);
-        yield c;
-      }
-    }
-    const { rest } = await readGgufStream(tee(chunked(bytes, () => 33)));
-    for await (const _ of rest) {
-      // drain: the download goes on
-    }
-    expect(
-      await collect(
-        (async function* () {
-          yield* seen;
-        })(),
-      ),
-    ).toEqual(bytes);
-  });
-
-  it('rest throws bad-gguf when the stream ends before the tensor data does', async () => {
-    const cut = bytes.subarray(0, bytes.length - 10);
-    const { rest } = await readGgufStream(chunked(cut, () => 50));
-    const e = await engineError(() => collect(rest));
-    expect(e.code).toBe('bad-gguf');
-    expect(e.message).toMatch(
-      new RegExp(`stream ended at byte ${cut.length}, before the tensor data ends at byte ${bytes.length}`),
-    );
-  });
-
-  it('rest throws bad-gguf when the stream delivers more than fileSize', async () => {
-    const more = new Uint8Array(bigFile.length + 5);
-    more.set(bigFile);
-    const { rest } = await readGgufStream(
-      chunked(more, () => 4096),
-      { fileSize: bigFile.length, initialWindow: 1024 },
-    );
-    const e = await engineError(() => collect(rest));
-    expect(e.message).toMatch(`the stream delivered more than the expected ${bigFile.length} bytes`);
-    // Found while parsing the header too, when the whole file arrives in one chunk.
-    const e2 = await engineError(() =>
-      readGgufStream(
-        chunked(more, () => more.length),
-        { fileSize: bigFile.length },
-      ),
-    );
-    expect(e2.message).toMatch(`the stream delivered more than the expected ${bigFile.length} bytes`);
-  });
-
-  it('stopping early, or a header error, ends the underlying iterator', async () => {
-    let returned = 0;
-    const src = (b: Uint8Array): AsyncIterable<Uint8Array> => ({
-      [Symbol.asyncIterator]() {
-        const inner = chunked(b, () => 40);
-        return {
-          next: () => inner.next(),
-          return: async () => {
-            returned++;
-            return { done: true, value: undefined };
-          },
-        };
-      },
-    });
-    const { rest } = await readGgufStream(src(bigFile), { initialWindow: 1024 });
-    for await (const _ of rest) break;
-    expect(returned).toBe(1);
-    const bad = bytes.slice();
-    bad[0] = 0x3c;
-    await expect(readGgufStream(src(bad))).rejects.toThrow(/not a GGUF file/);
-    expect(returned).toBe(2);
-  });
-
-  it('a truncated header in a stream is bad-gguf, named as truncated', async () => {
-    const b = new Raw().header(0, 1).kvStr('k'.repeat(100), 'v').result().subarray(0, 60);
-    const e = await engineError(() => readGgufStream(chunked(b, () => 13)));
-    expect(e.code).toBe('bad-gguf');
-    expect(e.message).toMatch(
-      /metadata entry 0 of 1: key needs 100 bytes at offset 32, but the data ends at byte 60: the file is truncated/,
-    );
-  });
-
-  it('refuses a header past maxHeaderBytes on a stream of unknown size', async () => {
-    // A string that claims 1 GiB and a stream that keeps delivering: stops at the limit, no hang.
-    const head = new Raw()
-      .header(0, 1)
-      .str('k')
-      .u32(GgufValueType.STRING)
-      .u64(1 << 30)
-      .result();
-    let delivered = 0;
-    async function* endless() {
-      yield head;
-      for (;;) {
-        delivered += 1 << 16;
-        yield new Uint8Array(1 << 16);
-      }
-    }
-    const e = await engineError(() => readGgufStream(endless(), { maxHeaderBytes: 1 << 20 }));
-    expect(e.message).toMatch(
-      /metadata "k": value needs 1073741824 bytes at offset 45, past the 1048576-byte header limit/,
-    );
-    expect(delivered).toBeLessThanOrEqual(1 << 20); // the first window, nothing more
-  });
-});
-
-/** The header cases: each hostile file, the error code, and the message it must carry. */
 describe('hostile headers', () => {
   const cases: [string, () => Uint8Array, RegExp, string?][] = [
     [
@@ -644,15 +454,6 @@ describe('hostile headers', () => {
       const e = await engineError(() => readGguf(new MemorySource(b)));
       expect(e.code).toBe(code);
       expect(e.message).toMatch(message);
-      // The stream reader agrees (same rules), with and without the size.
-      const s = await engineError(async () => {
-        const { rest } = await readGgufStream(
-          chunked(b, () => 5),
-          { fileSize: b.length },
-        );
-        await collect(rest);
-      });
-      expect(s.code).toBe(code);
     });
   }
 
@@ -701,30 +502,5 @@ describe('hostile headers', () => {
     const e = await engineError(() => readGguf(new MemorySource(new Uint8Array(4)), { initialWindow: 0 }));
     expect(e).toBeInstanceOf(EngineError);
     expect(e.code).toBe('bad-argument');
-  });
-});
-
-describe('readableChunks', () => {
-  const bytes = writeGguf(ALL_KVS, tensorsOfEveryKind(), 64);
-
-  it('feeds a ReadableStream (a fetch body) to readGgufStream', async () => {
-    const body = new Response(bytes.slice().buffer).body!;
-    const { file, rest, restOffset } = await readGgufStream(readableChunks(body), { fileSize: bytes.length });
-    expect(file).toEqual(await readGguf(new MemorySource(bytes)));
-    expect(await collect(rest)).toEqual(bytes.subarray(restOffset));
-  });
-
-  it('cancels the stream on a header error', async () => {
-    let cancelled = false;
-    const body = new ReadableStream<Uint8Array>({
-      pull(c) {
-        c.enqueue(new TextEncoder().encode('<html>'.repeat(100)));
-      },
-      cancel() {
-        cancelled = true;
-      },
-    });
-    await expect(readGgufStream(readableChunks(body))).rejects.toThrow(/not a GGUF file/);
-    expect(cancelled).toBe(true);
   });
 });

@@ -83,25 +83,44 @@ class NeedMore {
 const utf8 = new TextDecoder('utf-8');
 
 interface ParseLimits {
-  fileSize: number | undefined;
+  fileSize: number;
   maxHeaderBytes: number;
   maxArrayLength: number;
 }
 
 /**
- * The header parser over one growing window of file bytes. `base` is the file offset of `buf[0]`;
- * `ended` says no bytes exist past the window (end of file or of the stream).
+ * Memory bound: the values the header becomes (JS strings, arrays, Maps, tensor infos) may take at
+ * most MAX_AMPLIFICATION × the header's bytes, plus AMPLIFICATION_SLACK. Real headers take about 2×
+ * (the Llama 3 vocabulary: ~32-byte strings for ~15-byte tokens). Without the bound a 63 MB header
+ * of one-byte values or tiny nested arrays became over 1 GB (8–22×): each element costs at least an
+ * 8-byte slot, an array ~48 bytes, a bigint ~32. Costs are V8's on 64-bit, estimated from below.
  */
+const MAX_AMPLIFICATION = 4;
+const AMPLIFICATION_SLACK = 4 << 20;
+const SLOT = 8; // one element of a JS array, or a Map entry's value
+const MAP_ENTRY = 32;
+const ARRAY_OBJECT = 48; // JSArray + its elements' header
+const BIGINT = 24;
+const TENSOR_INFO = 160; // the TensorInfo object, its dims array, its entry in the name index
+
+/** What a decoded string of `bytes` UTF-8 bytes costs in the JS heap (strings ≤ 1 byte are shared). */
+function stringCost(bytes: number): number {
+  return bytes <= 1 ? 0 : 16 + ((bytes + 7) & ~7);
+}
+
+/** The header parser over one growing window of file bytes. `base` is the file offset of `buf[0]`. */
 class HeaderParser {
   buf: Uint8Array = new Uint8Array(0);
   dv: DataView = new DataView(this.buf.buffer);
   base = 0;
   end = 0;
-  ended = false;
   /** Absolute read position. */
   pos = 0;
   /** Start of the first item not yet committed: the window must keep bytes from here. */
   committed = 0;
+  /** Estimated bytes of JS memory the parsed values take (see MAX_AMPLIFICATION), and at `committed`. */
+  cost = 0;
+  private committedCost = 0;
   /** What is being parsed, for messages ("metadata "llama.block_count"", "tensor "output.weight""). */
   ctx = 'header';
 
@@ -117,34 +136,54 @@ class HeaderParser {
   constructor(readonly limits: ParseLimits) {}
 
   /** Replaces the window with `bytes` (file offset `base`), keeping nothing else. */
-  setWindow(base: number, bytes: Uint8Array, ended: boolean) {
+  setWindow(base: number, bytes: Uint8Array) {
     this.buf = bytes;
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.base = base;
     this.end = base + bytes.byteLength;
-    this.ended = ended;
   }
 
   /** Appends bytes to the window, dropping what lies before the first uncommitted item. */
-  append(parts: Uint8Array[], ended: boolean) {
+  append(more: Uint8Array) {
     const keep = this.buf.subarray(this.committed - this.base);
-    let n = keep.byteLength;
-    for (const p of parts) n += p.byteLength;
-    const next = new Uint8Array(n);
+    const next = new Uint8Array(keep.byteLength + more.byteLength);
     next.set(keep, 0);
-    let at = keep.byteLength;
-    for (const p of parts) {
-      next.set(p, at);
-      at += p.byteLength;
-    }
-    this.setWindow(this.committed, next, ended);
+    next.set(more, keep.byteLength);
+    this.setWindow(this.committed, next);
   }
 
-  /** Bytes that may still exist after `pos`: bounded by the file size, the header limit, the stream end. */
+  /** Marks everything parsed so far as done: a later NeedMore re-parses from here. */
+  private commit() {
+    this.committed = this.pos;
+    this.committedCost = this.cost;
+  }
+
+  /** Back to the start of the item that did not fit, forgetting what its partial parse cost. */
+  rewind() {
+    this.pos = this.committed;
+    this.cost = this.committedCost;
+  }
+
+  /**
+   * Adds `bytes` to the memory estimate; past MAX_AMPLIFICATION × the bytes parsed (counting `ahead`
+   * bytes about to be parsed) the header is refused before the memory is allocated.
+   */
+  private charge(bytes: number, ahead = 0) {
+    this.cost += bytes;
+    const allowed = MAX_AMPLIFICATION * (this.pos + ahead) + AMPLIFICATION_SLACK;
+    if (this.cost > allowed) {
+      const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+      throw bad(
+        `${this.ctx}: the header's first ${mb(this.pos + ahead)} would take about ${mb(this.cost)} of ` +
+          `memory, more than ${MAX_AMPLIFICATION}× its size (real GGUF headers take about 2×): ` +
+          'the file is corrupt or built to exhaust memory',
+      );
+    }
+  }
+
+  /** Bytes that may still exist after `pos`: bounded by the file size and the header limit. */
   private available(): number {
-    let limit = Math.min(this.limits.fileSize ?? Number.POSITIVE_INFINITY, this.limits.maxHeaderBytes);
-    if (this.ended) limit = Math.min(limit, this.end);
-    return limit - this.pos;
+    return Math.min(this.limits.fileSize, this.limits.maxHeaderBytes) - this.pos;
   }
 
   private need(n: number, what: string) {
@@ -154,7 +193,7 @@ class HeaderParser {
   private short(n: number, what: string): never {
     const at = this.pos;
     const { fileSize, maxHeaderBytes } = this.limits;
-    if (fileSize !== undefined && at + n > fileSize) {
+    if (at + n > fileSize) {
       throw bad(
         `${this.ctx}: ${what} needs ${n} bytes at offset ${at}, but the file ends at byte ${fileSize} ` +
           `(${Math.max(0, fileSize - at)} bytes left): the file is truncated or corrupt`,
@@ -166,12 +205,6 @@ class HeaderParser {
           'GGUF headers are a few MB, so the file is corrupt or not a GGUF model',
       );
     }
-    if (this.ended) {
-      throw bad(
-        `${this.ctx}: ${what} needs ${n} bytes at offset ${at}, but the data ends at byte ${this.end}: ` +
-          'the file is truncated',
-      );
-    }
     throw new NeedMore(at + n);
   }
 
@@ -180,7 +213,7 @@ class HeaderParser {
     const avail = this.available();
     if (count * minBytes > avail) {
       const where =
-        this.limits.fileSize !== undefined || this.ended
+        this.limits.fileSize <= this.limits.maxHeaderBytes
           ? 'remain in the file'
           : `remain under the ${this.limits.maxHeaderBytes}-byte header limit`;
       throw bad(
@@ -254,7 +287,7 @@ class HeaderParser {
       this.version = version;
       this.nTensors = nTensors;
       this.nKv = nKv;
-      this.committed = this.pos;
+      this.commit();
     }
     while (this.metadata.size < this.nKv) {
       const i = this.metadata.size;
@@ -263,13 +296,15 @@ class HeaderParser {
       this.ctx = `metadata ${q(key)}`;
       const type = this.u32('value type');
       const value = this.value(type, 0, 'value');
+      // Arrays charged themselves as they were parsed.
+      this.charge(stringCost(key.length) + 2 * MAP_ENTRY + (Array.isArray(value) ? 0 : scalarCost(value)));
       const prev = this.kvIndex.get(key);
       if (prev !== undefined) {
         throw bad(`metadata key ${q(key)} appears twice (entries ${prev} and ${i}); keys must be unique`);
       }
       this.kvIndex.set(key, i);
       this.metadata.set(key, value);
-      this.committed = this.pos;
+      this.commit();
     }
     while (this.tensorsRel.length < this.nTensors) {
       const i = this.tensorsRel.length;
@@ -310,6 +345,7 @@ class HeaderParser {
         throw bad(`${this.ctx}: ${byteLength} bytes of ${tr.name} data exceed 2^53 − 1`);
       }
       const offset = this.u64n('offset');
+      this.charge(TENSOR_INFO + stringCost(name.length) + SLOT * nDims);
       const prev = this.tensorIndex.get(name);
       if (prev !== undefined) {
         throw bad(
@@ -318,7 +354,7 @@ class HeaderParser {
       }
       this.tensorIndex.set(name, i);
       this.tensorsRel.push({ name, dims, type, offset, byteLength, elements });
-      this.committed = this.pos;
+      this.commit();
     }
   }
 
@@ -392,7 +428,15 @@ class HeaderParser {
       );
     }
     this.checkCount(count, MIN_VALUE_BYTES[et], `${what} count`);
-    const out: GgufValue[] = [];
+    // Fixed-size elements are charged before they are allocated, strings and nested arrays one by
+    // one as they are parsed (their slots are at most 1× the bytes checkCount found).
+    const variable = et === GgufValueType.STRING || et === GgufValueType.ARRAY;
+    const perElement = SLOT + (et === GgufValueType.UINT64 || et === GgufValueType.INT64 ? BIGINT : 0);
+    this.charge(
+      ARRAY_OBJECT + (variable ? 0 : count * perElement),
+      variable ? 0 : count * MIN_VALUE_BYTES[et],
+    );
+    const out: GgufValue[] = new Array(count);
     if (et === GgufValueType.STRING) {
       // The vocabulary's hot loop: `string()` inlined, messages built only on the error path.
       for (let i = 0; i < count; i++) {
@@ -403,12 +447,16 @@ class HeaderParser {
         this.pos += 8;
         if (this.pos + len > this.end) this.short(len, `${what}[${i}]`);
         this.pos += len;
-        out.push(decodeUtf8(this.buf, o + 8, o + 8 + len));
+        this.charge(SLOT + stringCost(len));
+        out[i] = decodeUtf8(this.buf, o + 8, o + 8 + len);
       }
       return out;
     }
     if (et === GgufValueType.ARRAY || et === GgufValueType.BOOL) {
-      for (let i = 0; i < count; i++) out.push(this.value(et, depth + 1, `${what}[${i}]`));
+      for (let i = 0; i < count; i++) {
+        out[i] = this.value(et, depth + 1, `${what}[${i}]`);
+        if (variable) this.charge(SLOT);
+      }
       return out;
     }
     // Fixed-size numbers: one bounds check for the whole run, then a tight loop.
@@ -419,34 +467,34 @@ class HeaderParser {
     this.pos += count * size;
     switch (et) {
       case GgufValueType.UINT8:
-        for (let i = 0; i < count; i++) out.push(dv.getUint8(o++));
+        for (let i = 0; i < count; i++) out[i] = dv.getUint8(o++);
         break;
       case GgufValueType.INT8:
-        for (let i = 0; i < count; i++) out.push(dv.getInt8(o++));
+        for (let i = 0; i < count; i++) out[i] = dv.getInt8(o++);
         break;
       case GgufValueType.UINT16:
-        for (let i = 0; i < count; i++, o += 2) out.push(dv.getUint16(o, true));
+        for (let i = 0; i < count; i++, o += 2) out[i] = dv.getUint16(o, true);
         break;
       case GgufValueType.INT16:
-        for (let i = 0; i < count; i++, o += 2) out.push(dv.getInt16(o, true));
+        for (let i = 0; i < count; i++, o += 2) out[i] = dv.getInt16(o, true);
         break;
       case GgufValueType.UINT32:
-        for (let i = 0; i < count; i++, o += 4) out.push(dv.getUint32(o, true));
+        for (let i = 0; i < count; i++, o += 4) out[i] = dv.getUint32(o, true);
         break;
       case GgufValueType.INT32:
-        for (let i = 0; i < count; i++, o += 4) out.push(dv.getInt32(o, true));
+        for (let i = 0; i < count; i++, o += 4) out[i] = dv.getInt32(o, true);
         break;
       case GgufValueType.FLOAT32:
-        for (let i = 0; i < count; i++, o += 4) out.push(dv.getFloat32(o, true));
+        for (let i = 0; i < count; i++, o += 4) out[i] = dv.getFloat32(o, true);
         break;
       case GgufValueType.UINT64:
-        for (let i = 0; i < count; i++, o += 8) out.push(dv.getBigUint64(o, true));
+        for (let i = 0; i < count; i++, o += 8) out[i] = dv.getBigUint64(o, true);
         break;
       case GgufValueType.INT64:
-        for (let i = 0; i < count; i++, o += 8) out.push(dv.getBigInt64(o, true));
+        for (let i = 0; i < count; i++, o += 8) out[i] = dv.getBigInt64(o, true);
         break;
       case GgufValueType.FLOAT64:
-        for (let i = 0; i < count; i++, o += 8) out.push(dv.getFloat64(o, true));
+        for (let i = 0; i < count; i++, o += 8) out[i] = dv.getFloat64(o, true);
         break;
     }
     return out;
@@ -467,7 +515,7 @@ class HeaderParser {
       const offset = dataOffset + t.offset;
       const end = offset + t.byteLength;
       if (end > Number.MAX_SAFE_INTEGER) throw bad(`${where}: data end ${end} exceeds 2^53 − 1`);
-      if (fileSize !== undefined && end > fileSize) {
+      if (end > fileSize) {
         throw bad(
           `${where}: data [${offset}, ${end}) (${t.byteLength} bytes of ${typeName(t.type)}) runs past ` +
             `the end of the file at ${fileSize} bytes: the file is truncated or corrupt`,
@@ -505,6 +553,13 @@ function alignmentOf(metadata: Map<string, GgufValue>): number {
     throw bad(`metadata "general.alignment" is ${n}; allowed a power of two from 1 to ${MAX_ALIGNMENT}`);
   }
   return n;
+}
+
+/** What a scalar metadata value costs in the JS heap beyond its slot. */
+function scalarCost(v: GgufValue): number {
+  if (typeof v === 'string') return stringCost(v.length);
+  if (typeof v === 'bigint') return BIGINT;
+  return typeof v === 'number' ? 16 : 0; // a double may be boxed
 }
 
 function describeValue(v: GgufValue): string {
@@ -582,7 +637,7 @@ async function drive(p: HeaderParser, feed: (upTo: number) => Promise<void>): Pr
       return;
     } catch (e) {
       if (!(e instanceof NeedMore)) throw e;
-      p.pos = p.committed; // rewind to the start of the item that did not fit
+      p.rewind(); // to the start of the item that did not fit
       await feed(e.upTo);
     }
   }
@@ -602,12 +657,12 @@ export async function readGguf(source: RandomAccessSource, opts?: GgufReadOption
     maxArrayLength: o.maxArrayLength,
   });
   let readLen = Math.min(o.initialWindow, size);
-  p.setWindow(0, await readExact(source, 0, readLen), readLen === size);
+  p.setWindow(0, await readExact(source, 0, readLen));
   await drive(p, async (upTo) => {
     // `upTo` is within the file and the header limit (the parser checked): read at least to it.
     readLen = Math.min(Math.max(upTo - p.end, readLen * 2), size - p.end);
     const more = await readExact(source, p.end, readLen);
-    p.append([more], p.end + readLen === size);
+    p.append(more);
   });
   return p.finish();
 }
@@ -623,141 +678,6 @@ async function readExact(source: RandomAccessSource, offset: number, length: num
   return b;
 }
 
-export interface GgufStreamResult {
-  file: GgufFile;
-  /** File offset of the first byte `rest` yields: `file.dataOffset` (or the end of the stream when a
-   * tensor-less file ends before its padding). */
-  restOffset: number;
-  /**
-   * The rest of the stream, in file order, starting exactly at `restOffset`: first the bytes already
-   * pulled past the header (a copy; if any), then the untouched remaining chunks.
-   * It throws EngineError('bad-gguf') if the stream ends before the last tensor's data does, or
-   * (when `fileSize` was given) delivers a different number of bytes. Stopping early (`break`,
-   * `return()`) ends the underlying iterator too, which cancels a fetch body.
-   */
-  rest: AsyncIterableIterator<Uint8Array>;
-}
-
-/**
- * Parses the header from the first chunks of a stream (a download in progress), consuming only as
- * many chunks as the header needs, then hands back the rest of the stream. A downloader that must
- * store every byte wraps its chunk iterable in one that records each chunk before yielding it.
- *
- * Without `fileSize`, tensors cannot be checked against the end of the file here; `rest` checks it
- * when the stream ends.
- */
-export async function readGgufStream(
-  chunks: AsyncIterable<Uint8Array>,
-  opts?: GgufReadOptions & { fileSize?: number },
-): Promise<GgufStreamResult> {
-  const o = options(opts);
-  const fileSize = opts?.fileSize;
-  if (fileSize !== undefined && (!Number.isSafeInteger(fileSize) || fileSize < 0)) {
-    throw new EngineError(
-      'bad-argument',
-      `readGgufStream: fileSize must be a non-negative integer, got ${fileSize}`,
-    );
-  }
-  const it = chunks[Symbol.asyncIterator]();
-  let delivered = 0; // bytes taken from the stream so far
-  let streamEnded = false;
-  const p = new HeaderParser({
-    fileSize,
-    maxHeaderBytes: o.maxHeaderBytes,
-    maxArrayLength: o.maxArrayLength,
-  });
-
-  /** Pulls chunks until the window reaches `target` or the stream ends. */
-  const pull = async (target: number) => {
-    const parts: Uint8Array[] = [];
-    let end = p.end;
-    while (end < target && !streamEnded) {
-      const r = await it.next();
-      if (r.done) {
-        streamEnded = true;
-        break;
-      }
-      const c = r.value;
-      if (!(c instanceof Uint8Array)) {
-        throw new EngineError('bad-argument', 'readGgufStream: every chunk must be a Uint8Array');
-      }
-      if (c.byteLength === 0) continue;
-      delivered += c.byteLength;
-      if (fileSize !== undefined && delivered > fileSize) {
-        throw bad(`the stream delivered more than the expected ${fileSize} bytes`);
-      }
-      parts.push(c);
-      end += c.byteLength;
-    }
-    p.append(parts, streamEnded || (fileSize !== undefined && delivered === fileSize));
-  };
-
-  try {
-    await pull(Math.min(o.initialWindow, fileSize ?? o.initialWindow));
-    // Grow geometrically: at least double the bytes held for the item that did not fit, so an item
-    // of n bytes arriving in 1-byte chunks is re-parsed O(log n) times, not n.
-    await drive(p, (upTo) =>
-      pull(Math.max(upTo, Math.min(p.end + Math.max(p.end - p.committed, 64 << 10), o.maxHeaderBytes))),
-    );
-    const file = p.finish();
-    if (p.end < file.dataOffset) await pull(file.dataOffset);
-    if (file.tensors.length > 0 && p.end < file.dataOffset) {
-      throw bad(
-        `the stream ends at byte ${p.end}, before the tensor data starts at ${file.dataOffset}: truncated`,
-      );
-    }
-    const restOffset = Math.min(file.dataOffset, p.end);
-    // A copy, so the header window (megabytes of vocabulary bytes) can be freed while `rest` lives.
-    const leftover = p.buf.slice(restOffset - p.base);
-    const dataEnd = file.tensors.reduce((m, t) => Math.max(m, t.offset + t.byteLength), restOffset);
-    return { file, restOffset, rest: restOf(it, leftover, p.end, dataEnd, fileSize, streamEnded) };
-  } catch (e) {
-    try {
-      await it.return?.(); // cancel the download: its bytes are of no use now
-    } catch {
-      // the header error is the one worth reporting
-    }
-    if (e instanceof NeedMore)
-      throw new EngineError('internal', 'GGUF reader: unexpected NeedMore', { cause: e });
-    throw e;
-  }
-}
-
-async function* restOf(
-  it: AsyncIterator<Uint8Array>,
-  leftover: Uint8Array,
-  startEnd: number,
-  dataEnd: number,
-  fileSize: number | undefined,
-  alreadyEnded: boolean,
-): AsyncGenerator<Uint8Array> {
-  let end = startEnd; // file offset just past the bytes taken from the stream
-  let finished = alreadyEnded;
-  try {
-    if (leftover.byteLength > 0) yield leftover;
-    while (!finished) {
-      const r = await it.next();
-      if (r.done) break;
-      if (r.value.byteLength === 0) continue;
-      end += r.value.byteLength;
-      if (fileSize !== undefined && end > fileSize) {
-        throw bad(`the stream delivered more than the expected ${fileSize} bytes`);
-      }
-      yield r.value;
-    }
-    finished = true;
-    if (end < dataEnd) {
-      throw bad(`the stream ended at byte ${end}, before the tensor data ends at byte ${dataEnd}: truncated`);
-    }
-    if (fileSize !== undefined && end !== fileSize) {
-      throw bad(`the stream ended at byte ${end}, but the file should have ${fileSize} bytes: truncated`);
-    }
-  } finally {
-    if (!finished) await it.return?.();
-  }
-}
-
-/** The bytes of one tensor, checked against the source's size first. */
 /**
  * Rows [row, row + n) of matrix tensor `t` (ggml ne = [cols, rows]) as stored in the file: a slice
  * of the tensor without reading the rest of it.
@@ -795,34 +715,8 @@ function checkTensorBounds(source: RandomAccessSource, t: TensorInfo): void {
   }
 }
 
+/** The bytes of one tensor, checked against the source's size first. */
 export async function readTensorBytes(source: RandomAccessSource, t: TensorInfo): Promise<Uint8Array> {
   checkTensorBounds(source, t);
   return readExact(source, t.offset, t.byteLength);
-}
-
-/**
- * A ReadableStream (a fetch body) as the AsyncIterable `readGgufStream` takes. Not every browser
- * iterates ReadableStream natively (Safari); this does, and `return()` (leaving early, or a header
- * error) cancels the stream, which aborts the download.
- */
-export function readableChunks(stream: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
-  return {
-    [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-      const reader = stream.getReader();
-      return {
-        async next() {
-          const r = await reader.read();
-          if (r.done) {
-            reader.releaseLock();
-            return { done: true, value: undefined };
-          }
-          return { done: false, value: r.value };
-        },
-        async return() {
-          await reader.cancel();
-          return { done: true, value: undefined };
-        },
-      };
-    },
-  };
 }

@@ -1,6 +1,6 @@
 /**
  * Test helpers for GGUF: a raw byte builder for headers that writeGguf refuses to write (hostile
- * sizes, unknown types, v2), tiny Llama models, and chunked streams. Used by tests only.
+ * sizes, unknown types, v2) and tiny Llama models. Used by tests only.
  */
 import { EngineError } from '../errors';
 import { GgmlType, GgufValueType, tensorBytes } from './types';
@@ -70,16 +70,6 @@ export class Raw {
 
 /** Deterministic PRNG (mulberry32). */
 export const prng: (seed: number) => () => number = mulberry32;
-
-/** Yields `bytes` in chunks whose sizes come from `size(i)`. */
-export async function* chunked(bytes: Uint8Array, size: (i: number) => number): AsyncGenerator<Uint8Array> {
-  let at = 0;
-  for (let i = 0; at < bytes.length; i++) {
-    const n = Math.max(1, size(i));
-    yield bytes.subarray(at, at + n);
-    at += n;
-  }
-}
 
 export interface TinyLlamaOptions {
   dim?: number;
