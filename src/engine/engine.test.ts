@@ -173,6 +173,25 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
     }
   });
 
+  it("refuses a tokenizer whose vocabulary is not the model's, so no sampled id can lack text", async () => {
+    const { metadata } = await readGguf(new MemorySource(bytes));
+    const short = new Map(metadata);
+    // Without the last 10 reserved special tokens: 128,246 tokens for 128,256 embedding rows.
+    short.set('tokenizer.ggml.tokens', (metadata.get('tokenizer.ggml.tokens') as string[]).slice(0, -10));
+    short.set(
+      'tokenizer.ggml.token_type',
+      (metadata.get('tokenizer.ggml.token_type') as number[]).slice(0, -10),
+    );
+    const e = await errorOf(
+      LoadedModel.load(new MemorySource(bytes), {
+        device: 'cpu',
+        tokenizer: Llama3Tokenizer.fromGguf(short),
+      }),
+    );
+    expect(e.code).toBe('bad-tokenizer');
+    expect(e.message).toMatch(/128246 tokens but the model 128256/);
+  });
+
   it('stops at the length limit of the context', async () => {
     const r = await model.complete({
       prompts: ['x '.repeat(25)],

@@ -19,7 +19,7 @@ import {
   type SamplingOptions,
   type TokenEvent,
 } from './generation';
-import { llamaConfigFromGguf, readGguf, validateLlamaTensors } from './gguf';
+import { llamaConfigFromGguf, readGguf } from './gguf';
 import type { GgufFile, LlamaConfig } from './gguf/types';
 import { createGpuContext, type GpuContext } from './gpu/device';
 import { checkTokenIds, resolveRunnerLimits } from './limits';
@@ -222,13 +222,15 @@ export class LoadedModel {
     // 1. Header: metadata and tensor table (a few MB even for 8B; weights are not read yet).
     const file = await readGguf(source);
     opts.onProgress?.({ phase: 'header', loadedBytes: file.dataOffset, totalBytes: file.dataOffset });
+    // Validates the tensors too (once): the config only exists for a file we can run.
     const config = llamaConfigFromGguf(file);
-    validateLlamaTensors(file, config);
     const tokenizer = opts.tokenizer ?? Llama3Tokenizer.fromGguf(file.metadata);
-    if (tokenizer.vocabSize > config.vocabSize) {
+    // The file's own tokenizer always matches (llamaConfigFromGguf checks it); another one must have
+    // exactly one token per embedding row, or a sampled id could have no text.
+    if (tokenizer.vocabSize !== config.vocabSize) {
       throw new EngineError(
         'bad-tokenizer',
-        `the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocabSize}; use the model's own tokenizer`,
+        `the tokenizer has ${tokenizer.vocabSize} tokens but the model ${config.vocabSize}; use the model's own tokenizer`,
       );
     }
     const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
@@ -301,7 +303,7 @@ export class LoadedModel {
     if (this.disposed) throw badArg('this model was disposed; load it again');
     if (this.busy) throw badArg('a completion is already running on this model; wait for it or cancel it');
     if (!Array.isArray(req.prompts) || req.prompts.length === 0) throw badArg('no prompts given');
-    const vocab = Math.min(this.config.vocabSize, this.tokenizer.vocabSize);
+    const vocab = this.config.vocabSize;
     for (const [i, p] of req.prompts.entries()) {
       if (typeof p === 'string') continue;
       if (!Array.isArray(p) || p.length === 0) throw badArg(`prompt ${i + 1} is neither text nor token ids`);
