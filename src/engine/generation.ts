@@ -55,10 +55,20 @@ export interface ModelRunner {
    * (-1 where the sequence got no tokens).
    */
   step(tokens: number[][]): Promise<number[]>;
+  /**
+   * The runner keeps each sequence's last sampled id on the device: `step` then accepts
+   * `FEEDBACK_TOKEN` as a sequence's one token (meaning that id), and may be called again before the
+   * previous step has resolved (steps run in call order). `generate` then submits step k+1 while
+   * step k's ids are still being read back, so the CPU is off the GPU's critical path.
+   */
+  readonly feedsBack?: boolean;
   /** Full logits of the last step for sequence s (tests and --device cpu; may read back from the GPU). */
   lastLogits?(s: number): Promise<Float32Array>;
   dispose(): void;
 }
+
+/** A decode input meaning "the id this sequence's previous step sampled" (see `feedsBack`). */
+export const FEEDBACK_TOKEN = -2;
 
 export type FinishReason = 'stop' | 'length' | 'interrupted';
 
@@ -193,8 +203,8 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
     /** Records sampled ids; ends the sequences that hit a stop token or a limit. */
     const take = (sampled: number[]) => {
       for (const [s, g] of idx.entries()) {
-        if (done[s]) continue;
         const t = sampled[s];
+        if (done[s] || t < 0) continue; // ended already (a token computed ahead), or not fed
         tokens[g].push(t);
         if (req.stopTokens.has(t)) {
           emit({ seq: g, token: t, delta: '' });
@@ -218,18 +228,46 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
     totals.prefillMs += now() - t0;
     totals.prompt += idx.reduce((a, g) => a + req.prompts[g].length, 0);
     if (totals.batches++ === 0) totals.ttft = now() - start;
-    for (;;) {
-      if (done.every(Boolean)) break;
-      await yieldToEventLoop();
-      if (req.signal?.aborted) break;
-      const live = done.filter((d) => !d).length;
-      const t1 = now();
-      const sampled = await runner.step(
-        idx.map((g, s) => (done[s] ? [] : [tokens[g][tokens[g].length - 1]])),
-      );
+    // Decode. Each step feeds every live sequence its newest token. With a runner that keeps the
+    // sampled ids on the device, the next step is already submitted (fed those ids) while this
+    // one's are read back: one step ahead at most. A sequence that ended meanwhile had one token
+    // computed ahead for nothing; it is dropped, never shown, and never past a limit.
+    const depth = runner.feedsBack ? 2 : 1;
+    const inFlight: { fed: boolean[]; ids: Promise<number[]> }[] = [];
+    const issue = () => {
+      const prev = inFlight.at(-1);
+      const fed = idx.map((g, s) => {
+        if (done[s]) return false;
+        const ahead = prev?.fed[s] ? 1 : 0; // a token already being computed for s
+        const m = tokens[g].length + ahead;
+        return m < req.maxTokens && req.prompts[g].length + m < runner.maxSeqLen;
+      });
+      if (!fed.some(Boolean)) return false;
+      const input = idx.map((g, s) => {
+        if (!fed[s]) return [];
+        return [prev?.fed[s] ? FEEDBACK_TOKEN : tokens[g][tokens[g].length - 1]];
+      });
+      const ids = runner.step(input);
+      ids.catch(() => {}); // awaited below; never an unhandled rejection if an earlier step fails
+      inFlight.push({ fed, ids });
+      return true;
+    };
+    const t1 = now();
+    try {
+      for (;;) {
+        while (!req.signal?.aborted && inFlight.length < depth && issue()) {}
+        const step = inFlight.shift();
+        if (!step) break;
+        const sampled = await step.ids;
+        totals.decodeSteps += step.fed.filter((f, s) => f && !done[s]).length;
+        take(step.fed.map((f, s) => (f ? sampled[s] : -1)));
+        await yieldToEventLoop();
+      }
+    } finally {
+      // Stopped early or failed: let the steps still queued on the device finish before the runner
+      // is reset or freed.
+      await Promise.allSettled(inFlight.map((st) => st.ids));
       totals.decodeMs += now() - t1;
-      totals.decodeSteps += live;
-      take(sampled);
     }
     for (let s = 0; s < idx.length; s++) if (!done[s]) finish(s, 'interrupted');
   }
