@@ -4,8 +4,8 @@
  * never as HTML.
  */
 import { type DragEvent, type KeyboardEvent, useCallback, useEffect, useRef, useState } from 'react';
-import type { EngineErrorCode } from '../engine/errors';
 import type {
+  EngineErrorCode,
   CachedModelInfo,
   Environment,
   GenerateOutcome,
@@ -206,6 +206,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
       if (!ready) return;
     }
     setBusy('generating');
+    // A load started during this generation stops it and owns the error line from then on.
+    const loadAtStart = loadSeq.current;
     setError(undefined);
     setResult(undefined);
     setOutputs(prompts.map((p) => ({ prompt: p, text: '' })));
@@ -222,7 +224,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
       setResult(r);
     } catch (e) {
       const err = asEngineError(e);
-      setError({ code: err.code, message: err.message });
+      if (loadSeq.current === loadAtStart) setError({ code: err.code, message: err.message });
     } finally {
       // A model load started meanwhile (it stopped this generation) owns the busy state now.
       setBusy((b) => (b === 'generating' ? 'idle' : b));
@@ -374,8 +376,6 @@ export function App({ engine }: { engine: RemoteEngine }) {
             <span>loaded in {formatMs(model.loadMs)}</span>
           </div>
         )}
-        {persisted === false && cached.length > 0 && (
-          <p className="hint">
         {model?.id && remoteChange && (
           <p className="hint" role="note">
             The file at this model's address is not the one in the cache: {remoteChange.reason}.{' '}
@@ -387,6 +387,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
             </button>
           </p>
         )}
+        {persisted === false && cached.length > 0 && (
+          <p className="hint">
             The browser has not granted persistent storage: it may evict cached models when disk space runs
             low.
           </p>
@@ -501,6 +503,11 @@ export function App({ engine }: { engine: RemoteEngine }) {
             </article>
           ))}
         </section>
+        {result?.warnings.map((w) => (
+          <p key={w} className="hint" role="note">
+            {w}
+          </p>
+        ))}
         {result && <StatsView result={result} model={model} />}
       </section>
 
@@ -615,6 +622,11 @@ const ERROR_TITLES: Partial<Record<EngineErrorCode, string>> = {
   storage: 'Cache problem',
   interrupted: 'Stopped',
   'context-overflow': 'Prompt too long',
+  'bad-argument': 'Check the settings',
+  'bad-tokenizer': 'Unusable tokenizer',
+  'bad-template': "The model's chat template failed",
+  'non-finite': 'The model produced invalid numbers',
+  'kernel-rejected': 'A GPU kernel failed its check',
 };
 
 function ErrorView({ error, onReload }: { error: UiError; onReload?: () => void }) {

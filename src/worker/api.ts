@@ -5,7 +5,7 @@
  * Callbacks cross the worker boundary as `Comlink.proxy(fn)`. Errors cross as `Error("[code] message")`
  * (EngineError.toWire); callers rebuild them with `EngineError.fromSerialized`.
  */
-import type { GenerationStats, SamplingOptions } from '../engine/generation';
+import type { FinishReason, GenerationStats, SamplingOptions, TokenEvent } from '../engine/generation';
 
 export type ModelSourceSpec =
   /** Download (or reuse from the cache) a GGUF file. */
@@ -70,18 +70,17 @@ export interface GenerateParams {
   sampling: SamplingOptions;
 }
 
-export interface TokenEvent {
-  /** Index of the prompt this token belongs to. */
-  seq: number;
-  token: number;
-  /** Text this token adds (may be empty while a multi-byte character is incomplete). */
-  delta: string;
-}
+/** The engine's token event, unchanged across the worker boundary (see engine/generation.ts). */
+export type { TokenEvent } from '../engine/generation';
+/** Error codes the page acts on (EngineError.code, rebuilt from "[code] message" on the page). */
+export type { EngineErrorCode } from '../engine/errors';
 
 export interface GenerateOutcome {
   text: string[];
   tokens: number[][];
-  finishReasons: ('stop' | 'length' | 'interrupted')[];
+  finishReasons: FinishReason[];
+  /** What the user should know about this run (e.g. the model's chat template failed and Meta's was used). */
+  warnings: string[];
   stats: GenerationStats;
 }
 
@@ -93,15 +92,15 @@ export interface CachedModelInfo {
   storedBytes: number;
   /** False for a partial download (it resumes on the next load). */
   complete: boolean;
+  updatedAt: number;
+}
+
 /** The file at a cached model's URL is not the one in the cache. */
 export interface RemoteChange {
   /** What differs, for the user: "the file changed size (1.2 MiB → 1.3 MiB)". */
   reason: string;
   cachedSize: number;
   remoteSize?: number;
-}
-
-  updatedAt: number;
 }
 
 export interface StorageInfo {
@@ -134,13 +133,13 @@ export interface EngineApi {
   /** Cooperative stop of the running generation and of a load/download in progress. */
   interrupt(): Promise<void>;
   /** Free the model's GPU memory. */
+  unload(): Promise<void>;
+  listCached(): Promise<CachedModelInfo[]>;
+  deleteCached(id: string): Promise<void>;
   /**
    * Whether the file behind cached model `id` changed at its URL (one HEAD, a few seconds at most).
    * Undefined when it did not, or when the server could not say (offline, timeout): never an error.
    */
   checkForUpdate(id: string): Promise<RemoteChange | undefined>;
-  unload(): Promise<void>;
-  listCached(): Promise<CachedModelInfo[]>;
-  deleteCached(id: string): Promise<void>;
   storageUse(): Promise<StorageInfo>;
 }

@@ -86,6 +86,48 @@ describe.skipIf(!existsSync(FIXTURE))('EngineHost (in-process, CPU backend)', ()
     expect(out.tokens[0].length).toBeLessThan(10);
   });
 
+  it('loading or unloading while a step runs ends that generation as interrupted, with its text', async () => {
+    for (const action of ['load', 'unload'] as const) {
+      await host.load({ kind: 'cache', id: server.fileUrl('tiny.gguf') });
+      const deltas: string[] = [];
+      let n = 0;
+      let next: Promise<unknown> | undefined;
+      const out = await host.generate(
+        { prompts: ['Once upon a time'], mode: 'completion', maxTokens: 200, sampling: greedy },
+        (ev) => {
+          deltas.push(ev.delta);
+          // Called from inside the step loop: the runner is busy with the model being replaced.
+          if (ev.token >= 0 && ++n === 3) {
+            next =
+              action === 'load'
+                ? host.load({ kind: 'cache', id: server.fileUrl('tiny.gguf') })
+                : host.unload();
+          }
+        },
+      );
+      expect(out.finishReasons, action).toEqual(['interrupted']);
+      expect(out.tokens[0].length, action).toBeGreaterThanOrEqual(3);
+      expect(out.tokens[0].length, action).toBeLessThan(10);
+      expect(deltas.join(''), action).toBe(out.text[0]);
+      await next;
+      if (action === 'load') {
+        // The new model is in place and usable: no stale state from the stopped generation.
+        const again = await host.generate({
+          prompts: ['Once'],
+          mode: 'completion',
+          maxTokens: 2,
+          sampling: greedy,
+        });
+        expect(again.tokens[0]).toHaveLength(2);
+      } else {
+        const e = await host
+          .generate({ prompts: ['Once'], mode: 'completion', maxTokens: 2, sampling: greedy })
+          .catch((x) => x);
+        expect(e).toMatchObject({ code: 'bad-argument' });
+      }
+    }
+  });
+
   it('rejects with "[code] message" across the wire, and the code survives', async () => {
     const wired = withWireErrors(host);
     const e = await wired.load({ kind: 'cache', id: 'http://nowhere/x.gguf' }).catch((x) => x);

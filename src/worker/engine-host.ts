@@ -6,7 +6,13 @@
  * cache while the loader reads the same bytes through a ChunkedSource that waits for them.
  */
 import { EngineError } from '../engine/errors';
-import type { GenerationStats, SamplingOptions } from '../engine/generation';
+import {
+  type FinishReason,
+  type GenerationStats,
+  type SamplingOptions,
+  type TokenEvent,
+  yieldToEventLoop,
+} from '../engine/generation';
 import { readGguf } from '../engine/gguf/reader';
 import type { GgufFile, LlamaConfig } from '../engine/gguf/types';
 import type { RandomAccessSource } from '../engine/source';
@@ -26,7 +32,6 @@ import type {
   ModelSourceSpec,
   RemoteChange,
   StorageInfo,
-  TokenEvent,
 } from './api';
 import { toEngineError } from './errors';
 
@@ -36,7 +41,7 @@ export interface LoadedModelLike {
   device?: string;
   file: GgufFile;
   config: LlamaConfig;
-  runner: { maxBatch: number; maxSeqLen: number; step?: (tokens: number[][]) => Promise<number[]> };
+  runner: { maxBatch: number; maxSeqLen: number };
   /** The WebGPU device's context on 'gpu' (its `lost` promise tells a lost device). */
   gpuContext?: { lost: Promise<GPUDeviceLostInfo> };
   complete(req: {
@@ -45,13 +50,15 @@ export interface LoadedModelLike {
     sampling?: SamplingOptions;
     mode?: 'completion' | 'chat';
     signal?: AbortSignal;
-    onText?: (seq: number, delta: string, token: number) => void;
+    onToken?: (ev: TokenEvent) => void;
   }): Promise<{
     text: string[];
     tokens: number[][];
-    finishReasons: ('stop' | 'length' | 'interrupted')[];
+    finishReasons: FinishReason[];
+    warnings?: string[];
     stats: GenerationStats;
   }>;
+  /** Stops a running completion at its next step (it ends 'interrupted'), then frees the model. */
   dispose(): void;
 }
 
@@ -87,39 +94,14 @@ export interface EngineHostOptions {
   retryDelayMs?: (attempt: number) => number;
 }
 
-/**
- * Resolves after the event loop has run once (a MessageChannel round trip: no 4 ms timer clamp).
- * A backend whose step never waits on anything outside JS (the CPU reference) would otherwise keep
- * the worker busy from the first token to the last, and the interrupt() message would sit unread.
- */
-function yieldToEventLoop(): Promise<void> {
-  if (typeof MessageChannel === 'undefined') return new Promise((r) => setTimeout(r, 0));
-  return new Promise((resolve) => {
-    const ch = new MessageChannel();
-    ch.port1.onmessage = () => {
-      ch.port1.close();
-      resolve();
-    };
-    ch.port2.postMessage(null);
-  });
-}
-
-/** Let messages (interrupt) in before every step of the generation loop. */
-function yieldBetweenSteps(runner: LoadedModelLike['runner']): void {
-  const step = runner.step?.bind(runner);
-  if (!step) return;
-  runner.step = async (tokens) => {
-    await yieldToEventLoop();
-    return step(tokens);
-  };
-}
-
 export class EngineHost implements EngineApi {
   private storePromise?: Promise<ModelStore>;
   private model?: LoadedModelLike;
   private loadAbort?: AbortController;
   private genAbort?: AbortController;
   private generating = false;
+  /** Settles when the running generation (if any) has returned. */
+  private running: Promise<void> = Promise.resolve();
   /** Set when the loaded model's GPU device was lost: generation needs a reload. */
   private deviceLost?: string;
 
@@ -229,7 +211,6 @@ export class EngineHost implements EngineApi {
       model.dispose();
       throw new EngineError('interrupted', 'Loading stopped.');
     }
-    yieldBetweenSteps(model.runner);
     this.model = model;
     this.deviceLost = undefined;
     model.gpuContext?.lost.then((info) => {
@@ -274,6 +255,10 @@ export class EngineHost implements EngineApi {
     this.generating = true;
     const ac = new AbortController();
     this.genAbort = ac;
+    let settle!: () => void;
+    this.running = new Promise<void>((r) => {
+      settle = r;
+    });
     try {
       const r = await model.complete({
         prompts,
@@ -281,15 +266,15 @@ export class EngineHost implements EngineApi {
         sampling: params.sampling,
         mode: params.mode,
         signal: ac.signal,
-        onText: (seq, delta, token) => {
-          try {
-            onToken?.({ seq, delta, token });
-          } catch {
-            // the UI going away must not stop the engine mid-step
-          }
-        },
+        onToken,
       });
-      return { text: r.text, tokens: r.tokens, finishReasons: r.finishReasons, stats: r.stats };
+      return {
+        text: r.text,
+        tokens: r.tokens,
+        finishReasons: r.finishReasons,
+        warnings: r.warnings ?? [],
+        stats: r.stats,
+      };
     } catch (e) {
       // After a loss most GPU calls "succeed" and mapAsync rejects: report the loss, not the symptom.
       await yieldToEventLoop();
@@ -298,6 +283,7 @@ export class EngineHost implements EngineApi {
     } finally {
       this.generating = false;
       if (this.genAbort === ac) this.genAbort = undefined;
+      settle();
     }
   }
 
@@ -313,10 +299,16 @@ export class EngineHost implements EngineApi {
     this.loadAbort?.abort();
   }
 
+  /**
+   * Frees the model. A generation running on it is stopped at its next step and ends as
+   * 'interrupted' with its partial text (never an error from a step on freed buffers).
+   */
   async unload(): Promise<void> {
     const m = this.model;
     this.model = undefined;
+    this.genAbort?.abort();
     m?.dispose();
+    await this.running;
   }
 
   async listCached(): Promise<CachedModelInfo[]> {
