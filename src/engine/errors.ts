@@ -19,8 +19,8 @@ export type EngineErrorCode =
   | 'storage-full' // QuotaExceededError
   | 'storage' // other IndexedDB failure
   | 'interrupted' // cancelled by the caller
-  | 'internal';
   | 'non-finite' // the model produced NaN/Inf logits: corrupt weights; no token is emitted after it
+  | 'internal';
 
 export class EngineError extends Error {
   override readonly name = 'EngineError';
