@@ -1,30 +1,62 @@
-// Causal attention with GQA over the per-sequence KV cache. Each token row t has (seq, pos) =
+// Causal attention with GQA over the per-sequence f16 KV cache. Each token row t has (seq, pos) =
 // rows[t] and attends to positions 0..pos of its own sequence (so a batch may mix sequences and
-// prefill chunks). Query head h reads KV head h / (N_HEADS / N_KV_HEADS). Scores are scaled by
-// 1/sqrt(HEAD_DIM); softmax is online (running max m, running sum l) in f32.
+// prefill chunks). Query head h reads KV head h / G, G = N_HEADS / N_KV_HEADS. Scores are scaled by
+// 1/sqrt(HEAD_DIM); softmax is online (running max m, running sum l); everything accumulates in f32.
 //
-// Keys are processed in tiles of WG positions: each thread scores one key of the tile, then every
-// thread accumulates its output dims (lid, lid + WG, …) over the tile's probabilities, which are
-// shared through workgroup memory.
+// ── KV cache layout (the contract of every writer and reader) ───────────────────────────────────
+// One k_cache and one v_cache per layer, each `array<u32>`: [batch, MAX_SEQ, N_KV_HEADS, HEAD_DIM/2]
+// words; word i of (seq, pos, kv head) holds elements 2i, 2i+1 of that head's post-RoPE key (value)
+// as two IEEE halves, element 2i in the low half: pack2x16float(vec2<f32>(x[2i], x[2i + 1])).
+// HEAD_DIM is even. The word of element pair (j, j + 1) of the KV row (j even, < N_KV_HEADS·HEAD_DIM)
+// of (seq, pos) is
 //
-// Entry points (bindings of each):
-//   prefill       grid (H, n_tokens): one workgroup per (head, token) over the whole range.
+//   fn kv_pair_index(seq: u32, pos: u32, j: u32) -> u32 {
+//     return ((seq * MAX_SEQ + pos) * N_KV_HEADS * HEAD_DIM + j) / 2u;
+//   }
+//
+// and a writer stores   k_cache[kv_pair_index(seq, pos, j)] = pack2x16float(vec2<f32>(k[j], k[j + 1]));
+//                       v_cache[kv_pair_index(seq, pos, j)] = pack2x16float(vec2<f32>(v[j], v[j + 1]));
+// (today shaders/rope.wgsl; the fused QKV epilogue must do exactly the same). Only pack2x16float /
+// unpack2x16float: no `shader-f16` needed. The CPU reference rounds K and V to f16 (round to nearest
+// even) when it stores them, so both see the same cache.
+//
+// ── How the kernel works ────────────────────────────────────────────────────────────────────────
+// One workgroup serves one token row, one KV head and GROUP_HEADS query heads of its GQA group
+// (all of them unless GROUP_HEADS < G: then ⌈G / GROUP_HEADS⌉ "chunks" of the group), so each K/V
+// load feeds every query head of the group. Positions go in tiles of TILE (≤ 64, so a tile of K fits
+// 8 KB of workgroup memory; TILE·(HEAD_DIM/2 | 1) ≤ 2048 words):
+//   1. the K tile is copied to workgroup memory with lanes over head_dim (consecutive lanes read
+//      consecutive words of a key row: coalesced);
+//   2. lanes are split into one segment per query head; each lane scores positions lane,
+//      lane + segment, … of the tile; the tile max of each head is a tree over its segment;
+//   3. each lane rescales its share of l by e^(m_old − m_new) and turns its scores into e^(s − m_new);
+//      the V tile replaces the K tile (coalesced as K);
+//   4. each thread owns (head, word) output pairs: o = o·e^(m_old − m_new) + Σ_p e_p · v_p.
+//
+// Entry points (bindings of each); chunks = ⌈G / GROUP_HEADS⌉:
+//   prefill       grid (N_KV_HEADS·chunks, n_tokens): the whole range 0..pos of each token row.
 //     0 uniform { n_tokens, n_splits, split_len }, 1 rows: [n_tokens] vec2<u32> (seq, pos),
-//     2 qkv: [n_tokens, (H + 2·Hkv)·Dh] f32 (q is the first H·Dh), 3 k_cache, 4 v_cache:
-//     [batch, MAX_SEQ, Hkv·Dh] f32, 5 out: [n_tokens, H·Dh] f32 (written).
-//   decode_split  grid (n_splits, H, n_tokens): flash-decoding; split s covers positions
-//     [s·split_len, min((s+1)·split_len, pos+1)). Bindings 0–4 as prefill, 5 partial:
+//     2 qkv: [n_tokens, (H + 2·Hkv)·Dh] f32 (q is the first H·Dh), 3 k_cache, 4 v_cache (u32 words,
+//     layout above), 5 out: [n_tokens, H·Dh] f32 (written).
+//   decode_split  grid (n_splits, N_KV_HEADS·chunks, n_tokens): flash-decoding; split s covers
+//     positions [s·split_len, min((s+1)·split_len, pos+1)). Bindings 0–4 as prefill, 5 partial:
 //     [n_tokens, H, n_splits, HEAD_DIM + 2] f32 = unnormalized o, then m, l (written).
 //   decode_reduce grid (H, n_tokens): merges the splits: out = Σ e^(m_s−M)·o_s / Σ e^(m_s−M)·l_s.
 //     0 uniform, 1 partial (read), 2 out (written).
-// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (≤ 256), MAX_SEQ.
+// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (even, ≤ 256), MAX_SEQ, GROUP_HEADS (query heads per
+// workgroup: ≤ 8, ≤ G, GROUP_HEADS·HEAD_DIM ≤ 1024; `attentionGroupHeads` in kernels.ts picks it).
 
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
 override HEAD_DIM: u32;
 override MAX_SEQ: u32;
-const WG: u32 = 64u;
-const MAX_DIMS_PER_THREAD: u32 = 4u; // HEAD_DIM ≤ 4 · WG
+override GROUP_HEADS: u32;
+const WG: u32 = 128u;
+const MAX_GROUP: u32 = 8u;
+const MAX_TILE: u32 = 64u;
+const KV_TILE_WORDS: u32 = 2048u; // 8 KB: one tile of K, then of V
+const Q_FLOATS: u32 = 1024u; // GROUP_HEADS · HEAD_DIM
+const MAX_PAIRS_PER_THREAD: u32 = 4u; // GROUP_HEADS · HEAD_DIM / 2 ≤ 4 · WG
 const NEG_BIG: f32 = -1.0e30; // finite "minus infinity": exp(NEG_BIG − m) is 0, never NaN
 
 struct Params {
@@ -36,136 +68,204 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> rows: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read> qkv: array<f32>;
-@group(0) @binding(3) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(4) var<storage, read> v_cache: array<f32>;
+@group(0) @binding(3) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(4) var<storage, read> v_cache: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-var<workgroup> q_sh: array<f32, 256>;
-var<workgroup> p_sh: array<f32, WG>;
+var<workgroup> q_sh: array<f32, Q_FLOATS>; // [GROUP_HEADS, HEAD_DIM]
+var<workgroup> kv_sh: array<u32, KV_TILE_WORDS>; // [TILE, row_stride] f16 pairs
+var<workgroup> p_sh: array<f32, MAX_GROUP * MAX_TILE>; // [head, position]: scores, then e^(s − m)
 var<workgroup> red: array<f32, WG>;
-var<private> acc: array<f32, MAX_DIMS_PER_THREAD>;
+var<workgroup> corr_sh: array<f32, MAX_GROUP>; // e^(m_old − m_new) of the current tile, per head
+var<workgroup> m_sh: array<f32, MAX_GROUP>; // final (m, l) per head
+var<workgroup> l_sh: array<f32, MAX_GROUP>;
+var<private> acc: array<vec2<f32>, MAX_PAIRS_PER_THREAD>; // output pairs tid + j·WG
 
-fn reduce_max(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red[lid] = max(red[lid], red[lid + s]);
-    }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+fn kv_pair_index(seq: u32, pos: u32, j: u32) -> u32 {
+  return ((seq * MAX_SEQ + pos) * N_KV_HEADS * HEAD_DIM + j) / 2u;
 }
 
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red[lid] += red[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+/// The query heads [g0, g0 + gn) of KV head kvh that workgroup column `x` serves.
+struct Group {
+  kvh: u32,
+  g0: u32,
+  gn: u32,
 }
 
-// Online softmax over positions [start, end) of token t, head h. Leaves the unnormalized output in
-// `acc` and returns (m, l). start, end are uniform across the workgroup.
-fn attend(t: u32, h: u32, start: u32, end: u32, lid: u32) -> vec2<f32> {
+fn group_of(x: u32) -> Group {
+  let g = N_HEADS / N_KV_HEADS;
+  let chunks = (g + GROUP_HEADS - 1u) / GROUP_HEADS;
+  let c = x % chunks;
+  let g0 = c * GROUP_HEADS;
+  return Group(x / chunks, g0, min(GROUP_HEADS, g - g0));
+}
+
+// Online softmax of token t, heads gr over positions [start, end) (uniform across the workgroup).
+// Leaves the unnormalized output pairs in `acc` (pair o = tid + j·WG is word o % (HEAD_DIM/2) of
+// head o / (HEAD_DIM/2)) and each head's (m, l) in m_sh, l_sh.
+fn attend(t: u32, gr: Group, start: u32, end: u32, tid: u32) {
+  let words = HEAD_DIM / 2u;
+  let row_stride = words | 1u; // odd: lanes scoring different positions hit different banks
+  let tile = min(MAX_TILE, KV_TILE_WORDS / row_stride);
+  var seg_heads = 1u; // a power of two ≥ gn: segments of equal size
+  while (seg_heads < gr.gn) {
+    seg_heads *= 2u;
+  }
+  let lanes = WG / seg_heads; // lanes per query head in the scoring phase
+  let g = tid / lanes; // this lane's head while scoring (g ≥ gn: idle)
+  let lane = tid % lanes;
   let q_dim = N_HEADS * HEAD_DIM;
   let kv_dim = N_KV_HEADS * HEAD_DIM;
-  let kvh = h / (N_HEADS / N_KV_HEADS);
-  let seq_base = rows[t].x * MAX_SEQ;
+  let seq = rows[t].x;
+  let kv_col = gr.kvh * HEAD_DIM;
   let scale = 1.0 / sqrt(f32(HEAD_DIM));
-  let q_off = t * (q_dim + 2u * kv_dim) + h * HEAD_DIM;
-  for (var d = lid; d < HEAD_DIM; d += WG) {
-    q_sh[d] = qkv[q_off + d];
+  // The group's query heads are consecutive in qkv.
+  let q_off = t * (q_dim + 2u * kv_dim) + (gr.kvh * (N_HEADS / N_KV_HEADS) + gr.g0) * HEAD_DIM;
+  for (var i = tid; i < gr.gn * HEAD_DIM; i += WG) {
+    q_sh[i] = qkv[q_off + i];
   }
-  for (var j = 0u; j < MAX_DIMS_PER_THREAD; j++) {
-    acc[j] = 0.0;
+  for (var j = 0u; j < MAX_PAIRS_PER_THREAD; j++) {
+    acc[j] = vec2<f32>(0.0);
   }
-  workgroupBarrier();
-  var m = NEG_BIG;
-  var l = 0.0;
-  for (var base = start; base < end; base += WG) {
-    let p = base + lid;
-    var s = NEG_BIG;
-    if (p < end) {
-      let k_off = (seq_base + p) * kv_dim + kvh * HEAD_DIM;
-      var dot = 0.0;
-      for (var d = 0u; d < HEAD_DIM; d++) {
-        dot += q_sh[d] * k_cache[k_off + d];
+  let n_pairs = gr.gn * words;
+  var m = NEG_BIG; // running max of head g (the same in every lane of its segment)
+  var l = 0.0; // this lane's share of head g's running sum
+  for (var base = start; base < end; base += tile) {
+    let n = min(tile, end - base);
+    workgroupBarrier(); // q_sh is stored; the previous tile's kv_sh, p_sh, corr_sh are consumed
+    for (var i = tid; i < n * words; i += WG) {
+      let p = i / words;
+      let w = i - p * words;
+      kv_sh[p * row_stride + w] = k_cache[kv_pair_index(seq, base + p, kv_col) + w];
+    }
+    workgroupBarrier();
+    var tile_max = NEG_BIG;
+    if (g < gr.gn) {
+      let q_base = g * HEAD_DIM;
+      for (var p = lane; p < n; p += lanes) {
+        var dot = 0.0;
+        for (var w = 0u; w < words; w++) {
+          let k = unpack2x16float(kv_sh[p * row_stride + w]);
+          dot += q_sh[q_base + 2u * w] * k.x + q_sh[q_base + 2u * w + 1u] * k.y;
+        }
+        let s = dot * scale;
+        p_sh[g * MAX_TILE + p] = s;
+        tile_max = max(tile_max, s);
       }
-      s = dot * scale;
     }
-    let m_new = max(m, reduce_max(lid, s));
-    var e = 0.0;
-    if (p < end) {
-      e = exp(s - m_new);
+    red[tid] = tile_max;
+    workgroupBarrier();
+    for (var stride = lanes / 2u; stride > 0u; stride >>= 1u) {
+      if (lane < stride) {
+        red[tid] = max(red[tid], red[tid + stride]);
+      }
+      workgroupBarrier();
     }
-    p_sh[lid] = e;
-    let corr = exp(m - m_new);
-    l = l * corr + reduce_sum(lid, e); // reduce_sum's barriers also publish p_sh
-    let n = min(WG, end - base);
-    for (var j = 0u; j < MAX_DIMS_PER_THREAD; j++) {
-      let d = lid + j * WG;
-      if (d < HEAD_DIM) {
-        var a = acc[j] * corr;
-        for (var k = 0u; k < n; k++) {
-          a += p_sh[k] * v_cache[(seq_base + base + k) * kv_dim + kvh * HEAD_DIM + d];
+    // Past those barriers every score is computed: kv_sh may take the V tile.
+    var m_new = m;
+    if (g < gr.gn) {
+      m_new = max(m, red[g * lanes]);
+      let corr = exp(m - m_new);
+      var sum = 0.0;
+      for (var p = lane; p < n; p += lanes) {
+        let e = exp(p_sh[g * MAX_TILE + p] - m_new);
+        p_sh[g * MAX_TILE + p] = e;
+        sum += e;
+      }
+      l = l * corr + sum;
+      if (lane == 0u) {
+        corr_sh[g] = corr;
+      }
+    }
+    m = m_new;
+    for (var i = tid; i < n * words; i += WG) {
+      let p = i / words;
+      let w = i - p * words;
+      kv_sh[p * row_stride + w] = v_cache[kv_pair_index(seq, base + p, kv_col) + w];
+    }
+    workgroupBarrier();
+    for (var j = 0u; j < MAX_PAIRS_PER_THREAD; j++) {
+      let o = tid + j * WG;
+      if (o < n_pairs) {
+        let og = o / words;
+        let w = o - og * words;
+        var a = acc[j] * corr_sh[og];
+        for (var p = 0u; p < n; p++) {
+          a += p_sh[og * MAX_TILE + p] * unpack2x16float(kv_sh[p * row_stride + w]);
         }
         acc[j] = a;
       }
     }
-    m = m_new;
-    workgroupBarrier(); // p_sh is rewritten by the next tile
   }
-  return vec2<f32>(m, l);
+  // Each head's l is spread over the lanes of its segment: sum them.
+  workgroupBarrier();
+  red[tid] = l;
+  workgroupBarrier();
+  for (var stride = lanes / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) {
+      red[tid] += red[tid + stride];
+    }
+    workgroupBarrier();
+  }
+  if (g < gr.gn && lane == 0u) {
+    m_sh[g] = m;
+    l_sh[g] = red[tid];
+  }
+  workgroupBarrier();
 }
 
 @compute @workgroup_size(WG)
-fn prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let h = wg.x;
+fn prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let t = wg.y;
   if (t >= params.n_tokens) {
     return;
   }
-  let ml = attend(t, h, 0u, rows[t].y + 1u, lid);
-  let o = (t * N_HEADS + h) * HEAD_DIM;
-  for (var j = 0u; j < MAX_DIMS_PER_THREAD; j++) {
-    let d = lid + j * WG;
-    if (d < HEAD_DIM) {
-      out[o + d] = acc[j] / ml.y;
+  let gr = group_of(wg.x);
+  attend(t, gr, 0u, rows[t].y + 1u, tid);
+  let words = HEAD_DIM / 2u;
+  let first_head = gr.kvh * (N_HEADS / N_KV_HEADS) + gr.g0;
+  for (var j = 0u; j < MAX_PAIRS_PER_THREAD; j++) {
+    let o = tid + j * WG;
+    if (o < gr.gn * words) {
+      let og = o / words;
+      let w = o - og * words;
+      let r = acc[j] / l_sh[og];
+      let d = (t * N_HEADS + first_head + og) * HEAD_DIM + 2u * w;
+      out[d] = r.x;
+      out[d + 1u] = r.y;
     }
   }
 }
 
 @compute @workgroup_size(WG)
-fn decode_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn decode_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
   let sp = wg.x;
-  let h = wg.y;
   let t = wg.z;
   if (t >= params.n_tokens || sp >= params.n_splits) {
     return;
   }
+  let gr = group_of(wg.y);
   let len = rows[t].y + 1u;
   let start = min(sp * params.split_len, len);
   let end = min(start + params.split_len, len);
-  let ml = attend(t, h, start, end, lid);
-  let o = ((t * N_HEADS + h) * params.n_splits + sp) * (HEAD_DIM + 2u);
-  for (var j = 0u; j < MAX_DIMS_PER_THREAD; j++) {
-    let d = lid + j * WG;
-    if (d < HEAD_DIM) {
-      out[o + d] = acc[j];
+  attend(t, gr, start, end, tid);
+  let words = HEAD_DIM / 2u;
+  let stride = HEAD_DIM + 2u;
+  let first_head = gr.kvh * (N_HEADS / N_KV_HEADS) + gr.g0;
+  for (var j = 0u; j < MAX_PAIRS_PER_THREAD; j++) {
+    let o = tid + j * WG;
+    if (o < gr.gn * words) {
+      let og = o / words;
+      let w = o - og * words;
+      let d = ((t * N_HEADS + first_head + og) * params.n_splits + sp) * stride + 2u * w;
+      out[d] = acc[j].x;
+      out[d + 1u] = acc[j].y;
     }
   }
-  if (lid == 0u) {
-    out[o + HEAD_DIM] = ml.x;
-    out[o + HEAD_DIM + 1u] = ml.y;
+  if (tid < gr.gn) {
+    let d = ((t * N_HEADS + first_head + tid) * params.n_splits + sp) * stride + HEAD_DIM;
+    out[d] = m_sh[tid];
+    out[d + 1u] = l_sh[tid];
   }
 }
 

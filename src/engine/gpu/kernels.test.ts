@@ -46,17 +46,51 @@ describe('core kernels vs the CPU reference (SwiftShader)', () => {
     [
       'rope without the V copy',
       ropeSpec,
-      (s) => s.replace('v_cache[slot + j] = qkv', 'v_cache[slot + j] = 0.0 * qkv'),
+      (s) => s.replace('v_cache[at] = pack2x16float(', 'v_cache[at] = 0u * pack2x16float('),
     ],
     [
-      'attention not causal',
-      attentionSpec,
-      (s) => s.replace('attend(t, h, 0u, rows[t].y + 1u, lid)', 'attend(t, h, 0u, MAX_SEQ, lid)'),
+      'rope storing the K halves swapped',
+      ropeSpec,
+      (s) =>
+        s.replace(
+          'pack2x16float(vec2<f32>(k0 * cs.x - k1 * cs.y, k0 * cs.y + k1 * cs.x))',
+          'pack2x16float(vec2<f32>(k0 * cs.y + k1 * cs.x, k0 * cs.x - k1 * cs.y))',
+        ),
     ],
     [
-      'attention without GQA',
+      'attention prefill not causal',
       attentionSpec,
-      (s) => s.replace('let kvh = h / (N_HEADS / N_KV_HEADS);', 'let kvh = h % N_KV_HEADS;'),
+      (s) => s.replace('attend(t, gr, 0u, rows[t].y + 1u, tid)', 'attend(t, gr, 0u, MAX_SEQ, tid)'),
+    ],
+    [
+      'attention decode reading one position past the causal bound',
+      attentionSpec,
+      (s) => s.replace('let len = rows[t].y + 1u;', 'let len = min(rows[t].y + 2u, MAX_SEQ);'),
+    ],
+    [
+      'attention reading the neighbouring KV head (wrong GQA mapping)',
+      attentionSpec,
+      (s) =>
+        s.replace('let kv_col = gr.kvh * HEAD_DIM;', 'let kv_col = ((gr.kvh + 1u) % N_KV_HEADS) * HEAD_DIM;'),
+    ],
+    [
+      'attention without the online-softmax rescale of the output',
+      attentionSpec,
+      (s) => s.replace('var a = acc[j] * corr_sh[og];', 'var a = acc[j];'),
+    ],
+    [
+      'attention without the online-softmax rescale of the sum',
+      attentionSpec,
+      (s) => s.replace('l = l * corr + sum;', 'l = l + sum;'),
+    ],
+    [
+      'attention unpacking the f16 halves of K in the wrong order',
+      attentionSpec,
+      (s) =>
+        s.replace(
+          'let k = unpack2x16float(kv_sh[p * row_stride + w]);',
+          'let k = unpack2x16float(kv_sh[p * row_stride + w]).yx;',
+        ),
     ],
     [
       'attention reduce ignores m',

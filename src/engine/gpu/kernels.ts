@@ -26,6 +26,7 @@ import {
   createUniform,
   dispatch,
   makeRng,
+  POISON_NAN_BITS,
   poison,
   randomFloats,
   readF32,
@@ -102,6 +103,45 @@ export const rmsnormSpec: KernelSpec = {
     );
   },
 };
+
+// ---------------------------------------------------------------------------------------------
+// KV cache: f16 pairs (layout in shaders/attention.wgsl's header)
+// ---------------------------------------------------------------------------------------------
+
+/** Bytes of one K (or V) cache of `batch` sequences × `maxSeq` positions × `kvDim` values in f16. */
+export const kvCacheBytes = (batch: number, maxSeq: number, kvDim: number) => batch * maxSeq * kvDim * 2;
+
+/** f32 values → u32 words of two IEEE halves (element 2i low), as pack2x16float with RNE. */
+export function encodeF16Pairs(x: Float32Array): Uint32Array<ArrayBuffer> {
+  const out = new Uint32Array(Math.ceil(x.length / 2));
+  for (let i = 0; i < x.length; i += 2) {
+    out[i / 2] = (ref.f32ToF16(x[i]) | (ref.f32ToF16(i + 1 < x.length ? x[i + 1] : 0) << 16)) >>> 0;
+  }
+  return out;
+}
+
+/** u32 words of two IEEE halves → f32 values (unpack2x16float). */
+export function decodeF16Pairs(words: Uint32Array): Float32Array {
+  const out = new Float32Array(2 * words.length);
+  for (let i = 0; i < words.length; i++) {
+    out[2 * i] = ref.f16ToF32(words[i] & 0xffff);
+    out[2 * i + 1] = ref.f16ToF32(words[i] >>> 16);
+  }
+  return out;
+}
+
+/**
+ * Whether `half` (a value read back from f16) is one of the two f16 values around `exact`: a
+ * faithful rounding. WGSL lets a device round f32 → f16 either way; anything further off is a bug.
+ */
+export function isFaithfulF16(half: number, exact: number): boolean {
+  if (!Number.isFinite(half)) return false;
+  const nearest = ref.f16ToF32(ref.f32ToF16(exact));
+  if (half === nearest) return true;
+  // Spacing of f16 values around |exact|: 2^(e − 10) in the normal range, 2^−24 below it.
+  const e = Math.max(-14, Math.floor(Math.log2(Math.max(Math.abs(exact), 2 ** -24))));
+  return Math.abs(half - exact) < 2 ** (e - 10);
+}
 
 // ---------------------------------------------------------------------------------------------
 // RoPE + KV-cache write
@@ -183,8 +223,8 @@ export const ropeSpec: KernelSpec = {
           'rope',
         );
         const qkvBuf = createStorage(device, qkv, 'qkv');
-        const kBuf = createStorage(device, batch * maxSeq * kvDim * 4, 'k_cache');
-        const vBuf = createStorage(device, batch * maxSeq * kvDim * 4, 'v_cache');
+        const kBuf = createStorage(device, kvCacheBytes(batch, maxSeq, kvDim), 'k_cache');
+        const vBuf = createStorage(device, kvCacheBytes(batch, maxSeq, kvDim), 'v_cache');
         poison(device, kBuf);
         poison(device, vBuf);
         const bufs = [
@@ -197,8 +237,8 @@ export const ropeSpec: KernelSpec = {
         ];
         await dispatch(device, pipeline, bufs, [n]);
         const qOut = await readF32(device, qkvBuf);
-        const kOut = await readF32(device, kBuf);
-        const vOut = await readF32(device, vBuf);
+        const kOut = decodeF16Pairs(await readU32(device, kBuf));
+        const vOut = decodeF16Pairs(await readU32(device, vBuf));
         const got = new Float32Array(n * stride);
         const want = new Float32Array(n * stride);
         for (let t = 0; t < n; t++) {
@@ -209,12 +249,20 @@ export const ropeSpec: KernelSpec = {
           ref.rope(q, H, Dh, pos, theta, ff);
           ref.rope(k, Hkv, Dh, pos, theta, ff);
           want.set(q, t * stride);
-          want.set(k, t * stride + qDim);
-          want.set(v, t * stride + qDim + kvDim);
-          const slot = (seq * maxSeq + pos) * kvDim;
           got.set(qOut.subarray(t * stride, t * stride + qDim), t * stride);
-          got.set(kOut.subarray(slot, slot + kvDim), t * stride + qDim);
-          got.set(vOut.subarray(slot, slot + kvDim), t * stride + qDim + kvDim);
+          // K and V went through f16: any faithful rounding of the f32 value is right (WGSL leaves
+          // the rounding direction to the device); compared against round-to-nearest-even.
+          const slot = (seq * maxSeq + pos) * kvDim;
+          for (const [exact, cache, at] of [
+            [k, kOut, t * stride + qDim],
+            [v, vOut, t * stride + qDim + kvDim],
+          ] as const) {
+            for (let j = 0; j < kvDim; j++) {
+              const rounded = ref.f16ToF32(ref.f32ToF16(exact[j]));
+              want[at + j] = rounded;
+              got[at + j] = isFaithfulF16(cache[slot + j], exact[j]) ? rounded : cache[slot + j];
+            }
+          }
         }
         for (const b of bufs) b.destroy();
         return { got, ref: want };
@@ -233,72 +281,162 @@ export const ropeSpec: KernelSpec = {
 /** Floats per (token, head, split) of the decode_split output: o[HEAD_DIM], m, l. */
 export const partialStride = (headDim: number) => headDim + 2;
 
+/**
+ * Query heads per attention workgroup (the GROUP_HEADS override): the whole GQA group when its
+ * queries fit the kernel's workgroup memory (≤ 8 heads, ≤ 1024 query floats), else a part of it.
+ */
+export function attentionGroupHeads(nHeads: number, nKvHeads: number, headDim: number): number {
+  return Math.max(1, Math.min(nHeads / nKvHeads, 8, Math.floor(1024 / headDim)));
+}
+
+/** Workgroup columns per token for `prefill` (x) and `decode_split` (y): KV heads × group chunks. */
+export function attentionGroupColumns(nHeads: number, nKvHeads: number, headDim: number): number {
+  return nKvHeads * Math.ceil(nHeads / nKvHeads / attentionGroupHeads(nHeads, nKvHeads, headDim));
+}
+
+/** Override constants of the attention pipelines. */
+export function attentionConstants(nHeads: number, nKvHeads: number, headDim: number, maxSeq: number) {
+  return {
+    N_HEADS: nHeads,
+    N_KV_HEADS: nKvHeads,
+    HEAD_DIM: headDim,
+    MAX_SEQ: maxSeq,
+    GROUP_HEADS: attentionGroupHeads(nHeads, nKvHeads, headDim),
+  };
+}
+
+export interface AttentionCase {
+  /**
+   * Token rows. With `lens`, token t is sequence t at position lens[t] − 1 (it sees lens[t]
+   * positions); else the slots are random and token 0 sits at the last position of a sequence.
+   */
+  n: number;
+  lens?: readonly number[];
+  H: number;
+  Hkv: number;
+  Dh: number;
+  maxSeq: number;
+  batch: number;
+  /** 0: `prefill`; else `decode_split` with this split length + `decode_reduce`. */
+  splitLen: number;
+  /** Queries are uniform in [−qScale, qScale): larger spreads the scores (a sharper softmax). */
+  qScale: number;
+}
+
+/** Run the attention kernel(s) of `module` on fresh random inputs and the reference; one case. */
+async function runAttentionCase(
+  device: GPUDevice,
+  module: GPUShaderModule,
+  c: AttentionCase,
+  rng: () => number,
+) {
+  const { n, H, Hkv, Dh, maxSeq, batch, splitLen } = c;
+  const qDim = H * Dh;
+  const kvDim = Hkv * Dh;
+  const stride = qDim + 2 * kvDim;
+  const qkv = randomFloats(n * stride, rng, c.qScale);
+  // The cache holds f16 values: the reference reads exactly what the kernel unpacks.
+  const kCache = ref.roundToF16InPlace(randomFloats(batch * maxSeq * kvDim, rng, 1));
+  const vCache = ref.roundToF16InPlace(randomFloats(batch * maxSeq * kvDim, rng, 1));
+  const rows = c.lens
+    ? Uint32Array.from(c.lens.flatMap((len, t) => [t, len - 1]))
+    : randomSlots(n, batch, maxSeq, rng, true); // token 0 sees the whole cache
+  const maxLen = Math.max(...Array.from({ length: n }, (_, t) => rows[2 * t + 1] + 1));
+  const nSplits = splitLen > 0 ? Math.ceil(maxLen / splitLen) : 1;
+  const constants = attentionConstants(H, Hkv, Dh, maxSeq);
+  const columns = attentionGroupColumns(H, Hkv, Dh);
+  const params = createUniform(device, [n, nSplits, splitLen], 'params');
+  // One more token row than n_tokens is dispatched and has output room: it must stay poisoned.
+  const outBuf = createStorage(device, (n + 1) * qDim * 4, 'out');
+  poison(device, outBuf);
+  const inputs = [
+    params,
+    createStorage(device, rows, 'rows'),
+    createStorage(device, qkv, 'qkv'),
+    createStorage(device, encodeF16Pairs(kCache), 'k_cache'),
+    createStorage(device, encodeF16Pairs(vCache), 'v_cache'),
+  ];
+  const made = [...inputs, outBuf];
+  if (splitLen === 0) {
+    const pipeline = computePipeline(device, module, 'prefill', constants, 'attention.prefill');
+    await dispatch(device, pipeline, [...inputs, outBuf], [columns, n + 1]);
+  } else {
+    const partial = createStorage(device, (n + 1) * H * nSplits * partialStride(Dh) * 4, 'partial');
+    poison(device, partial);
+    made.push(partial);
+    const split = computePipeline(device, module, 'decode_split', constants, 'attention.split');
+    const reduce = computePipeline(device, module, 'decode_reduce', constants, 'attention.reduce');
+    await dispatch(device, split, [...inputs, partial], [nSplits, columns, n + 1]);
+    await dispatch(device, reduce, [params, partial, outBuf], [H, n + 1]);
+  }
+  const out = await readF32(device, outBuf);
+  const slack = await readU32(device, outBuf, n * qDim * 4, qDim);
+  const got = new Float32Array(n * qDim + 1);
+  got.set(out.subarray(0, n * qDim));
+  // Last element: 0 when the slack row is still all poison, else NaN (fails the comparison).
+  got[n * qDim] = slack.every((w) => w === POISON_NAN_BITS) ? 0 : Number.NaN;
+  const want = new Float32Array(n * qDim + 1);
+  for (let t = 0; t < n; t++) {
+    const [seq, pos] = [rows[2 * t], rows[2 * t + 1]];
+    const cache = (x: Float32Array) => x.subarray(seq * maxSeq * kvDim, (seq + 1) * maxSeq * kvDim);
+    const q = qkv.subarray(t * stride, t * stride + qDim);
+    want.set(ref.attention(q, cache(kCache), cache(vCache), pos + 1, H, Hkv, Dh), t * qDim);
+  }
+  for (const b of made) b.destroy();
+  return { got, ref: want };
+}
+
+/** `lens` cases: one sequence per token row, as long as the longest. */
+const lensCase = (
+  lens: number[],
+  c: Omit<AttentionCase, 'n' | 'lens' | 'batch' | 'maxSeq'>,
+): AttentionCase => ({
+  ...c,
+  n: lens.length,
+  lens,
+  batch: lens.length,
+  maxSeq: Math.max(...lens),
+});
+
+/**
+ * Attention self-check cases: context lengths 1, 2, 63, 64, 65, 301 and random up to 333 (several
+ * tiles and splits, an empty split), head dims 16, 34 (17 words: odd), 64, 80, 128, 256 (the
+ * queries of a group in two chunks), GQA ratios 1, 2, 3, 4, 8, prefill and decode (split lengths 1,
+ * 17, 40, 64), several sequences per step. The first case (prefill, 2 KV heads, 3 tiles) is the one
+ * most mistakes fail, so a mutant is rejected quickly (each case compiles its own pipelines).
+ */
+export const ATTENTION_CASES: readonly AttentionCase[] = [
+  lensCase([63, 1, 2], { H: 4, Hkv: 2, Dh: 128, splitLen: 0, qScale: 3 }),
+  lensCase([2, 1], { H: 3, Hkv: 1, Dh: 16, splitLen: 1, qScale: 2 }),
+  lensCase([64, 65, 63], { H: 4, Hkv: 1, Dh: 64, splitLen: 64, qScale: 3 }),
+  lensCase([65, 1], { H: 8, Hkv: 1, Dh: 128, splitLen: 17, qScale: 3 }),
+  { n: 3, H: 8, Hkv: 2, Dh: 64, maxSeq: 333, batch: 1, splitLen: 64, qScale: 4 },
+  lensCase([301, 64], { H: 6, Hkv: 2, Dh: 80, splitLen: 0, qScale: 4 }),
+  lensCase([70, 2], { H: 8, Hkv: 1, Dh: 256, splitLen: 40, qScale: 3 }),
+  { n: 5, H: 2, Hkv: 2, Dh: 34, maxSeq: 40, batch: 3, splitLen: 0, qScale: 2 },
+];
+
+export function checkAttentionCases(
+  device: GPUDevice,
+  source: string,
+  cases: readonly AttentionCase[],
+  seed: number,
+): Promise<CheckResult> {
+  const module = moduleOf(device, source, 'check:attention');
+  const rng = makeRng(seed);
+  return runCases(
+    cases,
+    (c) => runAttentionCase(device, module, c, rng),
+    F32_TOLERANCE,
+    (c) =>
+      `tokens=${c.n}${c.lens ? ` context=${c.lens.join('/')}` : ''} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} ${c.splitLen ? `decode split_len=${c.splitLen}` : 'prefill'}`,
+  );
+}
+
 export const attentionSpec: KernelSpec = {
   name: 'attention',
   source: attentionSource,
-  async check(device, source) {
-    const module = moduleOf(device, source, 'check:attention');
-    const rng = makeRng(0x5eed03 ^ Date.now());
-    const cases = [
-      { n: 1, H: 1, Hkv: 1, Dh: 5, maxSeq: 1, batch: 1, splitLen: 0 },
-      { n: 5, H: 4, Hkv: 2, Dh: 16, maxSeq: 33, batch: 2, splitLen: 0 },
-      { n: 5, H: 4, Hkv: 2, Dh: 16, maxSeq: 33, batch: 2, splitLen: 7 },
-      { n: 3, H: 3, Hkv: 1, Dh: 33, maxSeq: 129, batch: 3, splitLen: 64 },
-      { n: 2, H: 8, Hkv: 2, Dh: 129, maxSeq: 140, batch: 1, splitLen: 17 },
-      { n: 17, H: 2, Hkv: 2, Dh: 64, maxSeq: 70, batch: 2, splitLen: 0 },
-    ];
-    return runCases(
-      cases,
-      async ({ n, H, Hkv, Dh, maxSeq, batch, splitLen }) => {
-        const qDim = H * Dh;
-        const kvDim = Hkv * Dh;
-        const stride = qDim + 2 * kvDim;
-        const qkv = randomFloats(n * stride, rng, 1);
-        const kCache = randomFloats(batch * maxSeq * kvDim, rng, 1);
-        const vCache = randomFloats(batch * maxSeq * kvDim, rng, 1);
-        const rows = randomSlots(n, batch, maxSeq, rng, true); // token 0 sees the whole cache
-        const maxLen = Math.max(...Array.from({ length: n }, (_, t) => rows[2 * t + 1] + 1));
-        const nSplits = splitLen > 0 ? Math.ceil(maxLen / splitLen) : 1;
-        const constants = { N_HEADS: H, N_KV_HEADS: Hkv, HEAD_DIM: Dh, MAX_SEQ: maxSeq };
-        const params = createUniform(device, [n, nSplits, splitLen], 'params');
-        const outBuf = createStorage(device, n * qDim * 4, 'out');
-        poison(device, outBuf);
-        const inputs = [
-          params,
-          createStorage(device, rows, 'rows'),
-          createStorage(device, qkv, 'qkv'),
-          createStorage(device, kCache, 'k_cache'),
-          createStorage(device, vCache, 'v_cache'),
-        ];
-        const made = [...inputs, outBuf];
-        if (splitLen === 0) {
-          const pipeline = computePipeline(device, module, 'prefill', constants, 'attention.prefill');
-          await dispatch(device, pipeline, [...inputs, outBuf], [H, n]);
-        } else {
-          const partial = createStorage(device, n * H * nSplits * partialStride(Dh) * 4, 'partial');
-          poison(device, partial);
-          made.push(partial);
-          const split = computePipeline(device, module, 'decode_split', constants, 'attention.split');
-          const reduce = computePipeline(device, module, 'decode_reduce', constants, 'attention.reduce');
-          await dispatch(device, split, [...inputs, partial], [nSplits, H, n]);
-          await dispatch(device, reduce, [params, partial, outBuf], [H, n]);
-        }
-        const got = await readF32(device, outBuf);
-        const want = new Float32Array(n * qDim);
-        for (let t = 0; t < n; t++) {
-          const [seq, pos] = [rows[2 * t], rows[2 * t + 1]];
-          const cache = (c: Float32Array) => c.subarray(seq * maxSeq * kvDim, (seq + 1) * maxSeq * kvDim);
-          const q = qkv.subarray(t * stride, t * stride + qDim);
-          want.set(ref.attention(q, cache(kCache), cache(vCache), pos + 1, H, Hkv, Dh), t * qDim);
-        }
-        for (const b of made) b.destroy();
-        return { got, ref: want };
-      },
-      F32_TOLERANCE,
-      (c) =>
-        `tokens=${c.n} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} ${c.splitLen ? `decode split_len=${c.splitLen}` : 'prefill'}`,
-    );
-  },
+  check: (device, source) => checkAttentionCases(device, source, ATTENTION_CASES, 0x5eed03 ^ Date.now()),
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -22,7 +22,15 @@ import { nonFiniteLogitsError, Rng } from '../sampling/sampler';
 import type { RandomAccessSource } from '../source';
 import type { GpuContext } from './device';
 import { EmbeddingLookup, registerEmbeddingKernels } from './embedding';
-import { NON_FINITE_TOKEN, partialStride, registerCoreKernels, ropeTable } from './kernels';
+import {
+  attentionConstants,
+  attentionGroupColumns,
+  kvCacheBytes,
+  NON_FINITE_TOKEN,
+  partialStride,
+  registerCoreKernels,
+  ropeTable,
+} from './kernels';
 import { Linear, registerLinearKernels } from './linear';
 import { KernelRegistry } from './registry';
 import {
@@ -66,15 +74,15 @@ interface Layer {
   attnNorm: Kernel; // xb = rmsnorm(x) · attn_norm
   qkv: Linear; // qkv[T, (H + 2Hkv)·Dh] = [Wq; Wk; Wv] · xb
   rope: Kernel; // rotate q, k; k, v → cache[seq, pos]
-  attnPrefill: Kernel; // att[T, H·Dh]
-  attnSplit: Kernel; // partial[T, H, splits, Dh + 2]
+  attnPrefill: Kernel; // att[T, H·Dh]; grid (Hkv · group chunks, T)
+  attnSplit: Kernel; // partial[T, H, splits, Dh + 2]; grid (splits, Hkv · group chunks, T)
   attnReduce: Kernel; // att[T, H·Dh]
   wo: Linear; // x += Wo · att
   ffnNorm: Kernel; // xb = rmsnorm(x) · ffn_norm
   gateUp: Linear; // hb[T, F] = silu(Wg · xb) ⊙ (Wu · xb)
   down: Linear; // x += Wdown · hb
-  kCache: GPUBuffer; // [maxBatch, L, Hkv·Dh]
-  vCache: GPUBuffer; // [maxBatch, L, Hkv·Dh]
+  kCache: GPUBuffer; // [maxBatch, L, Hkv·Dh] f16 pairs (shaders/attention.wgsl)
+  vCache: GPUBuffer; // [maxBatch, L, Hkv·Dh] f16 pairs
   weights: GpuWeight[];
 }
 
@@ -321,7 +329,7 @@ export class GpuModel implements ModelRunner {
     const qkvDim = qDim + 2 * kvDim;
 
     // Device-limit checks up front, with what to do.
-    const kvBytes = maxBatch * maxSeqLen * kvDim * 4;
+    const kvBytes = kvCacheBytes(maxBatch, maxSeqLen, kvDim);
     const biggest = Math.max(
       kvBytes,
       maxTokens * Math.max(ffnDim, qkvDim, dim) * 4,
@@ -400,9 +408,14 @@ export class GpuModel implements ModelRunner {
         layout: 'auto',
         compute: { module: registry.module(device, name), entryPoint, constants },
       });
-    const attnConsts = { N_HEADS: nHeads, N_KV_HEADS: nKvHeads, HEAD_DIM: headDim, MAX_SEQ: maxSeqLen };
+    const attnConsts = attentionConstants(nHeads, nKvHeads, headDim, maxSeqLen);
     const pRmsnorm = pipeline('rmsnorm', 'main', { DIM: dim, EPS: normEps });
-    const pRope = pipeline('rope', 'main', attnConsts);
+    const pRope = pipeline('rope', 'main', {
+      N_HEADS: nHeads,
+      N_KV_HEADS: nKvHeads,
+      HEAD_DIM: headDim,
+      MAX_SEQ: maxSeqLen,
+    });
     const pPrefill = pipeline('attention', 'prefill', attnConsts);
     const pSplit = pipeline('attention', 'decode_split', attnConsts);
     const pReduce = pipeline('attention', 'decode_reduce', attnConsts);
@@ -687,18 +700,19 @@ export class GpuModel implements ModelRunner {
    * `rec` records each dispatch: into the one compute pass of a step, or (profiling) one by one.
    */
   private encodeForward(rec: Recorder, n: number, nSeqs: number, useSplit: boolean, nSplits: number) {
-    const { nHeads } = this.config;
+    const { nHeads, nKvHeads, headDim } = this.config;
     const [H, T, S] = [nHeads, n, nSeqs];
+    const groups = attentionGroupColumns(nHeads, nKvHeads, headDim); // KV heads × query-head chunks
     rec.op('embedding', (p) => this.embed.encode(p, T)); // x[T, D] = token_embd[tokens]
     for (const l of this.layers) {
       rec.kernel('attn_norm', l.attnNorm, T); // xb[T, D] = rmsnorm(x) · attn_norm
       rec.op('qkv', (p) => l.qkv.encode(p, T)); // qkv[T, (H + 2Hkv)·Dh] = Wqkv · xb
       rec.kernel('rope', l.rope, T); // rotate q, k (NORM pairs); k, v → cache[seq, pos]
       if (useSplit) {
-        rec.kernel('attention_split', l.attnSplit, nSplits, H, T); // partial[T, H, splits]: online softmax per KV split
+        rec.kernel('attention_split', l.attnSplit, nSplits, groups, T); // partial[T, H, splits]: online softmax per KV split, a GQA group per workgroup
         rec.kernel('attention_reduce', l.attnReduce, H, T); // att[T, H·Dh] = merge of the splits
       } else {
-        rec.kernel('attention_prefill', l.attnPrefill, H, T); // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos
+        rec.kernel('attention_prefill', l.attnPrefill, groups, T); // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos
       }
       rec.op('wo', (p) => l.wo.encode(p, T)); // x += Wo · att
       rec.kernel('ffn_norm', l.ffnNorm, T); // xb = rmsnorm(x) · ffn_norm

@@ -7,7 +7,7 @@ import { readGguf, readTensorBytes } from '../gguf/reader';
 import { GgmlType, type GgufFile } from '../gguf/types';
 import { MemorySource } from '../source';
 import { ReferenceModel } from './model';
-import { addInPlace, argmax, dequantize, matVec, rmsNorm, swiglu } from './ops';
+import { addInPlace, argmax, dequantize, matVec, rmsNorm, roundToF16InPlace, swiglu } from './ops';
 
 const BASE: TinyLlamaOptions = {
   dim: 64,
@@ -52,7 +52,8 @@ describe('ReferenceModel', { timeout: 300_000 }, () => {
     const embd = await w('token_embd.weight');
     const x = embd.slice(tok * dim, (tok + 1) * dim);
     const xn = rmsNorm(x, await w('blk.0.attn_norm.weight'), normEps);
-    const v = matVec(await w('blk.0.attn_v.weight'), xn, nKvHeads * headDim, dim);
+    // The KV cache holds v in f16 (as the GPU's and llama.cpp's do).
+    const v = roundToF16InPlace(matVec(await w('blk.0.attn_v.weight'), xn, nKvHeads * headDim, dim));
     // At position 0 softmax over one score is 1: head h outputs v of KV head h / (H / Hkv).
     const att = new Float32Array(nHeads * headDim);
     for (let h = 0; h < nHeads; h++) {

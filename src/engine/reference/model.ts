@@ -19,7 +19,16 @@ import { GgmlType, type GgufFile, type LlamaConfig, type TensorInfo } from '../g
 import { quantize } from '../quant/quantize';
 import { Rng, sampleToken } from '../sampling/sampler';
 import type { RandomAccessSource } from '../source';
-import { addInPlace, attention, dequantize, matVec, rmsNorm, rope, swiglu } from './ops';
+import {
+  addInPlace,
+  attention,
+  dequantize,
+  matVec,
+  rmsNorm,
+  rope,
+  roundToF16InPlace,
+  swiglu,
+} from './ops';
 
 export interface ReferenceLoadOptions {
   /** Largest number of sequences per step (default 4). */
@@ -56,8 +65,8 @@ interface Weights {
 
 interface Sequence {
   pos: number; // positions filled so far
-  keys: Float32Array[]; // per layer [S, Hkv·Dh]
-  values: Float32Array[]; // per layer [S, Hkv·Dh]
+  keys: Float32Array[]; // per layer [S, Hkv·Dh], values rounded to f16
+  values: Float32Array[]; // per layer [S, Hkv·Dh], values rounded to f16
   logits: Float32Array | null; // [V] after the last token stepped
   rng: Rng;
 }
@@ -197,8 +206,10 @@ export class ReferenceModel implements ModelRunner {
       const v = matVec(L.wv, xn, kvDim, dim); // [Hkv·Dh]
       rope(q, nHeads, headDim, pos, ropeTheta, w.ropeFreqs);
       rope(k, nKvHeads, headDim, pos, ropeTheta, w.ropeFreqs);
-      seq.keys[l].set(k, pos * kvDim); // cache row pos
-      seq.values[l].set(v, pos * kvDim);
+      // Cache row pos, in f16 like the GPU cache (and llama.cpp's default): attention reads the
+      // rounded K/V, also for this position.
+      seq.keys[l].set(roundToF16InPlace(k), pos * kvDim);
+      seq.values[l].set(roundToF16InPlace(v), pos * kvDim);
       const att = attention(q, seq.keys[l], seq.values[l], pos + 1, nHeads, nKvHeads, headDim); // [H·Dh]
       addInPlace(x, matVec(L.wo, att, dim, qDim));
       // Feed-forward block: x += down · (silu(gate · xn) ⊙ up · xn).

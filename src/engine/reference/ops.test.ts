@@ -10,6 +10,7 @@ import {
   matVec,
   rmsNorm,
   rope,
+  roundToF16InPlace,
   silu,
   softmaxInPlace,
   swiglu,
@@ -59,6 +60,20 @@ describe('f16 conversions', () => {
       if ((h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0) continue; // NaN payloads
       if (f32ToF16(f16ToF32(h)) !== h) throw new Error(`half 0x${h.toString(16)} does not round-trip`);
     }
+  });
+
+  it('roundToF16InPlace keeps what an f16 KV cache holds (nearest even, overflow to ±Inf)', () => {
+    const x = Float32Array.from([0.1, 1 + 2 ** -11, -(1 + 3 * 2 ** -11), 65519, 65520, -1e6, 2 ** -26]);
+    expect(roundToF16InPlace(x)).toBe(x);
+    expect(Array.from(x)).toEqual([
+      f16ToF32(0x2e66),
+      1,
+      -(1 + 2 * 2 ** -10),
+      65504,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      0,
+    ]);
   });
 
   it('bf16ToF32 is the top half of an f32', () => {

@@ -236,6 +236,16 @@ export function attention(
   return out;
 }
 
+/**
+ * Round x to IEEE half precision in place (round to nearest even; beyond ±65504 → ±Inf), as the
+ * KV cache stores K and V: the GPU cache holds f16 pairs (pack2x16float), llama.cpp's default
+ * cache is f16 too, so the reference keeps the same values.
+ */
+export function roundToF16InPlace(x: Float32Array): Float32Array {
+  for (let i = 0; i < x.length; i++) x[i] = f16ToF32(f32ToF16(x[i]));
+  return x;
+}
+
 /** a += b, elementwise. */
 export function addInPlace(a: Float32Array, b: Float32Array): void {
   for (let i = 0; i < a.length; i++) a[i] += b[i];
