@@ -135,9 +135,9 @@ export function decodeF16Pairs(words: Uint32Array): Float32Array {
  * faithful rounding. WGSL lets a device round f32 → f16 either way; anything further off is a bug.
  */
 export function isFaithfulF16(half: number, exact: number): boolean {
-  if (!Number.isFinite(half)) return false;
   const nearest = ref.f16ToF32(ref.f32ToF16(exact));
-  if (half === nearest) return true;
+  if (half === nearest) return true; // also ±Inf for values beyond the f16 range
+  if (!Number.isFinite(half)) return false;
   // Spacing of f16 values around |exact|: 2^(e − 10) in the normal range, 2^−24 below it.
   const e = Math.max(-14, Math.floor(Math.log2(Math.max(Math.abs(exact), 2 ** -24))));
   return Math.abs(half - exact) < 2 ** (e - 10);
