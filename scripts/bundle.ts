@@ -1,7 +1,8 @@
 /**
  * `npm run bundle`: the CLI and the bench as ONE ES module, dist-node/llama3.mjs, for a GPU machine
  * that has Node and Dawn but no node_modules (see docs/bench.md). `webgpu` (Dawn's native addon)
- * stays external; WGSL files imported as `x.wgsl?raw` are inlined as text.
+ * and `node-llama-cpp` (llama.cpp's, imported only by `bench --compare llama.cpp`; packed by
+ * scripts/pack-llamacpp.sh) stay external; WGSL files imported as `x.wgsl?raw` are inlined as text.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';

@@ -120,11 +120,18 @@ export async function benchLlamaCpp(
     const greedy = { temperature: 0 };
     const tokens = prompt as Token[]; // node-llama-cpp's Token is a branded number
 
-    // Warm-up, then reset the counters (printTimings prints and resets them).
+    // printTimings prints and resets the counters; its lines reach the logger asynchronously.
+    const printedTimings = async () => {
+      await ctx.printTimings();
+      for (let i = 0; i < 100 && !parsePerfLines(logText); i++) await new Promise((r) => setTimeout(r, 20));
+      const text = logText;
+      logText = '';
+      return text;
+    };
+    // Warm-up; its counts are printed and dropped.
     for await (const _ of seq.evaluate(tokens.slice(0, Math.min(8, tokens.length)), greedy)) break;
     await seq.clearHistory();
-    await ctx.printTimings();
-    logText = '';
+    await printedTimings();
 
     // The prompt is one decode call; then each yielded token is decoded to yield the next, so
     // decode + 1 tokens take exactly `decode` single-token decode calls.
@@ -136,14 +143,13 @@ export async function benchLlamaCpp(
       if (generated > decode) break;
     }
     const t2 = performance.now();
-    await ctx.printTimings();
+    const perf = parsePerfLines(await printedTimings());
     await ctx.dispose();
     await model.dispose();
 
     const wallPrefillMs = t1 - t0;
     const wallDecodeMs = t2 - t1;
     const rate = (n: number, ms: number) => +((n / ms) * 1000).toFixed(2);
-    const perf = parsePerfLines(logText);
     const perfOk = perf !== null && perf.promptTokens === prompt.length && perf.evalRuns === decode;
     const prefillMs = perfOk ? perf.promptMs : wallPrefillMs;
     const decodeMs = perfOk ? perf.evalMs : wallDecodeMs;

@@ -121,7 +121,7 @@ export function scaleCounts(c: CostCounts, k: number): CostCounts {
   };
 }
 
-interface BufferInfo {
+export interface BufferInfo {
   label: string;
   size: number;
   category: CostCategory;
@@ -177,6 +177,7 @@ export class CostCounter {
   readonly device: GPUDevice;
   private counts = emptyCounts();
   private readonly buffers = new WeakMap<GPUBuffer, BufferInfo>();
+  private readonly createdBuffers: BufferInfo[] = [];
   private readonly bindGroups = new WeakMap<GPUBindGroup, BindGroupInfo>();
   private readonly pipelines = new WeakMap<GPUComputePipeline, string>();
 
@@ -218,9 +219,16 @@ export class CostCounter {
     return this.buffers.get(b);
   }
 
+  /** Every buffer created through the counting device (destroyed ones included), in order. */
+  created(): readonly BufferInfo[] {
+    return this.createdBuffers;
+  }
+
   private describeBuffer(b: GPUBuffer, d: GPUBufferDescriptor): GPUBuffer {
     const label = d.label ?? '';
-    this.buffers.set(b, { label, size: d.size, category: this.classify(label, d.usage) });
+    const info = { label, size: d.size, category: this.classify(label, d.usage) };
+    this.buffers.set(b, info);
+    this.createdBuffers.push(info);
     if (d.usage & (MAP_READ | MAP_WRITE)) {
       // mapAsync is the one buffer method to count; an own property on the real object shadows
       // Dawn's prototype method and calls it on the real object.
