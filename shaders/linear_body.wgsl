@@ -1,15 +1,18 @@
 // y[t, r] (op)= Σ_c W[r, c] · x[t, c] for t < n_tokens, for one row-range part of W.
-// Prepended by one linear_decode_<type>.wgsl, which defines load_unit(idx) → the 32 weights
-// of unit idx (= row · units + unit) as 8 vec4<f32> in element order. f32 accumulation throughout.
+// Prepended by one linear_decode_<type>.wgsl, which defines load_unit(row, u) → the 32 weights
+// of unit u of the part's row `row` as 8 vec4<f32> in element order. f32 accumulation throughout.
 //
 // Bindings (group 0):
 //   0 quants  storage read        array<vec4<u32>>   the part's weight units (layout: decode file)
-//   1 scales  storage read        array<f32>         one per unit (q4_0, q8_0); unused otherwise
+//   1 scales  storage read        array<u32>         the aux section (f16 scales, q6_K arrays); unused by f16/bf16/f32
 //   2 x       storage read        array<vec4<f32>>   activations [maxTokens, cols] at part.x_offset
 //   3 y       storage read_write  array<f32>         outputs [maxTokens, y_stride] at part.y_offset
 //   4 params  uniform             vec4<u32>          .x = n_tokens (written once per step)
 //   5 part    uniform             Meta               fixed per part (written once at load)
-// Entry points: `matvec` (n_tokens ≤ MAXT, decode) and `matmul` (any n_tokens, prefill).
+//   6 consts, 7 tok_rows, 8 k_cache, 9 v_cache: the integer mat-vec's decode fusions (RMSNorm
+//     prologue, RoPE + KV-cache epilogue; see Meta and linear_matvec_q8.wgsl), placeholders otherwise
+// Entry points: `matmul` (any n_tokens, prefill) here; `matvec` (n_tokens ≤ MAXT, decode) follows
+// in linear_matvec_float.wgsl (f16, bf16, f32) or linear_matvec_q8.wgsl (q4_0, q8_0, q6_K).
 // part.epilogue: 0 store y = Wx; 1 accumulate y += Wx (residual add); 2 swiglu: the part holds
 // 2·part.rows rows [gate; up] and y[t, f] = silu(gate_f · x) · (up_f · x) for f < part.rows.
 // It is a uniform, not an override: one pipeline per entry point serves every epilogue (compiling
@@ -23,15 +26,29 @@ struct Meta {
   x_offset: u32,  // floats, multiple of 4
   y_offset: u32,  // floats
   epilogue: u32,  // 0 store, 1 accumulate, 2 swiglu
-  pad1: u32,
+  w_rows: u32,    // weight rows in this part (swiglu: 2F); decoders size their aux arrays by it
+  // Decode fusions of the integer mat-vec (linear_matvec_q8.wgsl); 0xffffffff / 0 = off.
+  norm_offset: u32,  // RMSNorm prologue: the norm weight's first float in `consts`
+  norm_eps: f32,
+  rope_q: u32,       // RoPE + KV epilogue: rows [0, rope_q) are q (rotated into y), then k, then v
+  rope_kv: u32,      // rows of k (and of v): Hkv·Dh
+  head_dim: u32,
+  max_seq: u32,      // KV positions per sequence (the cache's MAX_SEQ)
+  table_offset: u32, // the rope table's first float in `consts`: [max_seq, head_dim/2] (cos, sin)
+  pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> quants: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> scales: array<f32>;
+@group(0) @binding(1) var<storage, read> scales: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> params: vec4<u32>;
 @group(0) @binding(5) var<uniform> part: Meta;
+// Decode fusions only (16-byte placeholders otherwise):
+@group(0) @binding(6) var<storage, read> consts: array<f32>;         // norm weights, rope table
+@group(0) @binding(7) var<storage, read> tok_rows: array<vec2<u32>>; // (seq, pos) per token
+@group(0) @binding(8) var<storage, read_write> k_cache: array<u32>;  // f16 pairs, attention.wgsl layout
+@group(0) @binding(9) var<storage, read_write> v_cache: array<u32>;
 
 /** Mat-vec workgroup size and threads per row pair (TPR a power of two dividing WG). */
 override WG: u32 = 128u;
@@ -54,73 +71,8 @@ fn write_out(t: u32, col: u32, v: f32) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Decode: each group of TPR threads owns a row pair (swiglu: gate row f and up row F + f) and
-// strides over the units of K; each x unit is loaded once and used for both rows. Tokens are done
-// one after another (n_tokens ≤ MAXT): for decode (one token) nothing is repeated, for a few tokens
-// the weight units are re-read from cache. Lane sums meet in a workgroup-memory tree.
-// ---------------------------------------------------------------------------------------------
-
-var<workgroup> partial: array<f32, 2u * WG>; // [row of the pair][lid]
-
-@compute @workgroup_size(WG)
-fn matvec(
-  @builtin(local_invocation_index) lid: u32,
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-  let n_tok = min(params.x, MAXT);
-  let groups = WG / TPR;
-  let lane = lid % TPR;
-  let swiglu = part.epilogue == 2u;
-  let n_pairs = select((part.rows + 1u) / 2u, part.rows, swiglu);
-  // Workgroups beyond maxComputeWorkgroupsPerDimension are folded into y.
-  let pair = (wid.y * nwg.x + wid.x) * groups + lid / TPR;
-  // Clamp so that inactive groups still load valid addresses (they must reach the barriers).
-  let p = min(pair, n_pairs - 1u);
-  let row0 = select(2u * p, p, swiglu);
-  let row1 = select(min(2u * p + 1u, part.rows - 1u), p + part.rows, swiglu);
-
-  for (var t = 0u; t < n_tok; t++) {
-    let xt0 = part.x_offset / 4u + t * part.units * 8u;
-    var s0 = 0.0;
-    var s1 = 0.0;
-    for (var u = lane; u < part.units; u += TPR) {
-      let w0 = load_unit(row0 * part.units + u);
-      let w1 = load_unit(row1 * part.units + u);
-      for (var i = 0u; i < 8u; i++) {
-        let xv = x[xt0 + u * 8u + i];
-        s0 += dot(w0[i], xv);
-        s1 += dot(w1[i], xv);
-      }
-    }
-    partial[lid] = s0;
-    partial[WG + lid] = s1;
-    workgroupBarrier();
-    for (var stride = TPR / 2u; stride > 0u; stride /= 2u) {
-      if (lane < stride) {
-        partial[lid] += partial[lid + stride];
-        partial[WG + lid] += partial[WG + lid + stride];
-      }
-      workgroupBarrier();
-    }
-    if (lane == 0u && pair < n_pairs) {
-      let v0 = partial[lid];
-      let v1 = partial[WG + lid];
-      if (swiglu) {
-        write_out(t, pair, silu(v0) * v1);
-      } else {
-        write_out(t, 2u * pair, v0);
-        if (2u * pair + 1u < part.rows) {
-          write_out(t, 2u * pair + 1u, v1);
-        }
-      }
-    }
-    workgroupBarrier(); // partial is reused by the next token
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Prefill: 64 threads compute a 32-row × 32-token tile. Per unit of K (32 weights), the tile's 32
+// Prefill: 64 threads compute a 32-row × 32-token tile. The activations are f32, rounded to 8 bits
+// per 32-block first for the integer types (QUANTIZED_ACTIVATIONS, set by the mat-vec file). Per unit of K (32 weights), the tile's 32
 // weight units are dequantized once into workgroup memory (as vec4) and the 32-token activation
 // slice is staged next to it; each thread then accumulates a 4-row × 4-token block. Swiglu tiles hold 16 gate rows and the
 // 16 matching up rows so that both land in the same thread.
@@ -153,7 +105,7 @@ fn matmul(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
       let tr = tile_row(wid.x, lid);
       var w: array<vec4<f32>, 8>;
       if (tr.y != 0u) {
-        w = load_unit(tr.x * part.units + u);
+        w = load_unit(tr.x, u);
       }
       for (var i = 0u; i < 8u; i++) {
         wt[lid * 8u + i] = w[i];
@@ -169,6 +121,29 @@ fn matmul(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
       xt[e] = xv;
     }
     workgroupBarrier();
+    if (QUANTIZED_ACTIVATIONS) {
+      // The integer types' activations are rounded to 8 bits per 32-block, as in the mat-vec (d =
+      // max|x| / 127, round(x / d)), so prefill and decode compute the same function; a token's
+      // unit is the 8 vec4 xt[8·tok ..].
+      var xr: array<vec4<f32>, 4>;
+      for (var j = 0u; j < 4u; j++) {
+        let e = lid + 64u * j;
+        let t8 = (e / 8u) * 8u;
+        var m = 0.0;
+        for (var i = 0u; i < 8u; i++) {
+          let a = abs(xt[t8 + i]);
+          m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
+        }
+        let d = m / 127.0;
+        let id = select(0.0, 1.0 / d, d > 0.0);
+        xr[j] = round(xt[e] * id) * d;
+      }
+      workgroupBarrier();
+      for (var j = 0u; j < 4u; j++) {
+        xt[lid + 64u * j] = xr[j];
+      }
+      workgroupBarrier();
+    }
     for (var k = 0u; k < 8u; k++) {
       let w0 = wt[(2u * a) * 8u + k];
       let w1 = wt[(2u * a + 1u) * 8u + k];

@@ -5,7 +5,8 @@ fn bf16x2(v: u32) -> vec2<f32> {
   return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));
 }
 
-fn load_unit(idx: u32) -> array<vec4<f32>, 8> {
+fn load_unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
+  let idx = row * part.units + u;
   var w: array<vec4<f32>, 8>;
   for (var h = 0u; h < 4u; h++) {
     let q = quants[4u * idx + h];

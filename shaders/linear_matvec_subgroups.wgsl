@@ -28,8 +28,8 @@ fn matvec_sg(
     var s0 = 0.0;
     var s1 = 0.0;
     for (var u = lane; u < part.units; u += TPR) {
-      let w0 = load_unit(row0 * part.units + u);
-      let w1 = load_unit(row1 * part.units + u);
+      let w0 = load_unit(row0, u);
+      let w1 = load_unit(row1, u);
       for (var i = 0u; i < 8u; i++) {
         let xv = x[xt0 + u * 8u + i];
         s0 += dot(w0[i], xv);

@@ -11,6 +11,8 @@ import {
   cachedPipeline,
   checkModule,
   DECODERS,
+  decoderSource,
+  fusionPlaceholders,
   type ModuleProvider,
   partMeta,
   randomWeight,
@@ -86,6 +88,7 @@ export class EmbeddingLookup {
             { binding: 3, resource: { buffer: io.out } },
             { binding: 4, resource: { buffer: io.params } },
             { binding: 5, resource: { buffer: meta } },
+            ...fusionPlaceholders(device),
           ],
         }),
       );
@@ -196,9 +199,9 @@ export async function checkEmbedding(
   );
 }
 
-export const EMBEDDING_KERNELS: KernelSpec[] = [...DECODERS.entries()].map(([type, decoder]) => ({
+export const EMBEDDING_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) => ({
   name: embeddingKernelName(type),
-  source: `${decoder}\n${body}`,
+  source: `${decoderSource(type)}\n${body}`,
   check: (device, source) => checkEmbedding(device, source, type),
 }));
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { EngineError } from '../errors';
 import { GgmlType, typeName } from '../gguf/types';
 import { quantize } from '../quant/quantize';
-import { dequantize } from '../reference/ops';
+import { dequantize, f16ToF32 } from '../reference/ops';
 import { checkEmbedding, EMBEDDING_KERNELS } from './embedding';
 import {
   checkLinear,
@@ -17,6 +17,7 @@ import {
   matvecThreadsPerRow,
   randomWeight,
   referenceLinear,
+  usesIntegerDot,
 } from './linear';
 import { benchLinear } from './linear-bench';
 import { KernelRegistry } from './registry';
@@ -96,6 +97,39 @@ describe('embedding kernels (repeated and out-of-order ids)', () => {
 });
 
 describe('weight upload', () => {
+  it('takes no more GPU bytes than file bytes (≤ 1.01×, plus < 300 bytes of alignment per part)', async () => {
+    const { device } = await createTestContext();
+    const ctx = { device, limits: device.limits };
+    const rng = makeRng(21);
+    const ratios: Record<string, number> = {};
+    for (const type of TYPES) {
+      // A real model's row width (dim 4096: 128 units) and an 8B-like down-projection width.
+      for (const [rows, cols, maxBindingSize] of [
+        [24, 4096, undefined],
+        [5, 14336, undefined],
+        [37, 4096, 3], // split into about 3 parts
+      ] as const) {
+        const { bytes } = randomWeight(type, rows, cols, rng);
+        const w = uploadWeight(ctx, 'bytes', type, bytes, rows, cols, {
+          maxBindingSize: maxBindingSize && Math.ceil(bytes.byteLength / maxBindingSize),
+        });
+        const padding = 272 * w.parts.length; // quants section → 256-byte boundary, 16-byte placeholder
+        expect(w.bytes, `${typeName(type)} ${rows}×${cols}`).toBeLessThanOrEqual(
+          1.01 * bytes.byteLength + padding,
+        );
+        if (maxBindingSize) expect(w.parts.length).toBeGreaterThan(1);
+        ratios[`${typeName(type)} ${rows}×${cols} in ${w.parts.length}`] = w.bytes / bytes.byteLength;
+        for (const p of w.parts) p.buffer.destroy();
+      }
+    }
+    // Quantized data take exactly the file's bytes apart from the alignment: q6_K's 210 per 256.
+    const { bytes } = randomWeight(GgmlType.Q6_K, 64, 4096, rng);
+    const w = uploadWeight(ctx, 'q6k', GgmlType.Q6_K, bytes, 64, 4096);
+    expect(w.bytes - bytes.byteLength).toBeLessThan(256);
+    for (const p of w.parts) p.buffer.destroy();
+    console.log('GPU bytes / file bytes', ratios);
+  });
+
   it('splits a tensor over the binding limit by rows; every part is dispatched', async () => {
     const { device } = await createTestContext();
     const q4 = spec(LINEAR_KERNELS, 'linear_q4_0');
@@ -139,14 +173,15 @@ describe('weight upload', () => {
       ]),
     );
     expect(r.ok, r.detail).toBe(true);
-    // The repacked bytes themselves: nibbles verbatim and d as f32, from the CPU quantizer's blocks.
+    // The repacked bytes themselves: nibbles and d's f16 bits verbatim, from the CPU quantizer's blocks.
     const x = randomFloats(2 * 64, makeRng(5));
     const file = quantize(GgmlType.Q4_0, x);
     const viaEncoding = repackRows(GgmlType.F32, GgmlType.Q4_0, new Uint8Array(x.buffer), 2, 64);
     const direct = repackRows(GgmlType.Q4_0, GgmlType.Q4_0, file, 2, 64);
     expect(viaEncoding.quants).toEqual(direct.quants);
-    expect(viaEncoding.scales).toEqual(direct.scales);
+    expect(viaEncoding.aux).toEqual(direct.aux);
     expect(direct.quants.subarray(16, 32)).toEqual(file.subarray(20, 36));
+    expect(direct.aux[0].subarray(0, 4)).toEqual(Uint8Array.of(file[0], file[1], file[18], file[19]));
     // Quantized types stay as they are under 'q4_0'.
     const { bytes } = randomWeight(GgmlType.Q8_0, 3, 32, makeRng(6));
     const w = uploadWeight({ device, limits: device.limits }, 'q8', GgmlType.Q8_0, bytes, 3, 32, {
@@ -198,7 +233,8 @@ describe('weight upload', () => {
       const W = new Float32Array(24 * cols);
       W.set(gate.values);
       W.set(up.values, 12 * cols);
-      return { y, ref: referenceLinear(W, x, new Float32Array(12), 24, cols, 1, 'swiglu') };
+      // q4_0 decodes with 8-bit activations (the integer mat-vec).
+      return { y, ref: referenceLinear(W, x, new Float32Array(12), 24, cols, 1, 'swiglu', true) };
     });
     expect(relError(got.y, got.ref).maxRelError).toBeLessThan(1e-4);
   });
@@ -263,13 +299,15 @@ describe('weight upload', () => {
     const { device } = ctx;
     const rng = makeRng(21);
     const rows = 129;
-    const cols = 64;
+    const cols = 1024;
     const { bytes, values } = randomWeight(GgmlType.Q8_0, rows, cols, rng);
     const registry = new KernelRegistry();
     for (const s of LINEAR_KERNELS) registry.register(s);
-    // 65 row pairs → 17 workgroups of 4 pairs; a limit of 2 per dimension gives a 2 × 9 grid.
+    // 65 row pairs → 5 integer mat-vec workgroups of 4 groups × 4 pairs (32 units: 32 threads per
+    // row pair); a limit of 2 per dimension gives a 2 × 3 grid. The mat-mat: 5 tiles → 2 × 3.
     const limits = {
       maxComputeWorkgroupsPerDimension: 2,
+      maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
       maxBufferSize: device.limits.maxBufferSize,
     } as GPUSupportedLimits;
@@ -296,7 +334,8 @@ describe('weight upload', () => {
       }
       return out;
     });
-    const ref = referenceLinear(values, x, new Float32Array(0), rows, cols, tokens, 'store');
+    // Both paths multiply 8-bit activations for q8_0.
+    const ref = referenceLinear(values, x, new Float32Array(0), rows, cols, tokens, 'store', true);
     for (const y of got) {
       expect(y.subarray(0, 16).every(Number.isNaN)).toBe(true); // before yOffset: untouched
       expect(relError(y.subarray(16), ref).maxRelError).toBeLessThan(1e-4);
@@ -347,8 +386,63 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
     for (const k of LINEAR_KERNELS) registry.register(k);
     const err = await registry.override(device, 'linear_q4_0', broken).catch((e) => e);
     expect(err).toBeInstanceOf(EngineError);
-    expect(err.message).toMatch(/linear_q4_0 rows=\d+ cols=\d+ tokens=\d+ epilogue=\w+ path=matvec/);
+    // load_unit feeds the prefill mat-mat (the decode mat-vec has its own integer decoding).
+    expect(err.message).toMatch(/linear_q4_0 rows=\d+ cols=\d+ tokens=\d+ epilogue=\w+ path=matmul/);
   });
+
+  // Each integer mat-vec's own self-check (the one --custom-ops-path runs) catches a wrong kernel.
+  const integerMutants: [string, string, string, string][] = [
+    // q4_0 nibbles offset by −7 instead of −8 (flip bit 3 of the wrong value).
+    ['linear_q4_0', 'zero point', 'let s = v ^ 0x08080808u;', 'let s = v ^ 0x07070707u;'],
+    // q4_0 multiplies by the first unit's activation scale, not its own.
+    ['linear_q4_0', 'missing scale', 'unit_scale(row1, u)) * xd[ub];', 'unit_scale(row1, u)) * xd[0];'],
+    // q8_0 dots each weight unit with the next activation unit.
+    [
+      'linear_q8_0',
+      'off-by-one unit',
+      'let xv = xq[8u * ub + 4u * h + i];',
+      'let xv = xq[8u * ((ub + 1u) % CU) + 4u * h + i];',
+    ],
+    // q6_K forgets to sign-extend q − 32: negative weights turn positive.
+    ['linear_q6_k', 'sign flip', 'return s | ((s & 0x20202020u) * 6u);', 'return s;'],
+    // The prologue's chunks skip the last partial chunk's final unit.
+    [
+      'linear_q4_0',
+      'short chunk',
+      'let cu = min(CU, part.units - c0);',
+      'let cu = min(CU, part.units - c0 - select(0u, 1u, c0 > 0u));',
+    ],
+    // Decode fusions: the RoPE rotation by −θ, the norm weight ignored, V stored into the K cache.
+    [
+      'linear_q4_0',
+      'RoPE the wrong way',
+      'o = vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);',
+      'o = vec2<f32>(v.x * cs.x + v.y * cs.y, v.y * cs.x - v.x * cs.y);',
+    ],
+    [
+      'linear_q8_0',
+      'norm weight ignored',
+      'return v * scale * vec4<f32>(consts[o], consts[o + 1u], consts[o + 2u], consts[o + 3u]);',
+      'return v * scale;',
+    ],
+    [
+      'linear_q6_k',
+      'V into the K cache',
+      'v_cache[kv_pair_index(at.x, at.y, r - q_dim - kv_dim)] = pack2x16float(o);',
+      'k_cache[kv_pair_index(at.x, at.y, r - q_dim - kv_dim)] = pack2x16float(o);',
+    ],
+  ];
+  for (const [name, what, from, to] of integerMutants) {
+    it(`${name}'s self-check rejects an integer mat-vec mutant: ${what}`, async () => {
+      const { device } = await createTestContext();
+      const s = spec(LINEAR_KERNELS, name);
+      const broken = s.source.replace(from, to);
+      expect(broken).not.toBe(s.source);
+      const r = await withValidation(device, () => s.check(device, broken));
+      expect(r.ok, r.detail).toBe(false);
+      expect(r.detail).toMatch(/path=matvec/);
+    });
+  }
 
   it('an embedding that skips the last unit is rejected (poisoned output)', async () => {
     const { device } = await createTestContext();
@@ -373,21 +467,28 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
 });
 
 it('q6_K repack keeps every value (GPU layout decoded on the CPU)', () => {
-  const { bytes, values } = randomWeight(GgmlType.Q6_K, 2, 256, makeRng(11));
-  const { quants } = repackRows(GgmlType.Q6_K, GgmlType.Q6_K, bytes, 2, 256);
-  const words = new Uint32Array(quants.buffer, quants.byteOffset, quants.byteLength / 4);
-  const floats = new Float32Array(words.buffer, words.byteOffset, words.length);
-  const out = new Float32Array(512);
-  for (let unit = 0; unit < 16; unit++) {
-    const w = unit * 8;
+  const rows = 2;
+  const units = 16; // 512 columns: two file blocks per row, one d word per row
+  const { bytes, values } = randomWeight(GgmlType.Q6_K, rows, 32 * units, makeRng(11));
+  const { quants, aux } = repackRows(GgmlType.Q6_K, GgmlType.Q6_K, bytes, rows, 32 * units);
+  const [hiBytes, sc, dBytes] = aux;
+  expect(quants.byteLength + hiBytes.byteLength + sc.byteLength + dBytes.byteLength).toBe(bytes.byteLength);
+  const hi = new Uint32Array(hiBytes.buffer, hiBytes.byteOffset, hiBytes.byteLength / 4);
+  const sc8 = new Int8Array(sc.buffer, sc.byteOffset, sc.byteLength);
+  const d = new Uint16Array(dBytes.buffer, dBytes.byteOffset, dBytes.byteLength / 2);
+  const out = new Float32Array(rows * units * 32);
+  for (let idx = 0; idx < rows * units; idx++) {
+    const [row, u] = [Math.floor(idx / units), idx % units];
+    const dv = f16ToF32(d[2 * Math.ceil(units / 16) * row + Math.floor(u / 8)]);
     for (let e = 0; e < 32; e++) {
-      const lo = (quants[unit * 32 + (e % 16)] >> (e < 16 ? 0 : 4)) & 0xf;
-      const hi = (words[w + 4 + (e < 16 ? 0 : 1)] >>> (2 * (e % 16))) & 3;
-      out[unit * 32 + e] = ((lo | (hi << 4)) - 32) * floats[w + 6 + (e < 16 ? 0 : 1)];
+      const lo = (quants[idx * 16 + (e % 16)] >> (e < 16 ? 0 : 4)) & 0xf;
+      const [h, i, j] = [e >> 4, (e >> 2) & 3, e & 3];
+      const top = (hi[2 * idx + h] >>> (8 * j + 2 * i)) & 3;
+      out[idx * 32 + e] = dv * sc8[2 * idx + h] * ((lo | (top << 4)) - 32);
     }
   }
   expect(out).toEqual(values);
-  expect(values).toEqual(dequantize(GgmlType.Q6_K, bytes, 512));
+  expect(values).toEqual(dequantize(GgmlType.Q6_K, bytes, rows * units * 32));
   expect(typeName(GgmlType.Q6_K)).toBe('q6_K');
 });
 
@@ -403,8 +504,9 @@ it('benchLinear runs every path and reports the weight bytes (no speed claim on 
     const r = await withValidation(ctx.device, () =>
       benchLinear(ctx, registry, { type: GgmlType.Q4_0, rows: 64, cols: 128, tokens, iterations: 2, path }),
     );
-    expect(r.path).toBe(path ?? (tokens > 8 ? 'matmul' : 'matvec_sg'));
-    expect(r.weightBytes).toBeGreaterThanOrEqual(64 * 128 * 0.625);
+    // q4_0's integer mat-vec has no subgroup variant.
+    expect(r.path).toBe(path ?? (tokens > 8 ? 'matmul' : 'matvec'));
+    expect(r.weightBytes).toBeGreaterThanOrEqual(64 * 128 * 0.5625); // the file's bytes
     expect(r.msPerCall).toBeGreaterThan(0);
     expect(Number.isFinite(r.weightGBps)).toBe(true);
   }

@@ -16,14 +16,36 @@ import q4Decode from '../../../shaders/linear_decode_q4_0.wgsl?raw';
 import q6kDecode from '../../../shaders/linear_decode_q6_k.wgsl?raw';
 import q8Decode from '../../../shaders/linear_decode_q8_0.wgsl?raw';
 import body from '../../../shaders/linear_body.wgsl?raw';
+import matvecFloat from '../../../shaders/linear_matvec_float.wgsl?raw';
+import matvecQ8 from '../../../shaders/linear_matvec_q8.wgsl?raw';
+import q8Activations from '../../../shaders/linear_q8_activations.wgsl?raw';
 import subgroupMatvec from '../../../shaders/linear_matvec_subgroups.wgsl?raw';
 import { EngineError } from '../errors';
 import { GgmlType, typeName } from '../gguf/types';
 import { quantize } from '../quant/quantize';
-import { dequantize, matVec, silu } from '../reference/ops';
+import {
+  dequantize,
+  dequantizeActivationsQ8,
+  f16ToF32,
+  f32ToF16,
+  matVec,
+  quantizeActivationsQ8,
+  rmsNorm,
+  silu,
+} from '../reference/ops';
 import type { GpuContext } from './device';
 import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
-import { createStorage, createUniform, makeRng, poison, randomFloats, readF32, runCases } from './testing';
+import {
+  createStorage,
+  createUniform,
+  makeRng,
+  POISON_NAN_BITS,
+  poison,
+  randomFloats,
+  readF32,
+  readU32,
+  runCases,
+} from './testing';
 import {
   destroyWeight,
   GPU_LAYOUTS,
@@ -43,6 +65,23 @@ export const MATVEC_MAX_TOKENS = 8;
 /** Mat-vec tuning (WGSL overrides): workgroup size and the most threads per row pair. */
 const MATVEC_WG = 128;
 const MATVEC_MAX_TPR = 32;
+/** Integer mat-vec: row pairs per thread group (≤ MAX_PPG in the WGSL), so 2·(WG/TPR)·PPG rows share x. */
+const MATVEC_PPG = 4;
+const MATVEC_MAX_PPG = 4;
+
+/** Whether `type`'s mat-vec multiplies 8-bit activations with dot4I8Packed (linear_matvec_q8.wgsl). */
+export function usesIntegerDot(type: GgmlType): boolean {
+  return GPU_LAYOUTS.get(type)?.aux !== 'none';
+}
+
+/**
+ * Units of x the integer mat-vec quantizes per chunk (override CU): all of a row where the
+ * workgroup memory holds it (36 bytes per unit beside the lane sums), else the most that fit.
+ */
+export function matvecChunkUnits(units: number, workgroupStorage: number): number {
+  const fit = Math.floor((workgroupStorage - 8 * MATVEC_MAX_PPG * MATVEC_WG) / 36);
+  return Math.max(1, Math.min(units, fit));
+}
 
 /**
  * Threads per row pair for rows of `units` 32-weight units: the largest power of two ≤ units, at
@@ -105,7 +144,10 @@ export function subgroupVariant(device: GPUDevice, source: string, label: string
 const pipelineCache = new WeakMap<GPUShaderModule, Map<string, GPUComputePipeline>>();
 const layoutCache = new WeakMap<GPUDevice, { bgl: GPUBindGroupLayout; layout: GPUPipelineLayout }>();
 
-/** The one bind group layout of the linear and embedding kernels (bindings 0–5). */
+/**
+ * The one bind group layout of the linear and embedding kernels: bindings 0–5, and 6–9 for the
+ * integer mat-vec's decode fusions (consts, tok_rows, k_cache, v_cache; placeholders elsewhere).
+ */
 export function weightKernelLayout(device: GPUDevice): {
   bgl: GPUBindGroupLayout;
   layout: GPUPipelineLayout;
@@ -122,12 +164,38 @@ export function weightKernelLayout(device: GPUDevice): {
         { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
         { binding: 4, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
         { binding: 5, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+        { binding: 6, ...ro },
+        { binding: 7, ...ro },
+        { binding: 8, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
+        { binding: 9, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
       ],
     });
     l = { bgl, layout: device.createPipelineLayout({ bindGroupLayouts: [bgl], label: 'weight-kernel' }) };
     layoutCache.set(device, l);
   }
   return l;
+}
+
+const placeholderCache = new WeakMap<GPUDevice, GPUBuffer[]>();
+
+/**
+ * Bindings 6–9 where a kernel does not fuse anything: 16-byte ranges of two small buffers, one for
+ * the read-only bindings and one for the writable ones (a buffer may not be both in one dispatch).
+ */
+export function fusionPlaceholders(device: GPUDevice): GPUBindGroupEntry[] {
+  let b = placeholderCache.get(device);
+  if (!b) {
+    const make = (label: string) => device.createBuffer({ label, size: 512, usage: GPUBufferUsage.STORAGE });
+    b = [make('fusion-placeholder-ro'), make('fusion-placeholder-rw')];
+    placeholderCache.set(device, b);
+  }
+  const [ro, rw] = b;
+  return [
+    { binding: 6, resource: { buffer: ro, offset: 0, size: 16 } },
+    { binding: 7, resource: { buffer: ro, offset: 256, size: 16 } },
+    { binding: 8, resource: { buffer: rw, offset: 0, size: 16 } },
+    { binding: 9, resource: { buffer: rw, offset: 256, size: 16 } },
+  ];
 }
 
 export function cachedPipeline(
@@ -155,7 +223,32 @@ export function cachedPipeline(
   return p;
 }
 
-/** The 8-u32 Meta uniform of a part (see linear_body.wgsl). */
+/** Decode fusions of the integer mat-vec (see Meta in linear_body.wgsl). */
+export interface MatvecFusion {
+  /** RMSNorm prologue: the norm weight at float `offset` of `consts`. */
+  norm?: { offset: number; eps: number };
+  /**
+   * RoPE + KV-cache epilogue (QKV weight [q; k; v] rows): q rotated into y, k rotated and v stored
+   * as f16 pairs at (seq, pos) = tokRows[t] (the layout of shaders/attention.wgsl's header).
+   */
+  rope?: {
+    qDim: number;
+    kvDim: number;
+    headDim: number;
+    maxSeq: number;
+    /** Float offset of the rope table [maxSeq, headDim/2] (cos, sin) in `consts`. */
+    tableOffset: number;
+    tokRows: GPUBuffer;
+    kCache: GPUBuffer;
+    vCache: GPUBuffer;
+  };
+  /** Norm weights and rope table (f32). */
+  consts: GPUBuffer;
+}
+
+const NO_NORM = 0xffffffff;
+
+/** The 16-u32 Meta uniform of a part (see linear_body.wgsl; the embedding reads the first 8). */
 export function partMeta(
   device: GPUDevice,
   label: string,
@@ -167,8 +260,12 @@ export function partMeta(
     xOffset: number;
     yOffset: number;
     epilogue?: number;
+    /** Weight rows of the part (default `rows`; swiglu: 2F): the decoders size their aux arrays by it. */
+    wRows?: number;
+    fusion?: MatvecFusion;
   },
 ): GPUBuffer {
+  const f = m.fusion;
   const words = new Uint32Array([
     m.rows,
     m.rowStart,
@@ -177,11 +274,20 @@ export function partMeta(
     m.xOffset,
     m.yOffset,
     m.epilogue ?? 0,
+    m.wRows ?? m.rows,
+    f?.norm ? f.norm.offset : NO_NORM,
+    0, // norm_eps, below
+    f?.rope?.qDim ?? 0,
+    f?.rope?.kvDim ?? 0,
+    f?.rope?.headDim ?? 0,
+    f?.rope?.maxSeq ?? 0,
+    f?.rope?.tableOffset ?? 0,
     0,
   ]);
+  new Float32Array(words.buffer).set([f?.norm?.eps ?? 0], 9);
   const buffer = device.createBuffer({
     label,
-    size: 32,
+    size: 64,
     usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
   });
   device.queue.writeBuffer(buffer, 0, words);
@@ -214,13 +320,17 @@ export class Linear {
   private readonly maxWorkgroups: number;
   /** Mat-vec threads per row pair (matvecThreadsPerRow of the weight's units). */
   private readonly tpr: number;
+  /** Integer mat-vec (8-bit activations, PPG row pairs per thread group). */
+  private readonly integer: boolean;
+  /** With a RMSNorm prologue or RoPE epilogue: mat-vec only. */
+  private readonly fused: boolean;
 
   constructor(
     ctx: Pick<GpuContext, 'device' | 'limits'> & { features?: GpuContext['features'] },
     registry: ModuleProvider | KernelRegistry,
     weight: GpuWeight,
     io: LinearIO,
-    opts: { epilogue?: Epilogue; label?: string } = {},
+    opts: { epilogue?: Epilogue; label?: string; chunkUnits?: number; fusion?: MatvecFusion } = {},
   ) {
     const device = ctx.device;
     const label = opts.label ?? weight.name;
@@ -236,6 +346,20 @@ export class Linear {
       );
     }
     this.outCols = swiglu ? weight.rows / 2 : weight.rows;
+    const fusion = opts.fusion;
+    this.fused = !!fusion;
+    if (fusion && !usesIntegerDot(weight.type)) {
+      throw new EngineError('bad-argument', `${label}: only the integer mat-vec fuses RMSNorm / RoPE`);
+    }
+    if (fusion?.rope) {
+      const r = fusion.rope;
+      if (weight.parts.length !== 1 || this.epilogue !== 'store' || weight.rows !== r.qDim + 2 * r.kvDim) {
+        throw new EngineError(
+          'gpu-limits',
+          `${label}: the RoPE + KV epilogue needs one buffer of [q; k; v] rows (${weight.rows} rows in ${weight.parts.length} parts, q ${r.qDim}, kv ${r.kvDim}); this GPU's binding limit is too small for it`,
+        );
+      }
+    }
     const xOffset = io.xOffset ?? 0;
     const yOffset = io.yOffset ?? 0;
     if (xOffset % 16 !== 0 || yOffset % 4 !== 0) {
@@ -252,24 +376,40 @@ export class Linear {
     const kernel = linearKernelName(weight.type);
     const module = registry.module(device, kernel);
     this.tpr = matvecThreadsPerRow(weight.cols / UNIT);
+    this.integer = usesIntegerDot(weight.type);
+    const units = weight.cols / UNIT;
     this.matvec = cachedPipeline(
       device,
       module,
       'matvec',
-      { WG: MATVEC_WG, TPR: this.tpr },
+      this.integer
+        ? {
+            WG: MATVEC_WG,
+            TPR: this.tpr,
+            PPG: MATVEC_PPG,
+            CU:
+              opts.chunkUnits ??
+              matvecChunkUnits(
+                units,
+                ctx.limits.maxComputeWorkgroupStorageSize ?? device.limits.maxComputeWorkgroupStorageSize,
+              ),
+          }
+        : { WG: MATVEC_WG, TPR: this.tpr },
       `${kernel}.matvec`,
     );
     this.matmul = cachedPipeline(device, module, 'matmul', {}, `${kernel}.matmul`);
     const subgroups = ctx.features?.subgroups ?? device.features.has('subgroups');
-    this.matvecSg = subgroups
-      ? cachedPipeline(
-          device,
-          subgroupVariant(device, registry.source(kernel), kernel),
-          'matvec_sg',
-          { WG: MATVEC_WG, TPR: this.tpr },
-          `${kernel}.matvec_sg`,
-        )
-      : undefined;
+    // The integer mat-vec reduces through workgroup memory only (its lane sums already live there).
+    this.matvecSg =
+      subgroups && !this.integer
+        ? cachedPipeline(
+            device,
+            subgroupVariant(device, registry.source(kernel), kernel),
+            'matvec_sg',
+            { WG: MATVEC_WG, TPR: this.tpr },
+            `${kernel}.matvec_sg`,
+          )
+        : undefined;
     const { bgl } = weightKernelLayout(device);
     for (const [i, part] of weight.parts.entries()) {
       const meta = partMeta(device, `${label}.meta[${i}]`, {
@@ -280,6 +420,8 @@ export class Linear {
         xOffset: xOffset / 4,
         yOffset: yOffset / 4,
         epilogue: EPILOGUE_CODE[this.epilogue],
+        wRows: part.rows,
+        fusion,
       });
       const bindGroup = device.createBindGroup({
         label: `${label}[${i}]`,
@@ -290,6 +432,18 @@ export class Linear {
           { binding: 3, resource: { buffer: io.y } },
           { binding: 4, resource: { buffer: io.params } },
           { binding: 5, resource: { buffer: meta } },
+          ...(fusion
+            ? [
+                { binding: 6, resource: { buffer: fusion.consts } },
+                { binding: 7, resource: { buffer: fusion.rope?.tokRows ?? fusion.consts } },
+                ...(fusion.rope
+                  ? [
+                      { binding: 8, resource: { buffer: fusion.rope.kCache } },
+                      { binding: 9, resource: { buffer: fusion.rope.vCache } },
+                    ]
+                  : fusionPlaceholders(device).slice(2)),
+              ]
+            : fusionPlaceholders(device)),
         ],
       });
       this.groups.push({ bindGroup, rows: part.rows, meta });
@@ -323,6 +477,9 @@ export class Linear {
     if (chosen !== 'matmul' && nTokens > MATVEC_MAX_TOKENS) {
       throw new EngineError('bad-argument', `the mat-vec path takes at most ${MATVEC_MAX_TOKENS} tokens`);
     }
+    if (this.fused && chosen !== 'matvec') {
+      throw new EngineError('bad-argument', `${this.weight.name}: a fused Linear runs the mat-vec only`);
+    }
     if (chosen === 'matvec_sg' && !this.matvecSg) {
       throw new EngineError('bad-argument', 'this device has no subgroups: no matvec_sg path');
     }
@@ -332,7 +489,8 @@ export class Linear {
       if (chosen !== 'matmul') {
         pass.setPipeline(chosen === 'matvec_sg' ? this.matvecSg! : this.matvec);
         const pairs = swiglu ? g.rows / 2 : Math.ceil(g.rows / 2);
-        const wgs = Math.ceil(pairs / (MATVEC_WG / this.tpr));
+        const pairsPerWorkgroup = (MATVEC_WG / this.tpr) * (this.integer ? MATVEC_PPG : 1);
+        const wgs = Math.ceil(pairs / pairsPerWorkgroup);
         const x = Math.min(wgs, this.maxWorkgroups);
         pass.dispatchWorkgroups(x, Math.ceil(wgs / x));
       } else {
@@ -359,6 +517,16 @@ export interface LinearCase {
   encoding?: UploadOptions['encoding'];
   /** File type of the random weight (default: the kernel's type). */
   sourceType?: GgmlType;
+  /** Integer mat-vec: quantize x in chunks of this many units (as on a device with little workgroup memory). */
+  chunkUnits?: number;
+  /**
+   * Decode fusions (integer mat-vec): RMSNorm prologue; RoPE + KV epilogue for H query and Hkv
+   * KV heads of headDim (rows must be (H + 2·Hkv)·headDim) in a cache of batch × maxSeq positions.
+   */
+  fusion?: {
+    norm: boolean;
+    rope?: { heads: number; kvHeads: number; headDim: number; maxSeq: number; batch: number };
+  };
 }
 
 /** Random file bytes of `type` for a [rows, cols] matrix, and their exact dequantized values. */
@@ -368,7 +536,10 @@ export function randomWeight(type: GgmlType, rows: number, cols: number, rng: ()
   return { bytes, values: dequantize(type, bytes, rows * cols) };
 }
 
-/** CPU reference of one case: returns [T, outCols]. */
+/**
+ * CPU reference of one case: returns [T, outCols]. With `quantizedX` each token's activations are
+ * first quantized to 8 bits per 32-block, as the integer mat-vec does (quantizeActivationsQ8).
+ */
 export function referenceLinear(
   W: Float32Array,
   x: Float32Array,
@@ -377,11 +548,13 @@ export function referenceLinear(
   cols: number,
   tokens: number,
   epilogue: Epilogue,
+  quantizedX = false,
 ): Float32Array {
   const outCols = epilogue === 'swiglu' ? rows / 2 : rows;
   const out = new Float32Array(tokens * outCols);
   for (let t = 0; t < tokens; t++) {
-    const v = matVec(W, x.subarray(t * cols, (t + 1) * cols), rows, cols);
+    const xt = x.subarray(t * cols, (t + 1) * cols);
+    const v = matVec(W, quantizedX ? dequantizeActivationsQ8(xt) : xt, rows, cols);
     for (let r = 0; r < outCols; r++) {
       const i = t * outCols + r;
       if (epilogue === 'store') out[i] = v[r];
@@ -400,7 +573,8 @@ export async function runLinearCase(
   type: GgmlType,
   c: LinearCase,
   seed: number,
-): Promise<{ got: Float32Array; ref: Float32Array }> {
+): Promise<{ got: Float32Array; ref: Float32Array; tolerance: number }> {
+  if (c.fusion) return runFusedCase(ctx, source, module, type, c, seed);
   const { device } = ctx;
   const rng = makeRng(seed);
   const srcType = c.sourceType ?? type;
@@ -426,7 +600,13 @@ export async function runLinearCase(
   else poison(device, yb);
   const params = createUniform(device, [c.tokens], 'check.params');
   const provider = { module: () => module, source: () => source };
-  const linear = new Linear(ctx, provider, weight, { x: xb, y: yb, params, maxTokens }, c);
+  const linear = new Linear(
+    ctx,
+    provider,
+    weight,
+    { x: xb, y: yb, params, maxTokens },
+    { ...c, fusion: undefined },
+  );
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   linear.encode(pass, c.tokens, c.path);
@@ -437,13 +617,190 @@ export async function runLinearCase(
   linear.destroy();
   destroyWeight(weight);
   const got = all.subarray(0, c.tokens * outCols);
-  const ref = referenceLinear(W, x, y0, c.rows, c.cols, c.tokens, c.epilogue);
+  // Integer types round their activations to 8 bits per 32-block on every path.
+  const quantizedX = usesIntegerDot(type);
+  const ref = referenceLinear(W, x, y0, c.rows, c.cols, c.tokens, c.epilogue, quantizedX);
+  const tolerance = LINEAR_TOLERANCE + (quantizedX ? roundingSlack(W, x, ref, c) : 0);
   // Rows past n_tokens must be left alone: poisoned (NaN) or the accumulate input.
   for (let i = c.tokens * outCols; i < all.length; i++) {
     const untouched = c.epilogue === 'accumulate' ? all[i] === y0[i] : Number.isNaN(all[i]);
-    if (!untouched) return { got: new Float32Array([Number.NaN]), ref: new Float32Array([0]) };
+    if (!untouched) return { got: new Float32Array([Number.NaN]), ref: new Float32Array([0]), tolerance };
   }
-  return { got, ref };
+  return { got, ref, tolerance };
+}
+
+/**
+ * A decode-fusion case: x [T, C] → (RMSNorm with a random weight) → W → (RoPE + KV store). The
+ * reference is ops.rmsNorm, the same 8-bit activations, matVec, ops-style rotation with the same
+ * table and f16 rounding of K/V; compared: y's q (or all) columns, then the K and V cache rows of
+ * each token's (seq, pos) slot. Everything else stays poisoned.
+ */
+async function runFusedCase(
+  ctx: Pick<GpuContext, 'device' | 'limits'>,
+  source: string,
+  module: GPUShaderModule,
+  type: GgmlType,
+  c: LinearCase,
+  seed: number,
+): Promise<{ got: Float32Array; ref: Float32Array; tolerance: number }> {
+  const { device } = ctx;
+  const f = c.fusion!;
+  const rng = makeRng(seed);
+  const { bytes, values: W } = randomWeight(type, c.rows, c.cols, rng);
+  const weight = uploadWeight(ctx, 'check.W', type, bytes, c.rows, c.cols);
+  const maxTokens = c.tokens + 1;
+  const outCols = c.epilogue === 'swiglu' ? c.rows / 2 : c.rows;
+  const x = randomFloats(maxTokens * c.cols, rng, 3);
+  const eps = 1e-5;
+  // consts: 3 floats of padding (offsets are honoured), the norm weight, then the rope table.
+  const normOffset = 3;
+  const normW = randomFloats(c.cols, rng, 2);
+  const r = f.rope;
+  const half = r ? r.headDim / 2 : 0;
+  const table = new Float32Array(r ? 2 * r.maxSeq * half : 0);
+  for (let i = 0; i < table.length / 2; i++) {
+    const theta = 2 * Math.PI * rng();
+    table[2 * i] = Math.cos(theta);
+    table[2 * i + 1] = Math.sin(theta);
+  }
+  const tableOffset = normOffset + c.cols;
+  const consts = new Float32Array(tableOffset + table.length);
+  consts.set(normW, normOffset);
+  consts.set(table, tableOffset);
+  const qDim = r ? r.heads * r.headDim : 0;
+  const kvDim = r ? r.kvHeads * r.headDim : 0;
+  // Distinct (seq, pos) slots, token 0 at the last position.
+  const slots: number[] = [];
+  for (let t = 0; t < maxTokens && r; t++) {
+    let slot: number;
+    do slot = t === 0 ? r.maxSeq - 1 : Math.floor(rng() * r.batch * r.maxSeq);
+    while (slots.includes(slot));
+    slots.push(slot);
+  }
+  const rows = Uint32Array.from(slots.flatMap((sl) => [Math.floor(sl / r!.maxSeq), sl % r!.maxSeq]));
+  const cacheWords = r ? (r.batch * r.maxSeq * kvDim) / 2 : 4;
+  const bufs = {
+    x: createStorage(device, x, 'check.x'),
+    y: createStorage(device, maxTokens * outCols * 4, 'check.y'),
+    params: createUniform(device, [c.tokens], 'check.params'),
+    consts: createStorage(device, consts, 'check.consts'),
+    rows: createStorage(device, r ? rows : new Uint32Array(4), 'check.rows'),
+    k: createStorage(device, cacheWords * 4, 'check.k_cache'),
+    v: createStorage(device, cacheWords * 4, 'check.v_cache'),
+  };
+  for (const b of [bufs.y, bufs.k, bufs.v]) poison(device, b);
+  const fusion: MatvecFusion = {
+    consts: bufs.consts,
+    norm: f.norm ? { offset: normOffset, eps } : undefined,
+    rope: r && {
+      qDim,
+      kvDim,
+      headDim: r.headDim,
+      maxSeq: r.maxSeq,
+      tableOffset,
+      tokRows: bufs.rows,
+      kCache: bufs.k,
+      vCache: bufs.v,
+    },
+  };
+  const provider = { module: () => module, source: () => source };
+  const io = { x: bufs.x, y: bufs.y, params: bufs.params, maxTokens };
+  const linear = new Linear(ctx, provider, weight, io, { ...c, fusion });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  linear.encode(pass, c.tokens, c.path);
+  pass.end();
+  device.queue.submit([enc.finish()]);
+  const yAll = await readF32(device, bufs.y);
+  const kAll = await readU32(device, bufs.k);
+  const vAll = await readU32(device, bufs.v);
+  for (const b of Object.values(bufs)) b.destroy();
+  linear.destroy();
+  destroyWeight(weight);
+
+  const xs = new Float32Array(c.tokens * c.cols);
+  for (let t = 0; t < c.tokens; t++) {
+    const xt = x.subarray(t * c.cols, (t + 1) * c.cols);
+    xs.set(f.norm ? rmsNorm(xt, normW, eps) : xt, t * c.cols);
+  }
+  const pre = referenceLinear(
+    W,
+    xs,
+    new Float32Array(c.tokens * outCols),
+    c.rows,
+    c.cols,
+    c.tokens,
+    c.epilogue,
+    true,
+  );
+  let tolerance = LINEAR_TOLERANCE + roundingSlack(W, xs, pre, c);
+  if (!r) {
+    const untouched = yAll.subarray(c.tokens * outCols).every(Number.isNaN);
+    const got = yAll.slice(0, c.tokens * outCols);
+    if (!untouched) got[0] = Number.NaN;
+    return { got, ref: pre, tolerance };
+  }
+  // K/V are stored as f16: one rounding step of the largest value on top.
+  tolerance += 2 ** -10;
+  const per = qDim + 2 * kvDim;
+  const got = new Float32Array(c.tokens * per);
+  const ref = new Float32Array(c.tokens * per);
+  const written = new Set<number>();
+  for (let t = 0; t < c.tokens; t++) {
+    const [seq, pos] = [rows[2 * t], rows[2 * t + 1]];
+    const row = pre.slice(t * c.rows, (t + 1) * c.rows);
+    for (let j = 0; j < qDim + kvDim; j += 2) {
+      const i = (j % r.headDim) / 2;
+      const [cs, sn] = [table[2 * (pos * half + i)], table[2 * (pos * half + i) + 1]];
+      const [a, b] = [row[j], row[j + 1]];
+      row[j] = a * cs - b * sn;
+      row[j + 1] = a * sn + b * cs;
+    }
+    for (let j = qDim; j < per; j++) row[j] = f16ToF32(f32ToF16(row[j]));
+    ref.set(row, t * per);
+    got.set(yAll.subarray(t * c.rows, t * c.rows + qDim), t * per);
+    const word = ((seq * r.maxSeq + pos) * kvDim) / 2;
+    for (let w = 0; w < kvDim / 2; w++) {
+      written.add(word + w);
+      got[t * per + qDim + 2 * w] = f16ToF32(kAll[word + w] & 0xffff);
+      got[t * per + qDim + 2 * w + 1] = f16ToF32(kAll[word + w] >>> 16);
+      got[t * per + qDim + kvDim + 2 * w] = f16ToF32(vAll[word + w] & 0xffff);
+      got[t * per + qDim + kvDim + 2 * w + 1] = f16ToF32(vAll[word + w] >>> 16);
+    }
+    // y's k and v columns are not written (they live in the caches).
+    if (!yAll.subarray(t * c.rows + qDim, (t + 1) * c.rows).every(Number.isNaN)) got[t * per] = Number.NaN;
+  }
+  // Nothing else in the caches or past n_tokens in y is written.
+  const poisoned = (w: number) => w === POISON_NAN_BITS;
+  const otherKv = [...kAll.keys()].some((w) => !written.has(w) && !(poisoned(kAll[w]) && poisoned(vAll[w])));
+  if (otherKv || !yAll.subarray(c.tokens * c.rows).every(Number.isNaN)) got[0] = Number.NaN;
+  return { got, ref, tolerance };
+}
+
+/**
+ * Relative error two 8-bit activation roundings may add: the GPU's d = amax / 127 and 1 / d are
+ * not correctly rounded on every device, so a value within an ulp of a rounding boundary may land
+ * one step (d) away from the reference's. One step moves a dot product by |W[r, c]| · d ≤ max|W| ·
+ * max d (swiglu: times the other factor's size). A wrong kernel (a lost scale, a wrong offset or
+ * unit) is off by far more.
+ */
+function roundingSlack(W: Float32Array, x: Float32Array, ref: Float32Array, c: LinearCase): number {
+  let maxW = 0;
+  for (const w of W) maxW = Math.max(maxW, Math.abs(w));
+  let maxD = 0;
+  for (const d of quantizeActivationsQ8(x.subarray(0, c.tokens * c.cols)).d) maxD = Math.max(maxD, d);
+  let maxRef = 1e-30;
+  for (const r of ref) maxRef = Math.max(maxRef, Math.abs(r));
+  // swiglu: Δ(silu(g)·u) ≤ (|silu'(g)|·|u| + |silu(g)|)·Δ ≤ 2.2·max(|g|, |u|)·Δ (|silu'| < 1.1).
+  let maxPre = 0;
+  if (c.epilogue === 'swiglu') {
+    for (let t = 0; t < c.tokens; t++) {
+      const xt = dequantizeActivationsQ8(x.subarray(t * c.cols, (t + 1) * c.cols));
+      for (const v of matVec(W, xt, c.rows, c.cols)) maxPre = Math.max(maxPre, Math.abs(v));
+    }
+  }
+  const factor = c.epilogue === 'swiglu' ? 1 + 2.2 * maxPre : 1;
+  return (2 * maxW * maxD * factor) / maxRef;
 }
 
 export const LINEAR_TOLERANCE = 1e-4;
@@ -454,13 +811,14 @@ function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
   // more than once; the narrow ones run with fewer threads per row pair (1, 2 or 8 for q4_0).
   const long = type === GgmlType.Q6_K ? 1280 : 1056;
   // The default mat-vec path is matvec_sg where the device has subgroups: check the tree too.
-  const tree: LinearCase[] = subgroups
-    ? [
-        { rows: 17, cols: c[1], tokens: 3, epilogue: 'accumulate', path: 'matvec' },
-        { rows: 34, cols: c[0], tokens: 1, epilogue: 'swiglu', path: 'matvec' },
-        { rows: 3, cols: long, tokens: 2, epilogue: 'store', path: 'matvec' },
-      ]
-    : [];
+  const tree: LinearCase[] =
+    subgroups && !usesIntegerDot(type)
+      ? [
+          { rows: 17, cols: c[1], tokens: 3, epilogue: 'accumulate', path: 'matvec' },
+          { rows: 34, cols: c[0], tokens: 1, epilogue: 'swiglu', path: 'matvec' },
+          { rows: 3, cols: long, tokens: 2, epilogue: 'store', path: 'matvec' },
+        ]
+      : [];
   return [
     ...tree,
     { rows: 1, cols: c[0], tokens: 1, epilogue: 'store' },
@@ -472,12 +830,50 @@ function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
     { rows: 66, cols: c[1], tokens: 17, epilogue: 'swiglu' },
     { rows: 129, cols: c[0], tokens: 2, epilogue: 'store' },
     { rows: 5, cols: long, tokens: 1, epilogue: 'store' },
+    // x quantized in chunks of 3 units (a device with little workgroup memory), the last one short.
+    ...(usesIntegerDot(type)
+      ? [
+          { rows: 35, cols: long, tokens: 2, epilogue: 'accumulate' as const, chunkUnits: 3 },
+          { rows: 6, cols: c[1], tokens: 1, epilogue: 'swiglu' as const, chunkUnits: 3 },
+          // Decode fusions: RMSNorm prologue (qkv, gate_up, head), RoPE + KV-cache epilogue (qkv).
+          { rows: 33, cols: long, tokens: 1, epilogue: 'store' as const, fusion: { norm: true } },
+          {
+            rows: 34,
+            cols: c[1],
+            tokens: 2,
+            epilogue: 'swiglu' as const,
+            fusion: { norm: true },
+            chunkUnits: 3,
+          },
+          {
+            rows: 64,
+            cols: c[0],
+            tokens: 3,
+            epilogue: 'store' as const,
+            fusion: { norm: true, rope: { heads: 2, kvHeads: 1, headDim: 16, maxSeq: 9, batch: 2 } },
+          },
+          {
+            rows: 30,
+            cols: long,
+            tokens: 1,
+            epilogue: 'store' as const,
+            chunkUnits: 3,
+            fusion: { norm: true, rope: { heads: 3, kvHeads: 1, headDim: 6, maxSeq: 5, batch: 1 } },
+          },
+        ]
+      : []),
   ];
 }
 
 function describeCase(type: GgmlType, c: LinearCase, subgroups: boolean): string {
-  const path = c.path ?? (c.tokens > MATVEC_MAX_TOKENS ? 'matmul' : subgroups ? 'matvec_sg' : 'matvec');
+  const sg = subgroups && !usesIntegerDot(type);
+  const path = c.path ?? (c.tokens > MATVEC_MAX_TOKENS ? 'matmul' : sg ? 'matvec_sg' : 'matvec');
   const extra = [
+    c.chunkUnits ? ` chunkUnits=${c.chunkUnits}` : '',
+    c.fusion?.norm ? ' +rmsnorm' : '',
+    c.fusion?.rope
+      ? ` +rope/kv heads=${c.fusion.rope.heads}/${c.fusion.rope.kvHeads} head_dim=${c.fusion.rope.headDim}`
+      : '',
     c.maxBindingSize ? ` maxBindingSize=${c.maxBindingSize}` : '',
     c.encoding ? ` encoding=${c.encoding} from ${typeName(c.sourceType ?? type)}` : '',
   ].join('');
@@ -519,9 +915,19 @@ export async function checkLinear(
   );
 }
 
-export const LINEAR_KERNELS: KernelSpec[] = [...DECODERS.entries()].map(([type, decoder]) => ({
+/** The decoder of `type` with what it needs (the integer decoders read quantized activations). */
+export function decoderSource(type: GgmlType): string {
+  return usesIntegerDot(type) ? `${DECODERS.get(type)}\n${q8Activations}` : DECODERS.get(type)!;
+}
+
+/** The built-in source of `linear_<type>`: decoder + body + the mat-vec of its kind. */
+export function linearSource(type: GgmlType): string {
+  return `${decoderSource(type)}\n${body}\n${usesIntegerDot(type) ? matvecQ8 : matvecFloat}`;
+}
+
+export const LINEAR_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) => ({
   name: linearKernelName(type),
-  source: `${decoder}\n${body}`,
+  source: linearSource(type),
   check: (device, source) => checkLinear(device, source, type),
 }));
 

@@ -1,6 +1,7 @@
 /**
  * Whole-model parity of the GPU forward pass (Dawn on SwiftShader):
- *  - logits vs the CPU ReferenceModel (≤ 1e-3 of max |logit|) at prefill and after decode steps,
+ *  - logits vs the CPU ReferenceModel (≤ 1e-3 of max |logit|; its activations rounded to 8 bits where
+ *    the GPU rounds them: activations 'q8') at prefill and after decode steps,
  *    on small-vocab models of each weight type (q4_0 + q6_K head, f16 tied + rope_freqs, q8_0, f32);
  *  - chunked prefill, the flash-decoding split path, batching (3 prompts together == each alone),
  *    GPU sampling with temperature/top-p == the reference's CPU sampling with the same draws;
@@ -90,7 +91,7 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
       const ctx = await createTestContext();
       const { source, file, config } = await open(makeSmallLlama(opts), what);
       const gpu = await GpuModel.load(ctx, source, file, config, { maxSeqLen: 32, keepLogits: true });
-      const cpu = await ReferenceModel.load(source, file, config, { maxSeqLen: 32 });
+      const cpu = await ReferenceModel.load(source, file, config, { maxSeqLen: 32, activations: 'q8' });
       try {
         gpu.reset(1, GREEDY);
         cpu.reset(1, GREEDY);
@@ -119,7 +120,7 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
       keepLogits: true,
     });
     const long = await GpuModel.load(ctx, source, file, config, { maxSeqLen: 96, keepLogits: true });
-    const cpu = await ReferenceModel.load(source, file, config, { maxSeqLen: 96 });
+    const cpu = await ReferenceModel.load(source, file, config, { maxSeqLen: 96, activations: 'q8' });
     try {
       for (const m of [gpu, long, cpu]) m.reset(1, GREEDY);
       const p = [prompt(70, opts.vocab, 3)];
@@ -170,7 +171,7 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
     const opts = MODELS['q4_0 body, q6_K head'];
     const { source, file, config } = await open(makeSmallLlama(opts), 'q4');
     const gpu = await GpuModel.load(ctx, source, file, config, { maxSeqLen: 32 });
-    const cpu = await ReferenceModel.load(source, file, config, { maxSeqLen: 32 });
+    const cpu = await ReferenceModel.load(source, file, config, { maxSeqLen: 32, activations: 'q8' });
     try {
       const sampling = { temperature: 0.8, topP: 0.9, topK: 40, seed: 5 };
       const prompts = [prompt(4, opts.vocab, 21), prompt(6, opts.vocab, 22)];

@@ -18,8 +18,9 @@
  *   relError(got, ref): { maxRelError, index }
  *       max_i |got_i − ref_i| / max(max_j |ref_j|, 1e-30); NaN/∞ in `got` give Infinity.
  *   runCases(cases, run, tolerance, label?): Promise<CheckResult>
- *       run(case) → { got, ref }; stops at the first case over `tolerance` and reports its
- *       parameters (label(case), else JSON) and the worst element in `detail`.
+ *       run(case) → { got, ref, tolerance? }; stops at the first case over `tolerance` (the
+ *       case's own when it gives one) and reports its parameters (label(case), else JSON) and the
+ *       worst element in `detail`.
  *   withValidation(device, fn): Promise<T>
  *       runs fn inside pushErrorScope('validation') + ('out-of-memory'); throws on any error.
  *   dispatch(device, pipeline, bindings, workgroups): Promise<void>
@@ -177,20 +178,27 @@ export function relError(
  */
 export async function runCases<C>(
   cases: readonly C[],
-  run: (c: C) => Promise<{ got: ArrayLike<number>; ref: ArrayLike<number> }>,
+  run: (c: C) => Promise<{ got: ArrayLike<number>; ref: ArrayLike<number>; tolerance?: number }>,
   tolerance: number,
   label: (c: C) => string = (c) => JSON.stringify(c),
 ): Promise<CheckResult> {
   let worst = 0;
   let worstDetail = 'no cases';
   for (const c of cases) {
-    const { got, ref } = await run(c);
+    const { got, ref, tolerance: own } = await run(c);
+    const limit = own ?? tolerance;
     const { maxRelError, index } = relError(got, ref);
     const detail =
       index < 0 && got.length !== ref.length
         ? `${label(c)}: got ${got.length} values, expected ${ref.length}`
         : `${label(c)}: out[${index}] = ${got[index]}, expected ${ref[index]} (rel. error ${maxRelError.toExponential(2)})`;
-    if (!(maxRelError <= tolerance)) return { ok: false, maxRelError, detail };
+    if (!(maxRelError <= limit)) {
+      return {
+        ok: false,
+        maxRelError,
+        detail: own === undefined ? detail : `${detail}, tolerance ${limit.toExponential(2)}`,
+      };
+    }
     if (maxRelError >= worst) {
       worst = maxRelError;
       worstDetail = `worst case ${detail}`;

@@ -1,25 +1,33 @@
 /**
- * GPU weight layouts: GGUF tensor bytes → our buffers, repacked per tensor as it streams in.
+ * GPU weight layouts: GGUF tensor bytes → our buffers, repacked per tensor as it streams in. They
+ * take no more GPU memory than the file (≤ 1.01× its tensor bytes, plus < 300 bytes of alignment
+ * per part): scales stay f16 (unpack2x16float), and each block type is split into aligned arrays.
  *
  * Every matrix [R, C] (ggml ne = [C, R]; C a multiple of 32) is cut into **units** of 32
- * consecutive weights of one row; unit (r, u) has index r·(C/32) + u. Each part buffer holds two
- * sections that the kernels bind separately:
+ * consecutive weights of one row; unit (r, u) has index r·U + u (U = C/32). Each part buffer holds
+ * two sections that the kernels bind separately (bindings 0 and 1):
  *
- *   part buffer  ┌────────────────────────────────────────────┬──pad──┬──────────────────────┐
- *                │ quants: QV vec4<u32> per unit, unit-major   │ → 256 │ scales: f32 per unit  │
- *                │ [u(0,0)][u(0,1)]…[u(0,C/32−1)][u(1,0)]…     │       │ (q4_0, q8_0 only)     │
- *                └────────────────────────────────────────────┴───────┴──────────────────────┘
+ *   part buffer  ┌────────────────────────────────────────────┬──pad──┬──────────────────────────┐
+ *                │ quants: QV vec4<u32> per unit, unit-major   │ → 256 │ aux: array<u32> (below)   │
+ *                │ [u(0,0)][u(0,1)]…[u(0,U−1)][u(1,0)]…        │       │ 16-byte placeholder if —  │
+ *                └────────────────────────────────────────────┴───────┴──────────────────────────┘
  *
- *   type  QV  one unit (32 weights) in quants                          scales   bytes/weight
- *   q4_0   1  the block's 16 nibble bytes verbatim (byte j: el. j | j+16)  d (f32)   0.625 (file 0.5625)
- *   q8_0   2  the block's 32 int8 verbatim                                 d (f32)   1.125 (file 1.0625)
- *   q6_K   2  lo nibbles like q4_0 │ hi0 hi1 (2 bits/el.) │ d·sc0 d·sc1   —        1.0   (file 0.8203)
- *   f16    4  halves verbatim, 2 per u32 (unpack2x16float)                 —        2
- *   bf16   4  bf16 verbatim, 2 per u32 (<< 16 is the f32)                  —        2
- *   f32    8  floats verbatim                                              —        4
+ *   type  QV  one unit (32 weights) in quants                  aux (R = the part's rows)            bytes/32 (file)
+ *   q4_0   1  the block's 16 nibble bytes (byte j: el. j | j+16) d: f16 bits, 2 per u32, ⌈U/2⌉ words/row  18 (18)
+ *   q8_0   2  the block's 32 int8                               d: as q4_0                            34 (34)
+ *   q6_K   1  low nibbles like q4_0                             hi: 2 u32/unit [R·U·2] │ sc: int8 ×2    26.25 (26.25)
+ *                                                               per unit [R·U/2] │ d: f16 per 256, 2 per
+ *                                                               u32, ⌈U/16⌉ words/row
+ *   f16    4  halves verbatim, 2 per u32 (unpack2x16float)      —                                     64
+ *   bf16   4  bf16 verbatim, 2 per u32 (<< 16 is the f32)       —                                     64
+ *   f32    8  floats verbatim                                   —                                     128
  *
- * A thread reading unit u of a row then u + TPR reads consecutive 16-byte vectors across a
- * thread group: the loads coalesce and are vec4 wide. The exact decoders are shaders/linear_decode_*.wgsl.
+ * q6_K hi words: word 0 holds the top 2 bits of elements 0..15, word 1 of 16..31; element 16h + 4i
+ * + j (i, j < 4) sits at bits 8j + 2i of word h, so `(hi >> 2i) & 0x03030303` puts the top bits of
+ * elements 16h + 4i .. 16h + 4i + 3 in the four bytes (the order the integer dot product wants).
+ * Per-row word counts are rounded up (⌈U/2⌉, ⌈U/16⌉) so every row starts on a word: rows can be
+ * written slice by slice. A thread reading unit u of a row then u + TPR reads consecutive 16-byte
+ * vectors across a thread group. The exact decoders are shaders/linear_decode_*.wgsl.
  *
  * Tensors larger than a binding (or a buffer) are split by rows into parts; the kernels run once per
  * part. Upload streams: rows are read (streamConcatenated), repacked and written with
@@ -28,7 +36,7 @@
 import { EngineError } from '../errors';
 import { GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
 import { quantize } from '../quant/quantize';
-import { dequantize, f16ToF32 } from '../reference/ops';
+import { dequantize } from '../reference/ops';
 import type { GpuContext } from './device';
 
 /** Weights per unit of every GPU layout. */
@@ -37,15 +45,28 @@ export const UNIT = 32;
 const SECTION_ALIGN = 256;
 const SLICE_BYTES = 4 << 20;
 
-/** vec4<u32> per unit and whether a per-unit f32 scale section exists, per GPU layout type. */
-export const GPU_LAYOUTS: ReadonlyMap<GgmlType, { qv: number; scales: boolean; kernel: string }> = new Map([
-  [GgmlType.Q4_0, { qv: 1, scales: true, kernel: 'q4_0' }],
-  [GgmlType.Q8_0, { qv: 2, scales: true, kernel: 'q8_0' }],
-  [GgmlType.Q6_K, { qv: 2, scales: false, kernel: 'q6_k' }],
-  [GgmlType.F16, { qv: 4, scales: false, kernel: 'f16' }],
-  [GgmlType.BF16, { qv: 4, scales: false, kernel: 'bf16' }],
-  [GgmlType.F32, { qv: 8, scales: false, kernel: 'f32' }],
+/** What the aux section holds: nothing, f16 scales (2 per u32), or q6_K's hi | sc | d arrays. */
+export type AuxKind = 'none' | 'f16' | 'q6k';
+
+/** vec4<u32> per unit in quants and the aux section's kind, per GPU layout type. */
+export const GPU_LAYOUTS: ReadonlyMap<GgmlType, { qv: number; aux: AuxKind; kernel: string }> = new Map([
+  [GgmlType.Q4_0, { qv: 1, aux: 'f16', kernel: 'q4_0' }],
+  [GgmlType.Q8_0, { qv: 2, aux: 'f16', kernel: 'q8_0' }],
+  [GgmlType.Q6_K, { qv: 1, aux: 'q6k', kernel: 'q6_k' }],
+  [GgmlType.F16, { qv: 4, aux: 'none', kernel: 'f16' }],
+  [GgmlType.BF16, { qv: 4, aux: 'none', kernel: 'bf16' }],
+  [GgmlType.F32, { qv: 8, aux: 'none', kernel: 'f32' }],
 ]);
+
+/**
+ * Bytes per row of each array of the aux section, in section order; array k of a part of R rows
+ * starts at Σ_{j<k} R · rowBytes[j]. Every entry is a multiple of 4.
+ */
+export function auxRowBytes(aux: AuxKind, units: number): number[] {
+  if (aux === 'f16') return [Math.ceil(units / 2) * 4];
+  if (aux === 'q6k') return [units * 8, units * 2, Math.ceil(units / 16) * 4];
+  return [];
+}
 
 export interface GpuWeightPart {
   buffer: GPUBuffer;
@@ -54,13 +75,13 @@ export interface GpuWeightPart {
   rows: number;
   /** Bytes of the quants section (at offset 0). */
   quantsBytes: number;
-  /** Offset and size of the scales section (a 16-byte placeholder for types without scales). */
+  /** Offset and size of the aux section (binding 1; a 16-byte placeholder for types without one). */
   scalesOffset: number;
   scalesBytes: number;
 }
 
 /**
- * Bindings 0 (quants) and 1 (scales) of a weight part: the same two sections for every kernel
+ * Bindings 0 (quants) and 1 (aux) of a weight part: the same two sections for every kernel
  * that reads a GPU weight (linear, embedding).
  */
 export function weightPartEntries(part: GpuWeightPart): GPUBindGroupEntry[] {
@@ -209,7 +230,8 @@ interface UploadPlan {
   weight: GpuWeight;
   slices: UploadSlice[];
   quantsRowBytes: number;
-  scalesRowBytes: number;
+  /** Per-row bytes of each aux array (auxRowBytes). */
+  auxRows: number[];
 }
 
 /**
@@ -251,7 +273,8 @@ function planUpload(
   const layout = GPU_LAYOUTS.get(gpuType)!;
   const units = cols / UNIT;
   const quantsRowBytes = units * layout.qv * 16;
-  const scalesRowBytes = layout.scales ? units * 4 : 0;
+  const auxRows = auxRowBytes(layout.aux, units);
+  const scalesRowBytes = auxRows.reduce((a, b) => a + b, 0);
 
   const limit = Math.min(
     opts.maxBindingSize ?? ctx.limits.maxStorageBufferBindingSize,
@@ -259,7 +282,7 @@ function planUpload(
   );
   const maxBuffer = ctx.limits.maxBufferSize;
   const rowsPerPart = Math.min(
-    Math.floor(limit / quantsRowBytes),
+    Math.floor(limit / Math.max(quantsRowBytes, scalesRowBytes)),
     Math.floor((maxBuffer - SECTION_ALIGN - 16) / (quantsRowBytes + scalesRowBytes)),
   );
   if (rowsPerPart < 1) {
@@ -314,21 +337,23 @@ function planUpload(
     parts,
     bytes: parts.reduce((s, p) => s + p.buffer.size, 0),
   };
-  return { weight, slices, quantsRowBytes, scalesRowBytes };
+  return { weight, slices, quantsRowBytes, auxRows };
 }
 
 /** Repacks one slice's file bytes into the GPU layout and writes them into its part. */
 function writeSlice(device: GPUDevice, plan: UploadPlan, slice: UploadSlice, src: Uint8Array): void {
-  const { weight, quantsRowBytes, scalesRowBytes } = plan;
+  const { weight, quantsRowBytes, auxRows } = plan;
   const packed = repackRows(slice.type, weight.type, src, slice.rows, weight.cols);
-  const { buffer, scalesOffset } = slice.part;
+  const { buffer, scalesOffset, rows } = slice.part;
   device.queue.writeBuffer(buffer, slice.partRow * quantsRowBytes, packed.quants as Uint8Array<ArrayBuffer>);
-  if (packed.scales) {
+  let arrayOffset = scalesOffset;
+  for (const [k, rowBytes] of auxRows.entries()) {
     device.queue.writeBuffer(
       buffer,
-      scalesOffset + slice.partRow * scalesRowBytes,
-      packed.scales as Float32Array<ArrayBuffer>,
+      arrayOffset + slice.partRow * rowBytes,
+      packed.aux[k] as Uint8Array<ArrayBuffer>,
     );
+    arrayOffset += rows * rowBytes;
   }
 }
 
@@ -340,50 +365,51 @@ export function destroyWeight(w: GpuWeight): void {
 // Repacking (CPU): n rows of file bytes → GPU layout bytes
 // ---------------------------------------------------------------------------------------------
 
-let f16Table: Float32Array | undefined;
-function f16(bits: number): number {
-  if (!f16Table) {
-    f16Table = new Float32Array(65536);
-    for (let i = 0; i < 65536; i++) f16Table[i] = f16ToF32(i);
-  }
-  return f16Table[bits];
-}
-
-/** Repack `n` rows of `srcType` file bytes into the `gpuType` layout (converting if they differ). */
+/**
+ * Repack `n` rows of `srcType` file bytes into the `gpuType` layout (converting if they differ):
+ * the quants section's bytes and each aux array's bytes (auxRowBytes order) for these rows.
+ */
 export function repackRows(
   srcType: GgmlType,
   gpuType: GgmlType,
   src: Uint8Array,
   n: number,
   cols: number,
-): { quants: Uint8Array; scales: Float32Array | null } {
+): { quants: Uint8Array; aux: Uint8Array[] } {
   if (srcType !== gpuType) {
     const values = dequantize(srcType, src, n * cols);
     if (gpuType === GgmlType.F32) return repackRows(GgmlType.F32, GgmlType.F32, u8(values), n, cols);
     return repackRows(gpuType, gpuType, quantize(gpuType, values), n, cols);
   }
-  const units = (n * cols) / UNIT;
+  const units = cols / UNIT;
   switch (gpuType) {
     case GgmlType.F32:
     case GgmlType.F16:
     case GgmlType.BF16:
       // Row-major element order is already the unit-major layout.
-      return { quants: src, scales: null };
+      return { quants: src, aux: [] };
     case GgmlType.Q4_0:
     case GgmlType.Q8_0: {
       const qBytes = gpuType === GgmlType.Q4_0 ? 16 : 32;
       const blockBytes = qBytes + 2;
-      const quants = new Uint8Array(units * qBytes);
-      const scales = new Float32Array(units);
-      for (let b = 0; b < units; b++) {
-        const o = b * blockBytes;
-        scales[b] = f16(src[o] | (src[o + 1] << 8));
-        quants.set(src.subarray(o + 2, o + blockBytes), b * qBytes);
+      const quants = new Uint8Array(n * units * qBytes);
+      // f16 d bits verbatim, ⌈U/2⌉ words per row (a row with odd U ends with a zero half).
+      const rowHalves = 2 * Math.ceil(units / 2);
+      const scales = new Uint8Array(n * rowHalves * 2);
+      for (let r = 0; r < n; r++) {
+        for (let u = 0; u < units; u++) {
+          const b = r * units + u;
+          const o = b * blockBytes;
+          const h = 2 * (r * rowHalves + u);
+          scales[h] = src[o];
+          scales[h + 1] = src[o + 1];
+          quants.set(src.subarray(o + 2, o + blockBytes), b * qBytes);
+        }
       }
-      return { quants, scales };
+      return { quants, aux: [scales] };
     }
     case GgmlType.Q6_K:
-      return { quants: repackQ6K(src, units / 8), scales: null };
+      return repackQ6K(src, n, units);
     default:
       throw new EngineError('unsupported-model', `tensor type ${typeName(gpuType)} has no GPU kernel`);
   }
@@ -394,47 +420,54 @@ function u8(a: Float32Array): Uint8Array {
 }
 
 /**
- * q6_K file blocks (ql[128], qh[64], int8 sc[16], f16 d) → 8 units of 32 bytes each. Element e of a
- * block has the 6-bit value q[e] (see dequantize in reference/ops.ts) and scale d·sc[e >> 4].
+ * q6_K file rows (blocks of ql[128], qh[64], int8 sc[16], f16 d) → our arrays for `n` rows of
+ * `units` units: quants (low nibbles, like q4_0), hi (2 words per unit), sc (the two int8 scales of
+ * each unit, verbatim) and d (the block's f16 bits, ⌈U/16⌉ words per row). Element e of a block has
+ * the 6-bit value q[e] (see dequantize in reference/ops.ts) and scale d·sc[e >> 4].
  */
-function repackQ6K(src: Uint8Array, blocks: number): Uint8Array {
-  const out = new Uint8Array(blocks * 256);
-  const words = new Uint32Array(out.buffer);
-  const floats = new Float32Array(out.buffer);
+function repackQ6K(src: Uint8Array, n: number, units: number): { quants: Uint8Array; aux: Uint8Array[] } {
+  const blocksPerRow = units / 8;
+  const quants = new Uint8Array(n * units * 16);
+  const hi = new Uint32Array(n * units * 2);
+  const sc = new Uint8Array(n * units * 2);
+  const rowHalves = 2 * Math.ceil(units / 16);
+  const d = new Uint8Array(n * rowHalves * 2);
   const q = new Uint8Array(256);
-  for (let b = 0; b < blocks; b++) {
-    const base = 210 * b;
-    const d = f16(src[base + 208] | (src[base + 209] << 8));
-    for (let half = 0; half < 2; half++) {
-      const ql = base + 64 * half;
-      const qh = base + 128 + 32 * half;
-      const y = 128 * half;
-      for (let l = 0; l < 32; l++) {
-        const h = src[qh + l];
-        q[y + l] = (src[ql + l] & 0xf) | ((h & 3) << 4);
-        q[y + l + 32] = (src[ql + l + 32] & 0xf) | (((h >> 2) & 3) << 4);
-        q[y + l + 64] = (src[ql + l] >> 4) | (((h >> 4) & 3) << 4);
-        q[y + l + 96] = (src[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4);
+  for (let r = 0; r < n; r++) {
+    for (let blk = 0; blk < blocksPerRow; blk++) {
+      const b = r * blocksPerRow + blk;
+      const base = 210 * b;
+      for (let half = 0; half < 2; half++) {
+        const ql = base + 64 * half;
+        const qh = base + 128 + 32 * half;
+        const y = 128 * half;
+        for (let l = 0; l < 32; l++) {
+          const h = src[qh + l];
+          q[y + l] = (src[ql + l] & 0xf) | ((h & 3) << 4);
+          q[y + l + 32] = (src[ql + l + 32] & 0xf) | (((h >> 2) & 3) << 4);
+          q[y + l + 64] = (src[ql + l] >> 4) | (((h >> 4) & 3) << 4);
+          q[y + l + 96] = (src[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4);
+        }
       }
-    }
-    for (let u = 0; u < 8; u++) {
-      const e = 32 * u;
-      const o = 256 * b + 32 * u; // byte offset of the unit
-      for (let j = 0; j < 16; j++) out[o + j] = (q[e + j] & 0xf) | ((q[e + j + 16] & 0xf) << 4);
-      let hi0 = 0;
-      let hi1 = 0;
-      for (let i = 0; i < 16; i++) {
-        hi0 |= (q[e + i] >> 4) << (2 * i);
-        hi1 |= (q[e + 16 + i] >> 4) << (2 * i);
+      for (let u = 0; u < 8; u++) {
+        const e = 32 * u;
+        const unit = 8 * b + u;
+        const o = 16 * unit;
+        for (let j = 0; j < 16; j++) quants[o + j] = (q[e + j] & 0xf) | ((q[e + j + 16] & 0xf) << 4);
+        for (let h = 0; h < 2; h++) {
+          let word = 0;
+          for (let i = 0; i < 4; i++) {
+            for (let j = 0; j < 4; j++) word |= (q[e + 16 * h + 4 * i + j] >> 4) << (8 * j + 2 * i);
+          }
+          hi[2 * unit + h] = word >>> 0;
+        }
+        sc[2 * unit] = src[base + 192 + 2 * u];
+        sc[2 * unit + 1] = src[base + 192 + 2 * u + 1];
       }
-      const w = o / 4;
-      words[w + 4] = hi0 >>> 0;
-      words[w + 5] = hi1 >>> 0;
-      const sc0 = (src[base + 192 + 2 * u] << 24) >> 24;
-      const sc1 = (src[base + 192 + 2 * u + 1] << 24) >> 24;
-      floats[w + 6] = d * sc0;
-      floats[w + 7] = d * sc1;
+      const h = 2 * (r * rowHalves + blk);
+      d[h] = src[base + 208];
+      d[h + 1] = src[base + 209];
     }
   }
-  return out;
+  return { quants, aux: [new Uint8Array(hi.buffer), sc, d] };
 }

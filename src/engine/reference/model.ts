@@ -23,6 +23,7 @@ import {
   addInPlace,
   attention,
   dequantize,
+  dequantizeActivationsQ8,
   matVec,
   rmsNorm,
   rope,
@@ -41,6 +42,13 @@ export interface ReferenceLoadOptions {
    * 'float32' (default): the file's own values.
    */
   quantizationEncoding?: 'q4_0' | 'float32';
+  /**
+   * 'q8': the input of every matrix held as q4_0, q8_0 or q6_K (in the file or after the q4_0
+   * encoding) is first rounded to 8 bits per 32-block (quantizeActivationsQ8), as the GPU's integer
+   * kernels do (llama.cpp's CPU path quantizes activations too, with f16 or per-256 scales).
+   * 'float32' (default): f32 activations everywhere.
+   */
+  activations?: 'float32' | 'q8';
 }
 
 interface LayerWeights {
@@ -61,6 +69,7 @@ interface Weights {
   outputNorm: Float32Array; // [D]
   output: Float32Array; // [V, D] (the same array as tokenEmbd when tied)
   ropeFreqs?: Float32Array; // [Dh/2] frequency divisors
+  q8Inputs: WeakSet<Float32Array>; // matrices whose input is rounded to 8 bits (activations 'q8')
 }
 
 interface Sequence {
@@ -110,19 +119,31 @@ export class ReferenceModel implements ModelRunner {
     const t: LlamaTensors = validateLlamaTensors(file, config);
     const enc = opts.quantizationEncoding ?? 'float32';
     const load = (ti: TensorInfo) => loadTensor(source, ti, enc);
+    const q8Inputs = new WeakSet<Float32Array>();
+    const integerTypes = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K];
+    const floatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
+    const roundsInput = (ti: TensorInfo) =>
+      opts.activations === 'q8' &&
+      (integerTypes.includes(ti.type) ||
+        (enc === 'q4_0' && floatTypes.includes(ti.type) && ti.dims[0] % 32 === 0));
+    const matrix = async (ti: TensorInfo) => {
+      const m = await load(ti);
+      if (roundsInput(ti)) q8Inputs.add(m);
+      return m;
+    };
     const tokenEmbd = await load(t.tokenEmbd);
     const layers: LayerWeights[] = [];
     for (const l of t.layers) {
       layers.push({
         attnNorm: await load(l.attnNorm),
-        wq: await load(l.wq),
-        wk: await load(l.wk),
-        wv: await load(l.wv),
-        wo: await load(l.wo),
+        wq: await matrix(l.wq),
+        wk: await matrix(l.wk),
+        wv: await matrix(l.wv),
+        wo: await matrix(l.wo),
         ffnNorm: await load(l.ffnNorm),
-        wGate: await load(l.wGate),
-        wUp: await load(l.wUp),
-        wDown: await load(l.wDown),
+        wGate: await matrix(l.wGate),
+        wUp: await matrix(l.wUp),
+        wDown: await matrix(l.wDown),
       });
     }
     const w: Weights = {
@@ -131,7 +152,9 @@ export class ReferenceModel implements ModelRunner {
       outputNorm: await load(t.outputNorm),
       output: t.output === t.tokenEmbd ? tokenEmbd : await load(t.output),
       ropeFreqs: t.ropeFreqs ? await load(t.ropeFreqs) : undefined,
+      q8Inputs,
     };
+    if (roundsInput(t.output)) q8Inputs.add(w.output); // tied: the embedding table, as the head
     return new ReferenceModel(config, w, maxBatch, maxSeqLen);
   }
 
@@ -186,6 +209,11 @@ export class ReferenceModel implements ModelRunner {
     return logits;
   }
 
+  /** W · x, with x rounded to 8 bits per 32-block first where W's kernel does that (activations 'q8'). */
+  private linear(W: Float32Array, x: Float32Array, rows: number, cols: number): Float32Array {
+    return matVec(W, this.w.q8Inputs.has(W) ? dequantizeActivationsQ8(x) : x, rows, cols);
+  }
+
   /** Logits [V] after feeding `token` at the sequence's next position. */
   private forward(seq: Sequence, token: number): Float32Array {
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = this.config;
@@ -201,9 +229,9 @@ export class ReferenceModel implements ModelRunner {
       const L = w.layers[l];
       // Attention block.
       const xn = rmsNorm(x, L.attnNorm, normEps); // [D]
-      const q = matVec(L.wq, xn, qDim, dim); // [H·Dh]
-      const k = matVec(L.wk, xn, kvDim, dim); // [Hkv·Dh]
-      const v = matVec(L.wv, xn, kvDim, dim); // [Hkv·Dh]
+      const q = this.linear(L.wq, xn, qDim, dim); // [H·Dh]
+      const k = this.linear(L.wk, xn, kvDim, dim); // [Hkv·Dh]
+      const v = this.linear(L.wv, xn, kvDim, dim); // [Hkv·Dh]
       rope(q, nHeads, headDim, pos, ropeTheta, w.ropeFreqs);
       rope(k, nKvHeads, headDim, pos, ropeTheta, w.ropeFreqs);
       // Cache row pos, in f16 like the GPU cache (and llama.cpp's default): attention reads the
@@ -211,16 +239,16 @@ export class ReferenceModel implements ModelRunner {
       seq.keys[l].set(roundToF16InPlace(k), pos * kvDim);
       seq.values[l].set(roundToF16InPlace(v), pos * kvDim);
       const att = attention(q, seq.keys[l], seq.values[l], pos + 1, nHeads, nKvHeads, headDim); // [H·Dh]
-      addInPlace(x, matVec(L.wo, att, dim, qDim));
+      addInPlace(x, this.linear(L.wo, att, dim, qDim));
       // Feed-forward block: x += down · (silu(gate · xn) ⊙ up · xn).
       const xn2 = rmsNorm(x, L.ffnNorm, normEps); // [D]
-      const hidden = swiglu(matVec(L.wGate, xn2, ffnDim, dim), matVec(L.wUp, xn2, ffnDim, dim)); // [F]
-      addInPlace(x, matVec(L.wDown, hidden, dim, ffnDim));
+      const hidden = swiglu(this.linear(L.wGate, xn2, ffnDim, dim), this.linear(L.wUp, xn2, ffnDim, dim)); // [F]
+      addInPlace(x, this.linear(L.wDown, hidden, dim, ffnDim));
     }
     seq.pos++;
     // Final norm and the LM head.
     const xf = rmsNorm(x, w.outputNorm, normEps); // [D]
-    return matVec(w.output, xf, vocabSize, dim); // [V]
+    return this.linear(w.output, xf, vocabSize, dim); // [V]
   }
 
   dispose(): void {

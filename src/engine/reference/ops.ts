@@ -257,3 +257,46 @@ export function argmax(x: ArrayLike<number>): number {
   for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
   return best;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8-bit activations (the GPU's integer mat-vec)
+// ---------------------------------------------------------------------------------------------
+
+/** Round half to even, as WGSL's round(). */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Activations quantized per 32-block like llama.cpp's q8_1 (without the sum): d = max|x| / 127,
+ * q = round(x / d) as int8, in f32 arithmetic exactly as the GPU mat-vec's prologue does it
+ * (d = amax / 127, then x · (1 / d) rounded half to even). x.length must be a multiple of 32.
+ */
+export function quantizeActivationsQ8(x: Float32Array): { q: Int8Array; d: Float32Array } {
+  const blocks = x.length / 32;
+  const q = new Int8Array(x.length);
+  const d = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    let amax = 0;
+    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[32 * b + i]));
+    const db = Math.fround(amax / 127);
+    const id = db > 0 ? Math.fround(1 / db) : 0;
+    d[b] = db;
+    for (let i = 0; i < 32; i++) q[32 * b + i] = roundHalfEven(Math.fround(x[32 * b + i] * id));
+  }
+  return { q, d };
+}
+
+/** The activations the integer mat-vec actually multiplies: q · d per element. */
+export function dequantizeActivationsQ8(x: Float32Array): Float32Array {
+  const { q, d } = quantizeActivationsQ8(x);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = q[i] * d[i >> 5];
+  return out;
+}
+
+/** matVec with x quantized to 8 bits per 32-block first (quantizeActivationsQ8). */
+export function matVecQ8(W: Float32Array, x: Float32Array, rows: number, cols: number): Float32Array {
+  return matVec(W, dequantizeActivationsQ8(x), rows, cols);
+}

@@ -1,0 +1,9 @@
+// The quantized activations the integer decoders' unit_dot2 reads (workgroup memory), placed
+// after a q4_0 / q8_0 / q6_K decoder in the linear and embedding kernels (the embedding never
+// touches them, so they cost it nothing). Filled by linear_matvec_q8.wgsl's prologue.
+
+/** Units of x quantized per chunk: 36·CU bytes of workgroup memory (+ the mat-vec's lane sums). */
+override CU: u32 = 128u;
+
+var<workgroup> xq: array<u32, CU * 8u>; // int8 activations, four per u32, element order
+var<workgroup> xd: array<f32, CU>; // per-unit scale d
