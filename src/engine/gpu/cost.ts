@@ -67,7 +67,7 @@ export function classifyBuffer(label: string, usage: number): CostCategory {
   if (usage & UNIFORM) return 'other';
   if (/^blk\.\d+\.[kv]_cache$/.test(label)) return 'kv';
   if (/^(blk\.\d+\.|token_embd\b|output\b|output_norm\b|rope_freqs\b)/.test(label)) return 'weights';
-  if (label === 'rope-table') return 'other';
+  if (label === 'rope-table' || label === 'fusion-consts') return 'other'; // fusion-consts: rope table + norms
   return 'activations';
 }
 

@@ -242,8 +242,8 @@ export interface MatvecFusion {
     kCache: GPUBuffer;
     vCache: GPUBuffer;
   };
-  /** Norm weights and rope table (f32). */
-  consts: GPUBuffer;
+  /** Norm weights and rope table (f32): a buffer, or the range of one the kernel sees (offsets count from it). */
+  consts: GPUBuffer | GPUBufferBinding;
 }
 
 const NO_NORM = 0xffffffff;
@@ -434,8 +434,13 @@ export class Linear {
           { binding: 5, resource: { buffer: meta } },
           ...(fusion
             ? [
-                { binding: 6, resource: { buffer: fusion.consts } },
-                { binding: 7, resource: { buffer: fusion.rope?.tokRows ?? fusion.consts } },
+                {
+                  binding: 6,
+                  resource: 'buffer' in fusion.consts ? fusion.consts : { buffer: fusion.consts },
+                },
+                fusion.rope
+                  ? { binding: 7, resource: { buffer: fusion.rope.tokRows } }
+                  : fusionPlaceholders(device)[1],
                 ...(fusion.rope
                   ? [
                       { binding: 8, resource: { buffer: fusion.rope.kCache } },

@@ -31,7 +31,13 @@ import {
   registerCoreKernels,
   ropeTable,
 } from './kernels';
-import { Linear, registerLinearKernels } from './linear';
+import {
+  Linear,
+  MATVEC_MAX_TOKENS,
+  type MatvecFusion,
+  registerLinearKernels,
+  usesIntegerDot,
+} from './linear';
 import { KernelRegistry } from './registry';
 import {
   destroyWeight,
@@ -81,6 +87,9 @@ interface Layer {
   ffnNorm: Kernel; // xb = rmsnorm(x) · ffn_norm
   gateUp: Linear; // hb[T, F] = silu(Wg · xb) ⊙ (Wu · xb)
   down: Linear; // x += Wdown · hb
+  // Decode (≤ MATVEC_MAX_TOKENS rows), integer weights: one dispatch each instead of three / two.
+  qkvFused: Linear | null; // rmsnorm(x) · attn_norm → Wqkv → rotate q, k; q → qkv, k, v → cache[seq, pos]
+  gateUpFused: Linear | null; // hb = silu(Wg · n) ⊙ (Wu · n), n = rmsnorm(x) · ffn_norm
   kCache: GPUBuffer; // [maxBatch, L, Hkv·Dh] f16 pairs (shaders/attention.wgsl)
   vCache: GPUBuffer; // [maxBatch, L, Hkv·Dh] f16 pairs
   weights: GpuWeight[];
@@ -228,6 +237,7 @@ export class GpuModel implements ModelRunner {
   private readonly gather: Kernel;
   private readonly finalNorm: Kernel;
   private readonly head: Linear;
+  private readonly headFused: Linear | null; // logits = Whead · (rmsnorm(last) · output_norm)
   private readonly sample: Kernel;
   private readonly globalWeights: GpuWeight[];
   private seqs: Sequence[] = [];
@@ -262,6 +272,7 @@ export class GpuModel implements ModelRunner {
       gather: Kernel;
       finalNorm: Kernel;
       head: Linear;
+      headFused: Linear | null;
       sample: Kernel;
       globalWeights: GpuWeight[];
       customKernels: string[];
@@ -291,6 +302,7 @@ export class GpuModel implements ModelRunner {
     this.gather = parts.gather;
     this.finalNorm = parts.finalNorm;
     this.head = parts.head;
+    this.headFused = parts.headFused;
     this.sample = parts.sample;
     this.globalWeights = parts.globalWeights;
     this.customKernels = parts.customKernels;
@@ -466,15 +478,47 @@ export class GpuModel implements ModelRunner {
     const tokenEmbd = await matrix(tensors.tokenEmbd); // [V, D]
     const ropeFreqs = tensors.ropeFreqs ? (await vector(tensors.ropeFreqs)).values : undefined; // [Dh/2]
     const table = storage('rope-table', maxSeqLen * headDim * 4); // [L, Dh/2] (cos, sin)
-    device.queue.writeBuffer(table, 0, ropeTable(maxSeqLen, headDim, ropeTheta, ropeFreqs));
+    const tableValues = ropeTable(maxSeqLen, headDim, ropeTheta, ropeFreqs);
+    device.queue.writeBuffer(table, 0, tableValues);
+    // The integer mat-vec's decode fusions read the rope table and the norm weights from one buffer:
+    // [table | attn_norm_0 | ffn_norm_0 | … | output_norm] (f32, each norm 256-byte aligned so that
+    // the norm-only fusions bind just their norm).
+    const nLayers = tensors.layers.length;
+    const normBase = align(tableValues.byteLength);
+    const normStride = align(dim * 4);
+    const consts = storage('fusion-consts', normBase + (2 * nLayers + 1) * normStride);
+    device.queue.writeBuffer(consts, 0, tableValues);
+    const normAt = (i: number) => normBase + i * normStride; // bytes
+    const putNorm = (i: number, values: Float32Array<ArrayBuffer>) =>
+      device.queue.writeBuffer(consts, normAt(i), values);
+    // The QKV fusion sees the whole buffer (table and norm); the others only their norm.
+    const normInTable = (i: number) => ({ offset: normAt(i) / 4, eps: normEps });
+    const normOnly = (i: number) => ({
+      consts: { buffer: consts, offset: normAt(i), size: dim * 4 },
+      norm: { offset: 0, eps: normEps },
+    });
+    /** A fused decode Linear where the weight's kernel has the fusions and the layout allows them. */
+    const fusedLinear = (
+      w: GpuWeight,
+      io: ConstructorParameters<typeof Linear>[3],
+      o: { epilogue?: 'store' | 'swiglu'; label: string; fusion: MatvecFusion },
+    ): Linear | null => {
+      if (!usesIntegerDot(w.type)) return null;
+      const split = o.fusion.rope ? w.parts.length !== 1 : false;
+      return split ? null : new Linear(ctx, registry, w, io, o);
+    };
 
     const tokenIo = { params: tokenParams, maxTokens };
     const layers: Layer[] = [];
     for (const [l, t] of tensors.layers.entries()) {
-      const attnNorm = (await vector(t.attnNorm)).buffer; // [D]
+      const attnNormV = await vector(t.attnNorm);
+      const attnNorm = attnNormV.buffer; // [D]
+      putNorm(2 * l, attnNormV.values);
       const wqkv = await concat(`blk.${l}.attn_qkv`, [t.wq, t.wk, t.wv]); // [(H + 2Hkv)·Dh, D]
       const wo = await matrix(t.wo); // [D, H·Dh]
-      const ffnNorm = (await vector(t.ffnNorm)).buffer; // [D]
+      const ffnNormV = await vector(t.ffnNorm);
+      const ffnNorm = ffnNormV.buffer; // [D]
+      putNorm(2 * l + 1, ffnNormV.values);
       const wgu = await concat(`blk.${l}.ffn_gate_up`, [t.wGate, t.wUp]); // [2F, D]
       const wdown = await matrix(t.wDown); // [D, F]
       const kCache = storage(`blk.${l}.k_cache`, kvBytes);
@@ -509,12 +553,40 @@ export class GpuModel implements ModelRunner {
           { x: hb, y: x, ...tokenIo },
           { epilogue: 'accumulate', label: `blk.${l}.down` },
         ),
+        qkvFused: fusedLinear(
+          wqkv,
+          { x, y: qkv, ...tokenIo },
+          {
+            label: `blk.${l}.qkv_fused`,
+            fusion: {
+              consts,
+              norm: normInTable(2 * l),
+              rope: {
+                qDim,
+                kvDim,
+                headDim,
+                maxSeq: maxSeqLen,
+                tableOffset: 0,
+                tokRows: rowsBuf,
+                kCache,
+                vCache,
+              },
+            },
+          },
+        ),
+        gateUpFused: fusedLinear(
+          wgu,
+          { x, y: hb, ...tokenIo },
+          { epilogue: 'swiglu', label: `blk.${l}.gate_up_fused`, fusion: normOnly(2 * l + 1) },
+        ),
         kCache,
         vCache,
         weights: [wqkv, wo, wgu, wdown],
       });
     }
-    const outputNorm = (await vector(tensors.outputNorm)).buffer; // [D]
+    const outputNormV = await vector(tensors.outputNorm);
+    const outputNorm = outputNormV.buffer; // [D]
+    putNorm(2 * nLayers, outputNormV.values);
     const output = tensors.output === tensors.tokenEmbd ? tokenEmbd : await matrix(tensors.output); // [V, D]
     const seqIo = { params: seqParams, maxTokens: maxBatch };
     const embed = new EmbeddingLookup(ctx, registry, tokenEmbd, {
@@ -550,6 +622,11 @@ export class GpuModel implements ModelRunner {
       gather: kernel(pGather, [seqParams, seqsBuf, x, last], 'gather'),
       finalNorm: kernel(pRmsnorm, [seqParams, last, outputNorm, lastNorm], 'output_norm'),
       head: new Linear(ctx, registry, output, { x: lastNorm, y: logits, ...seqIo }, { label: 'output' }),
+      headFused: fusedLinear(
+        output,
+        { x: last, y: logits, ...seqIo },
+        { label: 'output_fused', fusion: normOnly(2 * nLayers) },
+      ),
       sample: kernel(pSample, [seqParams, seqsBuf, logits, scratch, sampled], 'sampling'),
       globalWeights,
       customKernels,
@@ -704,10 +781,17 @@ export class GpuModel implements ModelRunner {
     const [H, T, S] = [nHeads, n, nSeqs];
     const groups = attentionGroupColumns(nHeads, nKvHeads, headDim); // KV heads × query-head chunks
     rec.op('embedding', (p) => this.embed.encode(p, T)); // x[T, D] = token_embd[tokens]
+    // Decode-sized steps run the integer mat-vec with RMSNorm, RoPE and the KV write fused in.
+    const fuse = T <= MATVEC_MAX_TOKENS;
     for (const l of this.layers) {
-      rec.kernel('attn_norm', l.attnNorm, T); // xb[T, D] = rmsnorm(x) · attn_norm
-      rec.op('qkv', (p) => l.qkv.encode(p, T)); // qkv[T, (H + 2Hkv)·Dh] = Wqkv · xb
-      rec.kernel('rope', l.rope, T); // rotate q, k (NORM pairs); k, v → cache[seq, pos]
+      if (fuse && l.qkvFused) {
+        const qkvFused = l.qkvFused;
+        rec.op('qkv', (p) => qkvFused.encode(p, T)); // the three below in one mat-vec
+      } else {
+        rec.kernel('attn_norm', l.attnNorm, T); // xb[T, D] = rmsnorm(x) · attn_norm
+        rec.op('qkv', (p) => l.qkv.encode(p, T)); // qkv[T, (H + 2Hkv)·Dh] = Wqkv · xb
+        rec.kernel('rope', l.rope, T); // rotate q, k (NORM pairs); k, v → cache[seq, pos]
+      }
       if (useSplit) {
         rec.kernel('attention_split', l.attnSplit, nSplits, groups, T); // partial[T, H, splits]: online softmax per KV split, a GQA group per workgroup
         rec.kernel('attention_reduce', l.attnReduce, H, T); // att[T, H·Dh] = merge of the splits
@@ -715,14 +799,24 @@ export class GpuModel implements ModelRunner {
         rec.kernel('attention_prefill', l.attnPrefill, groups, T); // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos
       }
       rec.op('wo', (p) => l.wo.encode(p, T)); // x += Wo · att
-      rec.kernel('ffn_norm', l.ffnNorm, T); // xb = rmsnorm(x) · ffn_norm
-      rec.op('gate_up', (p) => l.gateUp.encode(p, T)); // hb[T, F] = silu(Wg · xb) ⊙ (Wu · xb)
+      if (fuse && l.gateUpFused) {
+        const gateUpFused = l.gateUpFused;
+        rec.op('gate_up', (p) => gateUpFused.encode(p, T)); // ffn_norm fused in
+      } else {
+        rec.kernel('ffn_norm', l.ffnNorm, T); // xb = rmsnorm(x) · ffn_norm
+        rec.op('gate_up', (p) => l.gateUp.encode(p, T)); // hb[T, F] = silu(Wg · xb) ⊙ (Wu · xb)
+      }
       rec.op('down', (p) => l.down.encode(p, T)); // x += Wdown · hb
     }
     if (S === 0) return;
     rec.kernel('gather', this.gather, S); // last[S, D] = x[last row of each sequence]
-    rec.kernel('output_norm', this.finalNorm, S); // lastNorm[S, D] = rmsnorm(last) · output_norm
-    rec.op('output', (p) => this.head.encode(p, S)); // logits[S, V] = Whead · lastNorm
+    const headFused = this.headFused;
+    if (headFused && S <= MATVEC_MAX_TOKENS) {
+      rec.op('output', (p) => headFused.encode(p, S)); // output_norm fused in
+    } else {
+      rec.kernel('output_norm', this.finalNorm, S); // lastNorm[S, D] = rmsnorm(last) · output_norm
+      rec.op('output', (p) => this.head.encode(p, S)); // logits[S, V] = Whead · lastNorm
+    }
     rec.kernel('sampling', this.sample, S); // sampled[S] = sample(logits, T, top-k, top-p, u)
   }
 
