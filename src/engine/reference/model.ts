@@ -11,7 +11,7 @@
  * sequence's tokens do not depend on which other sequences share the batch (see sampling/sampler.ts).
  */
 import { EngineError } from '../errors';
-import { type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
+import { FEEDBACK_TOKEN, type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
 import { checkTokenIds, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes } from '../gguf/reader';
@@ -78,6 +78,7 @@ interface Sequence {
   values: Float32Array[]; // per layer [S, Hkv·Dh], values rounded to f16
   logits: Float32Array | null; // [V] after the last token stepped
   rng: Rng;
+  sampled: number; // the id the last step sampled (what FEEDBACK_TOKEN stands for); −1 before
 }
 
 async function loadTensor(
@@ -172,6 +173,7 @@ export class ReferenceModel implements ModelRunner {
         values: this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
         logits: null,
         rng: new Rng(sequenceSeed(sampling.seed, firstSequence + s)),
+        sampled: -1,
       });
     }
   }
@@ -196,8 +198,14 @@ export class ReferenceModel implements ModelRunner {
           `sequence ${s} would reach ${seq.pos + tokens[s].length} positions but the cache holds ${this.maxSeqLen}`,
         );
       }
-      for (const tok of tokens[s]) seq.logits = this.forward(seq, tok);
-      out.push(sampleToken(seq.logits!, this.sampling, seq.rng.next()));
+      for (const tok of tokens[s]) {
+        if (tok === FEEDBACK_TOKEN && seq.sampled < 0) {
+          throw new EngineError('bad-argument', `sequence ${s} has no sampled token to feed back yet`);
+        }
+        seq.logits = this.forward(seq, tok === FEEDBACK_TOKEN ? seq.sampled : tok);
+      }
+      seq.sampled = sampleToken(seq.logits!, this.sampling, seq.rng.next());
+      out.push(seq.sampled);
     }
     return out;
   }
