@@ -122,7 +122,7 @@ async function main() {
     log(`wrote ${path}: ${(size / 1e9).toFixed(2)} GB in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   }
   try {
-    gpuInstance = await nodeGpu();
+    gpuInstance = await nodeGpu({ preciseTimestamps: args.profile }); // unquantized timestamps for --profile
     const realCtx = await createGpuContext(gpuInstance);
     // --cost: the model gets a counting device, counting only around the counted steps below.
     const counting = args.cost ? countingContext(realCtx) : null;

@@ -7,8 +7,22 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { EngineError } from '../engine/errors';
 
-/** Dawn's `GPU` object, with WebGPU's globals (GPUBufferUsage, …) installed on globalThis. */
-export async function nodeGpu(): Promise<GPU> {
+/**
+ * Dawn's toggle that rounds timestamp-query values (to ~65 µs on some adapters, a guard against
+ * timing attacks in browsers): `--profile` turns it off, nothing else does.
+ */
+export const TIMESTAMP_QUANTIZATION_TOGGLE = 'timestamp_quantization';
+
+/** The `create()` flags for an instance; `preciseTimestamps` disables timestamp quantization. */
+export function dawnFlags(opts: { preciseTimestamps?: boolean } = {}): string[] {
+  return opts.preciseTimestamps ? [`disable-dawn-features=${TIMESTAMP_QUANTIZATION_TOGGLE}`] : [];
+}
+
+/**
+ * Dawn's `GPU` object, with WebGPU's globals (GPUBufferUsage, …) installed on globalThis.
+ * `preciseTimestamps` (for profiling) gives an instance whose timestamps are not quantized.
+ */
+export async function nodeGpu(opts: { preciseTimestamps?: boolean } = {}): Promise<GPU> {
   ensureRuntimeDir();
   let mod: { create: (opts: string[]) => GPU; globals: object };
   try {
@@ -22,11 +36,16 @@ export async function nodeGpu(): Promise<GPU> {
   }
   Object.assign(globalThis, mod.globals);
   // Dawn aborts the process if this object is garbage-collected while a device is alive: keep it.
-  dawnInstance ??= mod.create([]);
-  return dawnInstance;
+  const key = opts.preciseTimestamps ? 'precise' : 'default';
+  let instance = dawnInstances.get(key);
+  if (!instance) {
+    instance = mod.create(dawnFlags(opts));
+    dawnInstances.set(key, instance);
+  }
+  return instance;
 }
 
-let dawnInstance: GPU | undefined;
+const dawnInstances = new Map<'default' | 'precise', GPU>();
 
 /**
  * Dawn's Vulkan path loads libwayland-client, which prints "error: XDG_RUNTIME_DIR is invalid or

@@ -17,10 +17,9 @@ import attentionSource from '../../../shaders/attention.wgsl?raw';
 import elementwiseSource from '../../../shaders/elementwise.wgsl?raw';
 import rmsnormSource from '../../../shaders/rmsnorm.wgsl?raw';
 import ropeSource from '../../../shaders/rope.wgsl?raw';
-import samplingSource from '../../../shaders/sampling.wgsl?raw';
 import * as ref from '../reference/ops';
-import { sampleToken } from '../sampling/sampler';
 import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
+import { samplingSpec } from './sampling';
 import {
   createStorage,
   createUniform,
@@ -440,125 +439,10 @@ export const attentionSpec: KernelSpec = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Sampling
+// Sampling: its own module (src/engine/gpu/sampling.ts, two passes), re-exported here
 // ---------------------------------------------------------------------------------------------
 
-/**
- * The id the sampling kernel writes for a sequence whose logits hold NaN or ±Inf (corrupt weights);
- * the runner turns it into EngineError('non-finite'), as `sampleToken` throws on the CPU.
- */
-export const NON_FINITE_TOKEN = 0xffffffff;
-
-export interface SamplingCase {
-  vocab: number;
-  seqs: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  /** Logits are uniform in [−scale, scale). */
-  scale: number;
-  /** NaN or ±Inf written at one random logit of each sequence: the kernel must answer NON_FINITE_TOKEN. */
-  poison?: number;
-}
-
-/** Run the sampling kernel on `logits` [seqs, vocab] with draws `u` and return the token ids. */
-export async function runSampling(
-  device: GPUDevice,
-  pipeline: GPUComputePipeline,
-  logits: Float32Array,
-  u: Float32Array,
-  c: SamplingCase,
-): Promise<Uint32Array> {
-  const seqs = new Uint32Array(4 * c.seqs);
-  const uBits = new Uint32Array(u.buffer, u.byteOffset, u.length);
-  for (let s = 0; s < c.seqs; s++) seqs[4 * s + 2] = uBits[s];
-  const params = new Uint32Array([c.seqs, 0, c.topK, 0]);
-  new Float32Array(params.buffer).set([c.temperature], 1);
-  new Float32Array(params.buffer).set([c.topP], 3);
-  const tokens = createStorage(device, c.seqs * 4, 'tokens');
-  poison(device, tokens);
-  const bufs = [
-    createUniform(device, params, 'params'),
-    createStorage(device, seqs, 'seqs'),
-    createStorage(device, logits, 'logits'),
-    createStorage(device, c.seqs * c.vocab * 4, 'scratch'),
-    tokens,
-  ];
-  await dispatch(device, pipeline, bufs, [c.seqs]);
-  const got = await readU32(device, tokens, 0, c.seqs);
-  for (const b of bufs) b.destroy();
-  return got;
-}
-
-/** Compare the kernel with `sampleToken` on fresh random logits and draws; result per case. */
-export async function checkSamplingCases(
-  device: GPUDevice,
-  source: string,
-  cases: readonly SamplingCase[],
-  seed: number,
-): Promise<CheckResult> {
-  const module = moduleOf(device, source, 'check:sampling');
-  const rng = makeRng(seed);
-  const pipelines = new Map<number, GPUComputePipeline>();
-  return runCases(
-    cases,
-    async (c) => {
-      let pipeline = pipelines.get(c.vocab);
-      if (!pipeline) {
-        pipeline = computePipeline(device, module, 'main', { VOCAB: c.vocab }, 'sampling');
-        pipelines.set(c.vocab, pipeline);
-      }
-      const logits = randomFloats(c.seqs * c.vocab, rng, c.scale);
-      if (c.poison !== undefined) {
-        for (let s = 0; s < c.seqs; s++) logits[s * c.vocab + Math.floor(rng() * c.vocab)] = c.poison;
-      }
-      const u = Float32Array.from({ length: c.seqs }, () => rng());
-      const got = await runSampling(device, pipeline, logits, u, c);
-      const want = new Float64Array(c.seqs); // f64: NON_FINITE_TOKEN does not fit an f32
-      const opts = { temperature: c.temperature, topK: c.topK, topP: c.topP, seed: 0 };
-      for (let s = 0; s < c.seqs; s++) {
-        want[s] =
-          c.poison === undefined
-            ? sampleToken(logits.subarray(s * c.vocab, (s + 1) * c.vocab), opts, u[s])
-            : NON_FINITE_TOKEN;
-      }
-      return { got: Array.from(got), ref: want };
-    },
-    0,
-    (c) =>
-      `vocab=${c.vocab} seqs=${c.seqs} T=${c.temperature} top_k=${c.topK} top_p=${c.topP}` +
-      (c.poison === undefined ? '' : ` with a ${c.poison} logit`),
-  );
-}
-
-export const samplingSpec: KernelSpec = {
-  name: 'sampling',
-  source: samplingSource,
-  check(device, source) {
-    const cases: SamplingCase[] = [
-      { vocab: 1, seqs: 1, temperature: 0, topK: 0, topP: 1, scale: 1 },
-      { vocab: 5, seqs: 3, temperature: 0, topK: 0, topP: 1, scale: 1 },
-      { vocab: 300, seqs: 4, temperature: 0, topK: 0, topP: 1, scale: 5 },
-      { vocab: 17, seqs: 3, temperature: 1, topK: 0, topP: 1, scale: 2 },
-      { vocab: 129, seqs: 4, temperature: 0.6, topK: 0, topP: 0.9, scale: 4 },
-      { vocab: 1000, seqs: 2, temperature: 0.8, topK: 40, topP: 1, scale: 4 },
-      { vocab: 1000, seqs: 2, temperature: 1.3, topK: 20, topP: 0.5, scale: 3 },
-      { vocab: 300, seqs: 2, temperature: 0, topK: 0, topP: 1, scale: 5, poison: Number.NaN },
-      { vocab: 1000, seqs: 2, temperature: 0.8, topK: 40, topP: 1, scale: 4, poison: Number.NaN },
-      {
-        vocab: 129,
-        seqs: 2,
-        temperature: 0.6,
-        topK: 0,
-        topP: 0.9,
-        scale: 4,
-        poison: Number.POSITIVE_INFINITY,
-      },
-      { vocab: 17, seqs: 1, temperature: 0, topK: 0, topP: 1, scale: 2, poison: Number.NEGATIVE_INFINITY },
-    ];
-    return checkSamplingCases(device, source, cases, 0x5eed04 ^ Date.now());
-  },
-};
+export { NON_FINITE_TOKEN } from './sampling';
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise (gather)

@@ -26,7 +26,6 @@ import {
   attentionConstants,
   attentionGroupColumns,
   kvCacheBytes,
-  NON_FINITE_TOKEN,
   partialStride,
   registerCoreKernels,
   ropeTable,
@@ -38,6 +37,15 @@ import {
   registerLinearKernels,
   usesIntegerDot,
 } from './linear';
+import { UncapturedErrors, withGpuErrorScopes } from './errors';
+import {
+  drawBits,
+  NON_FINITE_TOKEN,
+  samplingGroups,
+  samplingKernels,
+  samplingPipelines,
+  samplingScratchBytes,
+} from './sampling';
 import { KernelRegistry } from './registry';
 import {
   destroyWeight,
@@ -238,11 +246,12 @@ export class GpuModel implements ModelRunner {
   private readonly finalNorm: Kernel;
   private readonly head: Linear;
   private readonly headFused: Linear | null; // logits = Whead · (rmsnorm(last) · output_norm)
-  private readonly sample: Kernel;
+  private readonly sample: { partials: Kernel; pick: Kernel };
   private readonly globalWeights: GpuWeight[];
   private seqs: Sequence[] = [];
   private sampling: SamplingOptions = { temperature: 0, topP: 1, topK: 0, seed: 0 };
   private lostReason: string | null = null;
+  private uncaptured: UncapturedErrors | null = null;
   /** When set, steps run kernel by kernel and record per-kernel times (bench only). */
   profiler: Profiler | null = null;
   private disposed = false;
@@ -273,7 +282,7 @@ export class GpuModel implements ModelRunner {
       finalNorm: Kernel;
       head: Linear;
       headFused: Linear | null;
-      sample: Kernel;
+      sample: { partials: Kernel; pick: Kernel };
       globalWeights: GpuWeight[];
       customKernels: string[];
       weightBytes: number;
@@ -312,12 +321,32 @@ export class GpuModel implements ModelRunner {
     });
   }
 
+  /**
+   * Load inside GPU error scopes: running out of GPU memory while allocating weights, KV cache or
+   * activations is EngineError('gpu-out-of-memory') naming the bytes needed, never a model that
+   * computes on missing buffers; errors after load (no scope) fail the next step.
+   */
   static async load(
     ctx: GpuContext,
     source: RandomAccessSource,
     file: GgufFile,
     config: LlamaConfig,
     opts: GpuLoadOptions = {},
+  ): Promise<GpuModel> {
+    const bytes = estimateGpuBytes(file, config, opts);
+    const model = await withGpuErrorScopes(ctx.device, 'while loading the model', bytes, () =>
+      GpuModel.loadUnscoped(ctx, source, file, config, opts),
+    );
+    model.uncaptured = new UncapturedErrors(ctx.device, 'while running the model', bytes);
+    return model;
+  }
+
+  private static async loadUnscoped(
+    ctx: GpuContext,
+    source: RandomAccessSource,
+    file: GgufFile,
+    config: LlamaConfig,
+    opts: GpuLoadOptions,
   ): Promise<GpuModel> {
     const { device, limits } = ctx;
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = config;
@@ -402,7 +431,7 @@ export class GpuModel implements ModelRunner {
     const last = storage('last', maxBatch * dim * 4); // [S, D]
     const lastNorm = storage('last-norm', maxBatch * dim * 4); // [S, D]
     const logits = storage('logits', maxBatch * vocabSize * 4); // [S, V]
-    const scratch = storage('sampling-scratch', maxBatch * vocabSize * 4); // [S, V]
+    const scratch = storage('sampling-scratch', samplingScratchBytes(maxBatch, vocabSize)); // per-workgroup records
     const savedLogits = opts.keepLogits ? storage('saved-logits', maxBatch * vocabSize * 4) : null;
     const sampled = storage('sampled', 4 * maxBatch); // u32 [S]
     const readback = device.createBuffer({
@@ -432,7 +461,7 @@ export class GpuModel implements ModelRunner {
     const pSplit = pipeline('attention', 'decode_split', attnConsts);
     const pReduce = pipeline('attention', 'decode_reduce', attnConsts);
     const pGather = pipeline('elementwise', 'gather', { DIM: dim });
-    const pSample = pipeline('sampling', 'main', { VOCAB: vocabSize });
+    const pSample = samplingPipelines(device, registry.module(device, 'sampling'), vocabSize);
     const kernel = (
       p: GPUComputePipeline,
       resources: (GPUBuffer | GPUBufferBinding)[],
@@ -627,7 +656,13 @@ export class GpuModel implements ModelRunner {
         { x: last, y: logits, ...seqIo },
         { label: 'output_fused', fusion: normOnly(2 * nLayers) },
       ),
-      sample: kernel(pSample, [seqParams, seqsBuf, logits, scratch, sampled], 'sampling'),
+      sample: samplingKernels(device, pSample, {
+        params: seqParams,
+        seqs: seqsBuf,
+        logits,
+        scratch,
+        tokens: sampled,
+      }),
       globalWeights,
       customKernels,
       weightBytes,
@@ -723,7 +758,7 @@ export class GpuModel implements ModelRunner {
     for (const [j, f] of finishing.entries()) {
       u32[L.seqs / 4 + 4 * j] = f.row;
       u32[L.seqs / 4 + 4 * j + 1] = chunk[f.row].pos + 1;
-      f32[L.seqs / 4 + 4 * j + 2] = draws[f.seq];
+      u32[L.seqs / 4 + 4 * j + 2] = drawBits(draws[f.seq]); // u = bits / 2^32, exactly the CPU's u
     }
     device.queue.writeBuffer(this.upload, 0, bytes);
 
@@ -817,7 +852,10 @@ export class GpuModel implements ModelRunner {
       rec.kernel('output_norm', this.finalNorm, S); // lastNorm[S, D] = rmsnorm(last) · output_norm
       rec.op('output', (p) => this.head.encode(p, S)); // logits[S, V] = Whead · lastNorm
     }
-    rec.kernel('sampling', this.sample, S); // sampled[S] = sample(logits, T, top-k, top-p, u)
+    // Sampling: per-slice max, Σexp and candidates (one read of the logits), then one workgroup
+    // per sequence: sampled[S] = sample(logits, T, top-k, top-p, u).
+    rec.kernel('sampling_partials', this.sample.partials, samplingGroups(this.config.vocabSize), S);
+    rec.kernel('sampling', this.sample.pick, S);
   }
 
   async lastLogits(s: number): Promise<Float32Array> {
@@ -844,6 +882,7 @@ export class GpuModel implements ModelRunner {
 
   private checkAlive(): void {
     if (this.disposed) throw new EngineError('bad-argument', 'the GPU model was disposed; load it again');
+    this.uncaptured?.check();
     if (this.lostReason !== null) {
       throw new EngineError(
         'device-lost',
@@ -855,8 +894,20 @@ export class GpuModel implements ModelRunner {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.uncaptured?.dispose();
     for (const b of this.buffers) b.destroy();
     for (const l of this.layers) for (const w of l.weights) destroyWeight(w);
     for (const w of this.globalWeights) destroyWeight(w);
   }
+}
+
+/** GPU bytes a model needs, roughly: weights as in the file, K and V caches, activations. */
+export function estimateGpuBytes(file: GgufFile, config: LlamaConfig, opts: GpuLoadOptions = {}): number {
+  const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, nLayers } = config;
+  const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
+  const maxTokens = opts.maxTokens ?? 512;
+  const weights = file.tensors.reduce((a, t) => a + t.byteLength, 0);
+  const kv = 2 * nLayers * kvCacheBytes(maxBatch, maxSeqLen, nKvHeads * headDim);
+  const rows = maxTokens * (3 * dim + (nHeads + 2 * nKvHeads) * headDim + nHeads * headDim + ffnDim) * 4;
+  return weights + kv + rows + 2 * maxBatch * vocabSize * 4;
 }

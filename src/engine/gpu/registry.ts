@@ -21,6 +21,11 @@ export interface KernelSpec {
   source: string;
   /** Run `source` (built-in or custom) on random inputs of several awkward sizes vs the reference. */
   check(device: GPUDevice, source: string): Promise<CheckResult>;
+  /**
+   * A few small cases of `check` (well under a second), run once per adapter and app version at
+   * load (src/engine/gpu/self-check.ts); `check` itself when absent.
+   */
+  quickCheck?(device: GPUDevice, source: string): Promise<CheckResult>;
 }
 
 export class KernelRegistry {

@@ -8,11 +8,15 @@
  * has its own stream, `new Rng(sequenceSeed(seed, s))` ((seed + s) mod 2^64), so a sequence's output does not depend on its batch.
  *
  * Steps (Meta's llama3 `sample_top_p`, plus an optional top-k first):
- *   T = 0 → argmax (first index on ties);
- *   else p = softmax(logits / T) in f64; keep the k most likely when topK > 0;
- *   top-p: sort descending, cumulative sum, drop every token whose PRECEDING mass already
- *   exceeds p (so the token that crosses p is kept), renormalize;
- *   pick the first token whose cumulative probability exceeds u · total.
+ *   order: logit descending; equal logits by lower id (the tie rule: a vocabulary of equal logits
+ *   is an ordinary distribution over ids 0, 1, 2, … and is sampled, never "token 0");
+ *   T = 0 → the first token of that order (argmax, first index on ties);
+ *   else w = exp((logits − max) / T) in f64; keep the first k when topK > 0;
+ *   top-p: drop every token whose PRECEDING mass already exceeds p · Σkept (so the token that
+ *   crosses p is kept), with p taken at f32 precision (`Math.fround`, what the GPU's uniform holds);
+ *   pick the first token whose cumulative w exceeds u · Σkept.
+ * Both cut tests compare a sum with a product that is exact in f64 whenever the sums are exact
+ * (equal logits: w = 1), and the GPU compares exactly too, so ties give the same token on both.
  */
 import { EngineError } from '../errors';
 import type { SamplingOptions } from '../generation';
@@ -70,46 +74,50 @@ function checkOptions(s: SamplingOptions): void {
   }
 }
 
+/** The kept tokens in order with their unnormalized weights w and Σw (T > 0). */
+function keptTokens(
+  logits: Float32Array,
+  s: SamplingOptions,
+): { ids: Int32Array; weights: Float64Array; keptSum: number } {
+  const n = logits.length;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < n; i++) max = Math.max(max, logits[i]);
+  // Logit descending, equal logits by lower id: the order is fully defined (and ignores the sign of 0).
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((a, b) => logits[b] - logits[a] || a - b);
+  let keep = s.topK > 0 ? Math.min(s.topK, n) : n;
+  const w = new Float64Array(keep);
+  for (let i = 0; i < keep; i++) w[i] = Math.exp((logits[order[i]] - max) / s.temperature);
+  // top-p over the (top-k) survivors: token i stays while the mass before it is ≤ p · total.
+  if (s.topP < 1) {
+    const p = Math.fround(s.topP);
+    let total = 0;
+    for (let i = 0; i < keep; i++) total += w[i];
+    const limit = p * total;
+    let kept = 0;
+    let before = 0;
+    while (kept < keep && before <= limit) {
+      before += w[kept];
+      kept++;
+    }
+    keep = kept;
+  }
+  let keptSum = 0;
+  for (let i = 0; i < keep; i++) keptSum += w[i];
+  return { ids: Int32Array.from(order.slice(0, keep)), weights: w.subarray(0, keep), keptSum };
+}
+
 /**
- * The candidates `sampleToken` draws from, most likely first, with their renormalized
- * probabilities (exported so tests and the GPU sampler's tests can check the kept set).
+ * The candidates `sampleToken` draws from, in order, with their renormalized probabilities
+ * (exported so tests and the GPU sampler's tests can check the kept set).
  */
 export function samplingDistribution(
   logits: Float32Array,
   s: SamplingOptions,
 ): { ids: Int32Array; probs: Float64Array } {
   checkOptions(s);
-  const n = logits.length;
-  // softmax(logits / T) in f64.
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < n; i++) max = Math.max(max, logits[i]);
-  const p = new Float64Array(n);
-  for (let i = 0; i < n; i++) p[i] = Math.exp((logits[i] - max) / s.temperature);
-  // Sort descending by probability; ties by lower id so the order is fully defined.
-  const order = Array.from({ length: n }, (_, i) => i);
-  order.sort((a, b) => p[b] - p[a] || a - b);
-  let keep = s.topK > 0 ? Math.min(s.topK, n) : n;
-  // top-p over the (top-k) survivors: token i stays while the mass before it is ≤ p.
-  if (s.topP < 1) {
-    let kept = 0;
-    let before = 0;
-    let total = 0;
-    for (let i = 0; i < keep; i++) total += p[order[i]];
-    while (kept < keep && before / total <= s.topP) {
-      before += p[order[kept]];
-      kept++;
-    }
-    keep = kept;
-  }
-  const ids = new Int32Array(keep);
-  const probs = new Float64Array(keep);
-  let keptSum = 0;
-  for (let i = 0; i < keep; i++) keptSum += p[order[i]];
-  for (let i = 0; i < keep; i++) {
-    ids[i] = order[i];
-    probs[i] = p[order[i]] / keptSum;
-  }
-  return { ids, probs };
+  const { ids, weights, keptSum } = keptTokens(logits, s);
+  return { ids, probs: weights.map((w) => w / keptSum) };
 }
 
 /**
@@ -143,12 +151,14 @@ export function sampleToken(logits: Float32Array, s: SamplingOptions, u: number)
   checkOptions(s);
   checkFiniteLogits(logits);
   if (s.temperature === 0) return argmax(logits);
-  const { ids, probs } = samplingDistribution(logits, s);
+  const { ids, weights, keptSum } = keptTokens(logits, s);
+  // u · Σ is exact in f64 for a 32-bit u and a sum of up to 2^21 equal weights.
+  const goal = u * keptSum;
   let cum = 0;
   for (let i = 0; i < ids.length; i++) {
-    cum += probs[i];
-    if (u < cum) return ids[i];
+    cum += weights[i];
+    if (goal < cum) return ids[i];
   }
-  // u ≥ the rounded total (within 1e-16 of 1): the last kept token.
+  // goal ≥ the rounded running sum (u within 1e-16 of 1): the last kept token.
   return ids[ids.length - 1];
 }
