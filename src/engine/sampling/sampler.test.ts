@@ -180,4 +180,19 @@ describe('non-finite logits (corrupt weights)', () => {
     expect(sampleToken(l, opts({ temperature: 0 }), 0)).toBe(0);
     expect(sampleToken(l, opts({ temperature: 0.6 }), 0.99)).toBe(0);
   });
+
+  it('equal logits are sampled in id order (the tie rule), not always token 0', () => {
+    const flat = new Float32Array(10).fill(1.5);
+    // top-p 0.9 is taken at f32 (0.89999998): 9 ≤ 0.9·10 fails, so ids 0..8 are kept.
+    expect(Array.from(samplingDistribution(flat, opts({ topP: 0.9 })).ids)).toEqual([
+      0, 1, 2, 3, 4, 5, 6, 7, 8,
+    ]);
+    for (let k = 0; k < 9; k++) expect(sampleToken(flat, opts({ topP: 0.9 }), (k + 0.5) / 9)).toBe(k);
+    // u · Σ is exact: u = 4/8 with 8 kept picks id 4, the first whose cumulative count exceeds 4.
+    expect(sampleToken(flat, opts({ topK: 8 }), 0.5)).toBe(4);
+    expect(sampleToken(flat, opts({ topK: 8 }), 0.5 - 2 ** -32)).toBe(3);
+    // −0 and +0 are the same logit: ordered by id.
+    expect(sampleToken(new Float32Array([-0, 0]), opts({}), 0)).toBe(0);
+    expect(sampleToken(new Float32Array([0, -0]), opts({}), 0.75)).toBe(1);
+  });
 });
