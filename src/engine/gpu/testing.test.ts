@@ -50,6 +50,20 @@ describe('GPU test helpers', () => {
     expect(r.maxRelError).toBeCloseTo(4);
   });
 
+  it('runCases holds a case to its own tolerance when it gives one (the integer mat-vec rounding slack)', async () => {
+    const run = async (c: { err: number; tol?: number }) => ({
+      got: [1 + c.err],
+      ref: [1],
+      tolerance: c.tol,
+    });
+    const loose = await runCases([{ err: 0.01, tol: 0.02 }, { err: 0 }], run, 1e-4);
+    expect(loose.ok, loose.detail).toBe(true);
+    expect(loose.maxRelError).toBeCloseTo(0.01);
+    const tight = await runCases([{ err: 0.01, tol: 0.005 }], run, 1);
+    expect(tight.ok).toBe(false);
+    expect(tight.detail).toContain('tolerance 5.00e-3');
+  });
+
   it('dispatches, poisons and reads back; unwritten outputs stay NaN', async () => {
     const ctx = await createTestContext();
     const { device } = ctx;
