@@ -7,7 +7,10 @@ import {
   dequantize,
   f16ToF32,
   f32ToF16,
+  dequantizeActivationsQ8,
   matVec,
+  matVecQ8,
+  quantizeActivationsQ8,
   rmsNorm,
   rope,
   roundToF16InPlace,
@@ -203,5 +206,28 @@ describe('layer math', () => {
     const e = Math.exp(-1);
     close(s, [1 / (2 + e), 1 / (2 + e), e / (2 + e)], 1e-12);
     expect(argmax([1, 3, 3, 2])).toBe(1);
+  });
+});
+
+describe('8-bit activations (the GPU integer mat-vec)', () => {
+  it('quantizes per 32-block: d = max|x| / 127, q = round(x / d) half to even, a zero block stays 0', () => {
+    const x = new Float32Array(64);
+    x[0] = 127;
+    x[1] = -63.5; // exactly half way: to even (−64)
+    x[2] = 62.5; // to even (62)
+    x[3] = -127;
+    x[4] = 0.4;
+    const { q, d } = quantizeActivationsQ8(x);
+    expect(Array.from(d)).toEqual([1, 0]);
+    expect(Array.from(q.subarray(0, 5))).toEqual([127, -64, 62, -127, 0]);
+    expect(q.subarray(32).every((v) => v === 0)).toBe(true);
+    // The largest magnitude of a block is exactly ±127 · d; everything is within d / 2.
+    const y = Float32Array.from({ length: 96 }, (_, i) => Math.sin(i * 1.7) * (i < 32 ? 1e-3 : 40));
+    const back = dequantizeActivationsQ8(y);
+    const dq = quantizeActivationsQ8(y).d;
+    for (let i = 0; i < y.length; i++)
+      expect(Math.abs(back[i] - y[i])).toBeLessThanOrEqual(dq[i >> 5] / 2 + 1e-9);
+    const W = Float32Array.from({ length: 2 * 96 }, (_, i) => Math.cos(i));
+    close(matVecQ8(W, y, 2, 96), matVec(W, back, 2, 96), 1e-9);
   });
 });
