@@ -12,7 +12,7 @@
  * with bind groups built at load; only the sampled token ids (u32 per sequence) are read back.
  */
 import { EngineError } from '../errors';
-import { type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
+import { FEEDBACK_TOKEN, type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
 import { checkTokenIds, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
@@ -210,11 +210,24 @@ interface StepLayout {
 
 const align = (n: number, a = 256) => Math.ceil(n / a) * a;
 
+/** One token row of a step: its sequence, position and id (or `from`: a slot of `sampled`). */
+interface Row {
+  seq: number;
+  pos: number;
+  token: number;
+  from: number;
+}
+
 interface Sequence {
-  pos: number; // positions filled so far
+  pos: number; // positions filled so far (including steps submitted but not yet read back)
   rng: Rng;
   hasLogits: boolean;
+  /** Index in `sampled` of this sequence's last sampled id (what FEEDBACK_TOKEN reads), or −1. */
+  slot: number;
 }
+
+/** Readback buffers used in turn: one step may be read back while the next one runs. */
+const READBACK_RING = 2;
 
 export class GpuModel implements ModelRunner {
   readonly config: LlamaConfig;
@@ -239,7 +252,13 @@ export class GpuModel implements ModelRunner {
   private readonly logits: GPUBuffer; // [maxBatch, V]
   private readonly savedLogits: GPUBuffer | null; // [maxBatch, V] per sequence (keepLogits)
   private readonly sampled: GPUBuffer; // u32 [maxBatch]
-  private readonly readback: GPUBuffer; // MAP_READ u32 [maxBatch]
+  private readonly readbacks: GPUBuffer[]; // MAP_READ u32 [maxBatch], READBACK_RING of them
+  private nextReadback = 0;
+  private runsInFlight = 0;
+  /** The per-step upload bytes, reused (writeBuffer copies them at once). */
+  private readonly stepBytes: ArrayBuffer;
+  /** Sampled ids stay on the GPU: `step` takes FEEDBACK_TOKEN, and the next step may be queued early. */
+  readonly feedsBack = true;
   private readonly embed: EmbeddingLookup;
   private readonly layers: Layer[];
   private readonly gather: Kernel;
@@ -275,7 +294,7 @@ export class GpuModel implements ModelRunner {
       logits: GPUBuffer;
       savedLogits: GPUBuffer | null;
       sampled: GPUBuffer;
-      readback: GPUBuffer;
+      readbacks: GPUBuffer[];
       embed: EmbeddingLookup;
       layers: Layer[];
       gather: Kernel;
@@ -305,7 +324,8 @@ export class GpuModel implements ModelRunner {
     this.logits = parts.logits;
     this.savedLogits = parts.savedLogits;
     this.sampled = parts.sampled;
-    this.readback = parts.readback;
+    this.readbacks = parts.readbacks;
+    this.stepBytes = new ArrayBuffer(parts.layout.size);
     this.embed = parts.embed;
     this.layers = parts.layers;
     this.gather = parts.gather;
@@ -434,12 +454,14 @@ export class GpuModel implements ModelRunner {
     const scratch = storage('sampling-scratch', samplingScratchBytes(maxBatch, vocabSize)); // per-workgroup records
     const savedLogits = opts.keepLogits ? storage('saved-logits', maxBatch * vocabSize * 4) : null;
     const sampled = storage('sampled', 4 * maxBatch); // u32 [S]
-    const readback = device.createBuffer({
-      label: 'readback',
-      size: align(4 * maxBatch, 16),
-      usage: U.MAP_READ | U.COPY_DST,
-    });
-    buffers.push(readback);
+    const readbacks = Array.from({ length: READBACK_RING }, (_, i) =>
+      device.createBuffer({
+        label: `readback-${i}`,
+        size: align(4 * maxBatch, 16),
+        usage: U.MAP_READ | U.COPY_DST,
+      }),
+    );
+    buffers.push(...readbacks);
 
     // Pipelines: one per (kernel, entry point), shared by all layers.
     const customKernels = registry.names().filter((n) => registry.source(n) !== registry.spec(n).source);
@@ -645,7 +667,7 @@ export class GpuModel implements ModelRunner {
       logits,
       savedLogits,
       sampled,
-      readback,
+      readbacks,
       embed,
       layers,
       gather: kernel(pGather, [seqParams, seqsBuf, x, last], 'gather'),
@@ -680,9 +702,15 @@ export class GpuModel implements ModelRunner {
       pos: 0,
       rng: new Rng(sequenceSeed(sampling.seed, firstSequence + s)),
       hasLogits: false,
+      slot: -1,
     }));
   }
 
+  /**
+   * Everything up to the first submission happens synchronously in the call (positions, draws,
+   * which sampled id a FEEDBACK_TOKEN reads), so a step called before the previous one resolved is
+   * queued after it on the GPU and sees its results.
+   */
   async step(tokens: number[][]): Promise<number[]> {
     this.checkAlive();
     if (tokens.length !== this.seqs.length) {
@@ -699,16 +727,29 @@ export class GpuModel implements ModelRunner {
           `sequence ${s} would reach ${seq.pos + toks.length} positions but the cache holds ${this.maxSeqLen}`,
         );
       }
-      checkTokenIds(toks, this.config.vocabSize, `sequence ${s}`);
+      if (toks.includes(FEEDBACK_TOKEN)) {
+        if (toks.length !== 1 || seq.slot < 0) {
+          throw new EngineError(
+            'bad-argument',
+            `sequence ${s}: FEEDBACK_TOKEN must be the only token, after a step that sampled for it`,
+          );
+        }
+      } else {
+        checkTokenIds(toks, this.config.vocabSize, `sequence ${s}`);
+      }
     }
     // One uniform draw per sequence with tokens, as the CPU reference does (greedy included).
     const draws = tokens.map((toks, s) => (toks.length > 0 ? this.seqs[s].rng.next() : 0));
     // All new tokens as rows (seq, pos), sequence after sequence; cut into chunks of maxTokens rows.
-    const rows: { seq: number; pos: number; token: number }[] = [];
+    // A fed-back row reads the id from slot `from` of `sampled`, where the previous step left it.
+    const rows: Row[] = [];
     for (const [s, toks] of tokens.entries()) {
-      for (const [i, token] of toks.entries()) rows.push({ seq: s, pos: this.seqs[s].pos + i, token });
+      const seq = this.seqs[s];
+      for (const [i, token] of toks.entries()) {
+        rows.push({ seq: s, pos: seq.pos + i, token, from: token === FEEDBACK_TOKEN ? seq.slot : -1 });
+      }
     }
-    const out = tokens.map(() => -1);
+    const chunks: { chunk: Row[]; finishing: { seq: number; row: number }[] }[] = [];
     for (let start = 0; start < rows.length; start += this.maxTokens) {
       const chunk = rows.slice(start, start + this.maxTokens);
       // Sequences whose last new row is in this chunk are sampled: (sequence, row in chunk).
@@ -716,19 +757,27 @@ export class GpuModel implements ModelRunner {
       for (const [i, r] of chunk.entries()) {
         if (r.pos === this.seqs[r.seq].pos + tokens[r.seq].length - 1) finishing.push({ seq: r.seq, row: i });
       }
-      const ids = await this.run(chunk, finishing, draws);
-      for (const [j, f] of finishing.entries()) out[f.seq] = ids[j];
+      chunks.push({ chunk, finishing });
     }
     for (const [s, toks] of tokens.entries()) {
       this.seqs[s].pos += toks.length;
       if (toks.length > 0) this.seqs[s].hasLogits = true;
+    }
+    // Each chunk's sampling overwrites `sampled`: after this step only the last chunk's ids are there.
+    for (const seq of this.seqs) seq.slot = -1;
+    for (const [j, f] of (chunks.at(-1)?.finishing ?? []).entries()) this.seqs[f.seq].slot = j;
+
+    const out = tokens.map(() => -1);
+    for (const { chunk, finishing } of chunks) {
+      const ids = await this.run(chunk, finishing, draws);
+      for (const [j, f] of finishing.entries()) out[f.seq] = ids[j];
     }
     return out;
   }
 
   /** Encode and submit one chunk as one command buffer; returns the sampled ids of `finishing`. */
   private async run(
-    chunk: { seq: number; pos: number; token: number }[],
+    chunk: Row[],
     finishing: { seq: number; row: number }[],
     draws: number[],
   ): Promise<number[]> {
@@ -742,7 +791,7 @@ export class GpuModel implements ModelRunner {
     const nSplits = useSplit ? Math.min(MAX_SPLITS, Math.max(1, Math.ceil(maxLen / MIN_SPLIT))) : 1;
     const splitLen = Math.ceil(maxLen / nSplits);
 
-    const bytes = new ArrayBuffer(L.size);
+    const bytes = this.stepBytes;
     const u32 = new Uint32Array(bytes);
     const f32 = new Float32Array(bytes);
     u32.set([n, nSplits, splitLen, 0], L.tokenParams / 4);
@@ -751,7 +800,7 @@ export class GpuModel implements ModelRunner {
     u32[L.seqParams / 4 + 2] = this.sampling.topK;
     f32[L.seqParams / 4 + 3] = this.sampling.topP;
     for (const [i, r] of chunk.entries()) {
-      u32[L.tokens / 4 + i] = r.token;
+      u32[L.tokens / 4 + i] = r.from >= 0 ? 0 : r.token; // a fed-back id is copied in on the GPU
       u32[L.rows / 4 + 2 * i] = r.seq;
       u32[L.rows / 4 + 2 * i + 1] = r.pos;
     }
@@ -760,7 +809,20 @@ export class GpuModel implements ModelRunner {
       u32[L.seqs / 4 + 4 * j + 1] = chunk[f.row].pos + 1;
       u32[L.seqs / 4 + 4 * j + 2] = drawBits(draws[f.seq]); // u = bits / 2^32, exactly the CPU's u
     }
-    device.queue.writeBuffer(this.upload, 0, bytes);
+    if (this.runsInFlight >= READBACK_RING) {
+      throw new EngineError('internal', `at most ${READBACK_RING} steps may wait for their readback at once`);
+    }
+    // Only the bytes this step uses (a decode step: 60 bytes), region by region.
+    const regions: [number, number][] = [
+      [L.tokenParams, 16],
+      [L.seqParams, 16],
+      [L.tokens, 4 * n],
+      [L.rows, 8 * n],
+      [L.seqs, 16 * nSeqs],
+    ];
+    for (const [offset, size] of regions) {
+      if (size > 0) device.queue.writeBuffer(this.upload, offset, bytes, offset, size);
+    }
 
     let enc = device.createCommandEncoder({ label: 'step' });
     enc.copyBufferToBuffer(this.upload, L.tokenParams, this.tokenParams, 0, 16);
@@ -768,6 +830,10 @@ export class GpuModel implements ModelRunner {
     enc.copyBufferToBuffer(this.upload, L.tokens, this.tokensBuf, 0, align(4 * n, 4));
     enc.copyBufferToBuffer(this.upload, L.rows, this.rowsBuf, 0, 8 * n);
     if (nSeqs > 0) enc.copyBufferToBuffer(this.upload, L.seqs, this.seqsBuf, 0, 16 * nSeqs);
+    // Fed-back ids: the previous step's sampled ids, still on the GPU (it ran before this one).
+    for (const [i, r] of chunk.entries()) {
+      if (r.from >= 0) enc.copyBufferToBuffer(this.sampled, 4 * r.from, this.tokensBuf, 4 * i, 4);
+    }
     if (this.profiler) {
       // Profiling: the uploads go first, then each dispatch in its own timed submission.
       device.queue.submit([enc.finish()]);
@@ -778,8 +844,10 @@ export class GpuModel implements ModelRunner {
       this.encodeForward(passRecorder(pass), n, nSeqs, useSplit, nSplits);
       pass.end();
     }
+    const readback = this.readbacks[this.nextReadback];
     if (nSeqs > 0) {
-      enc.copyBufferToBuffer(this.sampled, 0, this.readback, 0, 4 * nSeqs);
+      this.nextReadback = (this.nextReadback + 1) % READBACK_RING;
+      enc.copyBufferToBuffer(this.sampled, 0, readback, 0, 4 * nSeqs);
       if (this.savedLogits) {
         const rowBytes = this.config.vocabSize * 4;
         for (const [j, f] of finishing.entries()) {
@@ -789,16 +857,20 @@ export class GpuModel implements ModelRunner {
     }
     device.queue.submit([enc.finish()]);
     if (nSeqs === 0) return [];
+    let ids: number[];
+    this.runsInFlight++;
     try {
-      await this.readback.mapAsync(0x0001);
+      await readback.mapAsync(0x0001);
+      ids = Array.from(new Uint32Array(readback.getMappedRange(0, 4 * nSeqs)));
+      readback.unmap();
     } catch (e) {
       this.checkAlive();
       throw new EngineError('internal', `reading the sampled tokens back failed: ${(e as Error).message}`, {
         cause: e,
       });
+    } finally {
+      this.runsInFlight--;
     }
-    const ids = Array.from(new Uint32Array(this.readback.getMappedRange(0, 4 * nSeqs)));
-    this.readback.unmap();
     this.checkAlive();
     const poisoned = ids.indexOf(NON_FINITE_TOKEN); // the sampler's flag: never pass it on as a token
     if (poisoned >= 0) {

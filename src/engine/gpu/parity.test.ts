@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../errors';
-import { generate, type SamplingOptions } from '../generation';
+import { generate, type ModelRunner, type SamplingOptions } from '../generation';
 import { llamaConfigFromGguf } from '../gguf/config';
 import { readGguf } from '../gguf/reader';
 import { GgmlType } from '../gguf/types';
@@ -161,6 +161,43 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
       for (const p of prompts) alone.push((await generate(gpu, { ...req, prompts: [p] })).tokens[0]);
       expect(together.tokens).toEqual(alone);
       expect(together.tokens.every((t) => t.length === 8)).toBe(true);
+    } finally {
+      gpu.dispose();
+    }
+  });
+
+  it('pipelined decode (ids fed back on the GPU, one step ahead) equals the step-by-step loop, stops and limits included', async () => {
+    const ctx = await createTestContext();
+    const opts = MODELS['q8_0, 8 heads / 2 KV heads'];
+    const { source, file, config } = await open(makeSmallLlama(opts), 'q8');
+    const gpu = await GpuModel.load(ctx, source, file, config, { maxSeqLen: 16, maxBatch: 2 });
+    // The same runner without `feedsBack`: generate() then waits for each step's ids.
+    const stepwise: ModelRunner = {
+      config: gpu.config,
+      maxBatch: gpu.maxBatch,
+      maxSeqLen: gpu.maxSeqLen,
+      reset: (b, s, f) => gpu.reset(b, s, f),
+      step: (t) => gpu.step(t),
+      dispose: () => {},
+    };
+    try {
+      expect(gpu.feedsBack).toBe(true);
+      const prompts = [prompt(3, opts.vocab, 21), prompt(6, opts.vocab, 22), prompt(2, opts.vocab, 23)];
+      const sampling = { temperature: 0.8, topP: 0.9, topK: 0, seed: 4 };
+      // Prompt 1 reaches the context (16) before max tokens (12).
+      const req = { prompts, maxTokens: 12, sampling, stopTokens: new Set<number>() };
+      const want = await generate(stepwise, req);
+      const got = await generate(gpu, req);
+      expect(got.tokens).toEqual(want.tokens);
+      expect(got.finishReasons).toEqual(want.finishReasons);
+      expect(want.tokens[1]).toHaveLength(16 - 6);
+      // A stop token: nothing after it, though the GPU had the next step queued.
+      const stop =
+        want.tokens[0][want.tokens[0].findIndex((t, i) => i >= 2 && want.tokens[0].indexOf(t) === i)];
+      const stopped = await generate(gpu, { ...req, stopTokens: new Set([stop]) });
+      const cut = want.tokens[0].indexOf(stop);
+      expect(stopped.tokens[0]).toEqual(want.tokens[0].slice(0, cut + 1));
+      expect(stopped.finishReasons[0]).toBe('stop');
     } finally {
       gpu.dispose();
     }
