@@ -17,7 +17,6 @@ import {
   matvecThreadsPerRow,
   randomWeight,
   referenceLinear,
-  usesIntegerDot,
 } from './linear';
 import { benchLinear } from './linear-bench';
 import { KernelRegistry } from './registry';
