@@ -1,4 +1,25 @@
+import { mkdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * Dawn's Vulkan path loads libwayland-client, which prints "XDG_RUNTIME_DIR is invalid or not set"
+ * on stderr when the variable does not name a directory (CI has no login session). The CLI points
+ * it at a private directory itself (src/node/gpu.ts); the tests that create Dawn devices directly
+ * get the same here.
+ */
+function runtimeDir(): string {
+  const current = process.env.XDG_RUNTIME_DIR;
+  try {
+    if (current && isAbsolute(current) && statSync(current).isDirectory()) return current;
+  } catch {
+    // not a directory: use our own
+  }
+  const dir = join(tmpdir(), `llama3-webgpu-runtime-${process.getuid?.() ?? 0}`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
 
 // Unit, kernel and parity tests run in Node. GPU tests use Dawn (npm `webgpu`) on SwiftShader;
 // e2e tests live in e2e/ and run under Playwright, not here.
@@ -8,7 +29,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 300_000,
     pool: 'forks',
-    env: { VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' },
+    env: { VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json', XDG_RUNTIME_DIR: runtimeDir() },
   },
   assetsInclude: ['**/*.wgsl'],
 });
