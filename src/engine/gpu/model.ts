@@ -21,6 +21,8 @@ import { dequantize } from '../reference/ops';
 import { nonFiniteLogitsError, Rng } from '../sampling/sampler';
 import type { RandomAccessSource } from '../source';
 import type { GpuContext } from './device';
+import { type Kernel, type Profiler, passRecorder, type Recorder } from './profiler';
+
 import { EmbeddingLookup, registerEmbeddingKernels } from './embedding';
 import {
   attentionConstants,
@@ -78,12 +80,6 @@ const MIN_SPLIT = 64;
 
 const U = { STORAGE: 0x80, UNIFORM: 0x40, COPY_SRC: 0x04, COPY_DST: 0x08, MAP_READ: 0x01 } as const;
 
-/** One recorded dispatch: pipeline + bind group made at load, grid chosen per step. */
-interface Kernel {
-  pipeline: GPUComputePipeline;
-  bindGroup: GPUBindGroup;
-}
-
 interface Layer {
   attnNorm: Kernel; // xb = rmsnorm(x) · attn_norm
   qkv: Linear; // qkv[T, (H + 2Hkv)·Dh] = [Wq; Wk; Wv] · xb
@@ -101,101 +97,6 @@ interface Layer {
   kCache: GPUBuffer; // [maxBatch, L, Hkv·Dh] f16 pairs (shaders/attention.wgsl)
   vCache: GPUBuffer; // [maxBatch, L, Hkv·Dh] f16 pairs
   weights: GpuWeight[];
-}
-
-/** Where the forward pass records its dispatches (see `encodeForward`). */
-export interface Recorder {
-  kernel(label: string, k: Kernel, x: number, y?: number, z?: number): void;
-  op(label: string, encode: (pass: GPUComputePassEncoder) => void): void;
-}
-
-function passRecorder(pass: GPUComputePassEncoder): Recorder {
-  return {
-    kernel(_label, k, x, y = 1, z = 1) {
-      pass.setPipeline(k.pipeline);
-      pass.setBindGroup(0, k.bindGroup);
-      pass.dispatchWorkgroups(x, y, z);
-    },
-    op(_label, encode) {
-      encode(pass);
-    },
-  };
-}
-
-/**
- * Per-kernel times (bench): each dispatch in its own compute pass and submission, timed with
- * timestamp queries when the device has them, else by wall clock around the submission (which
- * includes ~50 µs of submit/wait overhead per kernel). Totals are summed per label.
- */
-export class Profiler {
-  readonly totals = new Map<string, { ms: number; count: number }>();
-  readonly source: 'timestamp-query' | 'wall-clock';
-  private readonly querySet: GPUQuerySet | null;
-  private readonly resolve: GPUBuffer | null;
-  private readonly read: GPUBuffer | null;
-
-  constructor(private readonly ctx: GpuContext) {
-    const { device } = ctx;
-    this.source = ctx.features.timestampQuery ? 'timestamp-query' : 'wall-clock';
-    this.querySet = ctx.features.timestampQuery
-      ? device.createQuerySet({ type: 'timestamp', count: 2 })
-      : null;
-    this.resolve = this.querySet ? device.createBuffer({ size: 16, usage: 0x200 | U.COPY_SRC }) : null; // QUERY_RESOLVE
-    this.read = this.querySet ? device.createBuffer({ size: 16, usage: U.MAP_READ | U.COPY_DST }) : null;
-  }
-
-  async forward(record: (rec: Recorder) => void): Promise<void> {
-    const jobs: { label: string; encode: (pass: GPUComputePassEncoder) => void }[] = [];
-    record({
-      kernel: (label, k, x, y = 1, z = 1) =>
-        jobs.push({
-          label,
-          encode: (pass) => {
-            pass.setPipeline(k.pipeline);
-            pass.setBindGroup(0, k.bindGroup);
-            pass.dispatchWorkgroups(x, y, z);
-          },
-        }),
-      op: (label, encode) => jobs.push({ label, encode }),
-    });
-    const { device } = this.ctx;
-    for (const job of jobs) {
-      const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass(
-        this.querySet
-          ? {
-              timestampWrites: {
-                querySet: this.querySet,
-                beginningOfPassWriteIndex: 0,
-                endOfPassWriteIndex: 1,
-              },
-            }
-          : {},
-      );
-      job.encode(pass);
-      pass.end();
-      if (this.querySet && this.resolve && this.read) {
-        enc.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
-        enc.copyBufferToBuffer(this.resolve, 0, this.read, 0, 16);
-      }
-      const t0 = performance.now();
-      device.queue.submit([enc.finish()]);
-      let ms: number;
-      if (this.read) {
-        await this.read.mapAsync(0x0001);
-        const [a, b] = new BigUint64Array(this.read.getMappedRange());
-        ms = Number(b - a) / 1e6;
-        this.read.unmap();
-      } else {
-        await device.queue.onSubmittedWorkDone();
-        ms = performance.now() - t0;
-      }
-      const t = this.totals.get(job.label) ?? { ms: 0, count: 0 };
-      t.ms += ms;
-      t.count++;
-      this.totals.set(job.label, t);
-    }
-  }
 }
 
 /** Byte offsets inside the per-step upload buffer (each 256-aligned: storage/uniform offsets). */
