@@ -4,7 +4,7 @@
  * VITE_TEST_HOOKS=1, which playwright.config.ts sets for its own build: Vite replaces the flag at
  * build time, so in any other build no URL can change how the app stores models.
  */
-import { checkChunkSize } from '../storage/manifest';
+import { checkChunkSize } from '../worker/api';
 
 export const TEST_HOOKS_ENABLED: boolean = import.meta.env?.VITE_TEST_HOOKS === '1';
 

@@ -74,6 +74,8 @@ export interface GenerateParams {
 export type { TokenEvent } from '../engine/generation';
 /** Error codes the page acts on (EngineError.code, rebuilt from "[code] message" on the page). */
 export type { EngineErrorCode } from '../engine/errors';
+/** The cache chunk sizes the worker accepts (the page checks a test build's `?chunkSize=` with it). */
+export { checkChunkSize } from '../storage/manifest';
 
 export interface GenerateOutcome {
   text: string[];
