@@ -42,6 +42,8 @@ export interface Guarded {
   context: BrowserContext;
   /** Every request the browser attempted (pages, workers, the service worker), in order. */
   requests: string[];
+  /** The same as "METHOD url". */
+  calls: string[];
   /** Requests to anything but the app's origin: each was aborted, and there must be none. */
   foreign: string[];
 }
@@ -50,10 +52,12 @@ export interface Guarded {
 export async function guardedContext(browser: Browser, origin: string): Promise<Guarded> {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const requests: string[] = [];
+  const calls: string[] = [];
   const foreign: string[] = [];
   const isOurs = (url: string) => url.startsWith(`${origin}/`) || url === origin;
   context.on('request', (r) => {
     requests.push(r.url());
+    calls.push(`${r.method()} ${r.url()}`);
     if (!isOurs(r.url()) && !r.url().startsWith('data:') && !r.url().startsWith('blob:'))
       foreign.push(r.url());
   });
@@ -61,7 +65,7 @@ export async function guardedContext(browser: Browser, origin: string): Promise<
     const url = route.request().url();
     return isOurs(url) ? route.continue() : route.abort('blockedbyclient');
   });
-  return { context, requests, foreign };
+  return { context, requests, calls, foreign };
 }
 
 /** Waits until the page is controlled by the service worker (first visit: after install + claim). */
