@@ -9,7 +9,7 @@
  * Engine code: no Node built-ins, no DOM-only APIs (the host passes `GPU` and the byte source).
  */
 import { type ChatMessage, encodeChatPrompt } from './chat';
-import { EngineError } from './errors';
+import { checkIntegerInRange, EngineError } from './errors';
 import {
   type FinishReason,
   type GenerationStats,
@@ -104,13 +104,6 @@ function badArg(message: string): EngineError {
   return new EngineError('bad-argument', message);
 }
 
-function checkInt(name: string, v: number | undefined, min: number, max: number): void {
-  if (v === undefined) return;
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw badArg(`${name} must be an integer in ${min}..${max}, got ${v}`);
-  }
-}
-
 function interrupted(what: string): EngineError {
   return new EngineError('interrupted', `${what} was cancelled`);
 }
@@ -156,8 +149,8 @@ export function resolveSampling(s: Partial<SamplingOptions> = {}): SamplingOptio
   if (!Number.isFinite(out.topP) || out.topP <= 0 || out.topP > 1) {
     throw badArg(`top-p must be in (0, 1], got ${out.topP}`);
   }
-  checkInt('top-k', out.topK, 0, Number.MAX_SAFE_INTEGER);
-  checkInt('seed', out.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  checkIntegerInRange('top-k', out.topK, 0, Number.MAX_SAFE_INTEGER);
+  checkIntegerInRange('seed', out.seed, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   return out;
 }
 
@@ -313,7 +306,7 @@ export class LoadedModel {
     if (mode !== 'completion' && mode !== 'chat')
       throw badArg(`mode must be "completion" or "chat", got ${mode}`);
     const maxTokens = req.maxTokens ?? META_DEFAULTS.maxTokens;
-    checkInt('max tokens', maxTokens, 1, Number.MAX_SAFE_INTEGER);
+    checkIntegerInRange('max tokens', maxTokens, 1, Number.MAX_SAFE_INTEGER);
     const sampling = resolveSampling(req.sampling);
     const warnings = new Set<string>();
     const promptTokens = req.prompts.map((p) => {

@@ -22,6 +22,13 @@ export type EngineErrorCode =
   | 'non-finite' // the model produced NaN/Inf logits: corrupt weights; no token is emitted after it
   | 'internal';
 
+/** bad-argument naming the value and the allowed range, unless `v` is an integer in min..max. */
+export function checkIntegerInRange(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new EngineError('bad-argument', `${name} must be an integer in ${min}..${max}, got ${v}`);
+  }
+}
+
 export class EngineError extends Error {
   override readonly name = 'EngineError';
   constructor(

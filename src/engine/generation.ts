@@ -5,7 +5,7 @@
  * once: batching, prefill, decode, stop tokens, the length limits, finish reasons, streaming
  * (`TokenEvent`), yielding to the host's event loop, cancellation and stats.
  */
-import { EngineError } from './errors';
+import { checkIntegerInRange, EngineError } from './errors';
 import type { LlamaConfig } from './gguf/types';
 
 export interface SamplingOptions {
@@ -155,9 +155,7 @@ export function yieldToEventLoop(): Promise<void> {
 /** Throws bad-argument / context-overflow for prompts this runner cannot take. */
 function checkPrompts(runner: ModelRunner, prompts: GenerateRequest['prompts'], maxTokens: number): void {
   if (prompts.length === 0) throw new EngineError('bad-argument', 'no prompts given');
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-    throw new EngineError('bad-argument', `max tokens must be an integer ≥ 1, got ${maxTokens}`);
-  }
+  checkIntegerInRange('max tokens', maxTokens, 1, Number.MAX_SAFE_INTEGER);
   for (const [i, p] of prompts.entries()) {
     if (p.length === 0) throw new EngineError('bad-argument', `prompt ${i + 1} is empty`);
     // Room for at least one new token.

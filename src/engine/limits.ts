@@ -2,7 +2,7 @@
  * The engine's limits, in one place: every backend and the facade resolve them through these
  * functions, so the CLI, the worker and the tests can never disagree on a range or a default.
  */
-import { EngineError } from './errors';
+import { checkIntegerInRange, EngineError } from './errors';
 import { META_DEFAULTS } from './generation';
 import type { LlamaConfig } from './gguf/types';
 
@@ -18,12 +18,6 @@ export interface RunnerLimits {
   maxSeqLen: number;
 }
 
-function checkInt(name: string, v: number, min: number, max: number): void {
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new EngineError('bad-argument', `${name} must be an integer in ${min}..${max}, got ${v}`);
-  }
-}
-
 /** Fills in the defaults and checks the ranges (bad-argument naming the value and the range). */
 export function resolveRunnerLimits(
   config: Pick<LlamaConfig, 'contextLength'>,
@@ -31,9 +25,9 @@ export function resolveRunnerLimits(
 ): RunnerLimits {
   const maxBatch = opts.maxBatch ?? META_DEFAULTS.maxBatchSize;
   const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, DEFAULT_MAX_SEQ_LEN);
-  checkInt('batch size', maxBatch, 1, MAX_BATCH);
+  checkIntegerInRange('batch size', maxBatch, 1, MAX_BATCH);
   // A prompt needs one position and generation at least one more.
-  checkInt('max sequence length', maxSeqLen, 2, Math.max(2, config.contextLength));
+  checkIntegerInRange('max sequence length', maxSeqLen, 2, Math.max(2, config.contextLength));
   return { maxBatch, maxSeqLen };
 }
 
