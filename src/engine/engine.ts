@@ -160,7 +160,7 @@ interface GpuBackend {
   registryWith(
     device: GPUDevice,
     custom: Map<string, string>,
-  ): Promise<import('./gpu/registry').KernelRegistry>;
+  ): Promise<import('./gpu/check/registry').KernelRegistry>;
 }
 
 /** The GPU backend is loaded on demand so CPU-only hosts never pull in the WebGPU code. */

@@ -12,8 +12,8 @@ import { MemorySource } from '../source';
 import { classifyBuffer, CostCounter, countingContext } from './cost';
 import { FEEDBACK_TOKEN } from '../generation';
 import { GpuModel } from './model';
-import { makeSmallLlama } from './test-model';
-import { createTestContext } from './testing';
+import { makeSmallLlama } from './check/test-model';
+import { createTestContext } from './check/testing';
 
 // Adds w + k to the first n values of x: one storage buffer of each category and a uniform.
 const PROBE = /* wgsl */ `

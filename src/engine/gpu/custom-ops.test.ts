@@ -4,11 +4,12 @@ import { readGguf } from '../gguf/reader';
 import { GgmlType } from '../gguf/types';
 import { ReferenceModel } from '../reference/model';
 import { MemorySource } from '../source';
-import { loadCustomOps, registerAllKernels } from './custom-ops';
+import { loadCustomOps } from './custom-ops';
+import { registerAllKernels } from './kernels';
 import { GpuModel } from './model';
-import { KernelRegistry } from './registry';
-import { makeSmallLlama } from './test-model';
-import { createTestContext, relError } from './testing';
+import { KernelRegistry } from './check/registry';
+import { makeSmallLlama } from './check/test-model';
+import { createTestContext, relError } from './check/testing';
 
 // A correct RMSNorm with another loop shape: 64 threads, each summing a contiguous slice, and the
 // reduction done by thread 0 alone.

@@ -5,20 +5,9 @@
  * message or the mismatch (EngineError 'kernel-rejected'). Kernel names and binding contracts:
  * docs/kernels.md. Hosts read the files (Node: src/node/custom-ops.ts `readCustomOps(dir)`).
  */
+import { type CheckResult, KernelRegistry } from './check/registry';
 import type { GpuContext } from './device';
-import { registerEmbeddingKernels } from './embedding';
-import { registerCoreKernels } from './kernels';
-import { registerLinearKernels } from './linear';
-import { type CheckResult, KernelRegistry } from './registry';
-
-/** Every built-in kernel of the engine, registered once (idempotent). */
-export function registerAllKernels(registry: KernelRegistry): KernelRegistry {
-  registerCoreKernels(registry);
-  const have = new Set(registry.names());
-  if (!have.has('linear_q4_0')) registerLinearKernels(registry);
-  if (!have.has('embedding_q4_0')) registerEmbeddingKernels(registry);
-  return registry;
-}
+import { registerAllKernels } from './kernels';
 
 /**
  * Check and install user kernels: `files` maps a kernel name (the file name without `.wgsl`) to its

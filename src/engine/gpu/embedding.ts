@@ -8,8 +8,6 @@ import { EngineError } from '../errors';
 import { GgmlType, typeName } from '../gguf/types';
 import type { GpuContext } from './device';
 import {
-  cachedPipeline,
-  checkModule,
   DECODERS,
   decoderSource,
   fusionPlaceholders,
@@ -17,9 +15,19 @@ import {
   partMeta,
   randomWeight,
   weightKernelLayout,
+  weightPipeline,
 } from './linear';
-import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
-import { createStorage, createUniform, makeRng, poison, randomInts, readF32, runCases } from './testing';
+import { shaderModule } from './pipelines';
+import type { CheckResult, KernelRegistry, KernelSpec } from './check/registry';
+import {
+  createStorage,
+  createUniform,
+  makeRng,
+  poison,
+  randomInts,
+  readF32,
+  runCases,
+} from './check/testing';
 import { destroyWeight, GPU_LAYOUTS, type GpuWeight, UNIT, uploadWeight, weightPartEntries } from './weights';
 
 export function embeddingKernelName(type: GgmlType): string {
@@ -66,7 +74,7 @@ export class EmbeddingLookup {
       );
     }
     const name = embeddingKernelName(weight.type);
-    this.pipeline = cachedPipeline(device, registry.module(device, name), 'embed', {}, name);
+    this.pipeline = weightPipeline(device, registry.module(device, name), 'embed', {}, name);
     const { bgl } = weightKernelLayout(device);
     for (const [i, part] of weight.parts.entries()) {
       const meta = partMeta(device, `${label}.meta[${i}]`, {
@@ -187,7 +195,7 @@ export async function checkEmbedding(
     // More than 64 units per row: a second workgroup along x.
     { rows: 3, cols: type === GgmlType.Q6_K ? 2304 : 2080, tokens: [2, 0], nTokens: 2 },
   ];
-  const module = checkModule(device, source, `check:${embeddingKernelName(type)}`);
+  const module = shaderModule(device, source, `check:${embeddingKernelName(type)}`);
   const ctx = { device, limits: device.limits };
   let seed = 100;
   return runCases(

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../errors';
 import { UncapturedErrors, withGpuErrorScopes } from './errors';
-import { createTestContext } from './testing';
+import { createTestContext } from './check/testing';
 
 // SwiftShader's maxBufferSize is 1 GiB, and a buffer of exactly that size fails to allocate:
 // a deterministic out-of-memory error that passes validation.

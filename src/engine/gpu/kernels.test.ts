@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { attentionSpec, CORE_KERNELS, elementwiseSpec, randomSlots, rmsnormSpec, ropeSpec } from './kernels';
-import { createTestContext, makeRng, withValidation } from './testing';
+import { createTestContext, makeRng, withValidation } from './check/testing';
+import { attentionSpec } from './attention';
+import { elementwiseSpec } from './elementwise';
+import { CORE_KERNELS } from './kernels';
+import { randomSlots } from './kv-cache';
+import { rmsnormSpec } from './rmsnorm';
+import { ropeSpec } from './rope';
 
 describe('random KV slots for the self-checks', () => {
   it('are distinct, with token 0 at the last position when asked (RoPE once flaked on a clash)', () => {

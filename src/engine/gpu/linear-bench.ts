@@ -9,8 +9,8 @@ import type { GgmlType } from '../gguf/types';
 import { tensorBytes } from '../gguf/types';
 import type { GpuContext } from './device';
 import { type Epilogue, Linear, type LinearPath, type ModuleProvider } from './linear';
-import type { KernelRegistry } from './registry';
-import { createStorage, createUniform, makeRng } from './testing';
+import type { KernelRegistry } from './check/registry';
+import { createStorage, createUniform, makeRng } from './check/testing';
 import { destroyWeight, uploadWeight } from './weights';
 
 export interface LinearBenchResult {

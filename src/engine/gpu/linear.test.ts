@@ -19,7 +19,7 @@ import {
   referenceLinear,
 } from './linear';
 import { benchLinear } from './linear-bench';
-import { KernelRegistry } from './registry';
+import { KernelRegistry } from './check/registry';
 import {
   createStorage,
   createTestContext,
@@ -30,7 +30,7 @@ import {
   readF32,
   relError,
   withValidation,
-} from './testing';
+} from './check/testing';
 import { type GpuWeight, repackRows, streamConcatenated, uploadConcatenated, uploadWeight } from './weights';
 
 const TYPES = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16, GgmlType.F32];

@@ -34,7 +34,7 @@ import {
   silu,
 } from '../reference/ops';
 import type { GpuContext } from './device';
-import type { CheckResult, KernelRegistry, KernelSpec } from './registry';
+import type { CheckResult, KernelRegistry, KernelSpec } from './check/registry';
 import {
   createStorage,
   createUniform,
@@ -45,7 +45,8 @@ import {
   readF32,
   readU32,
   runCases,
-} from './testing';
+} from './check/testing';
+import { cachedPipeline, shaderModule } from './pipelines';
 import {
   destroyWeight,
   GPU_LAYOUTS,
@@ -117,31 +118,14 @@ export interface ModuleProvider {
   source(name: string): string;
 }
 
-const subgroupModules = new WeakMap<GPUDevice, Map<string, GPUShaderModule>>();
-
 /**
  * The subgroup variant of a linear kernel: `enable subgroups;` + the kernel (built-in or custom) +
  * the `matvec_sg` entry point. Compiled only on devices with the subgroups feature.
  */
 export function subgroupVariant(device: GPUDevice, source: string, label: string): GPUShaderModule {
-  let perDevice = subgroupModules.get(device);
-  if (!perDevice) {
-    perDevice = new Map();
-    subgroupModules.set(device, perDevice);
-  }
-  let m = perDevice.get(source);
-  if (!m) {
-    m = device.createShaderModule({
-      code: `enable subgroups;\n${source}\n${subgroupMatvec}`,
-      label: `${label}+subgroups`,
-    });
-    perDevice.set(source, m);
-  }
-  return m;
+  return shaderModule(device, `enable subgroups;\n${source}\n${subgroupMatvec}`, `${label}+subgroups`);
 }
 
-// Pipelines are cached per shader module: 32 layers of the same type share them.
-const pipelineCache = new WeakMap<GPUShaderModule, Map<string, GPUComputePipeline>>();
 const layoutCache = new WeakMap<GPUDevice, { bgl: GPUBindGroupLayout; layout: GPUPipelineLayout }>();
 
 /**
@@ -198,29 +182,15 @@ export function fusionPlaceholders(device: GPUDevice): GPUBindGroupEntry[] {
   ];
 }
 
-export function cachedPipeline(
+/** A cached pipeline of a weight kernel (linear, embedding): the shared `weightKernelLayout`. */
+export function weightPipeline(
   device: GPUDevice,
   module: GPUShaderModule,
   entryPoint: string,
   constants: Record<string, number>,
   label: string,
 ): GPUComputePipeline {
-  let perModule = pipelineCache.get(module);
-  if (!perModule) {
-    perModule = new Map();
-    pipelineCache.set(module, perModule);
-  }
-  const key = `${entryPoint}:${JSON.stringify(constants)}`;
-  let p = perModule.get(key);
-  if (!p) {
-    p = device.createComputePipeline({
-      label,
-      layout: weightKernelLayout(device).layout,
-      compute: { module, entryPoint, constants },
-    });
-    perModule.set(key, p);
-  }
-  return p;
+  return cachedPipeline(device, module, entryPoint, constants, label, weightKernelLayout(device).layout);
 }
 
 /** Decode fusions of the integer mat-vec (see Meta in linear_body.wgsl). */
@@ -378,7 +348,7 @@ export class Linear {
     this.tpr = matvecThreadsPerRow(weight.cols / UNIT);
     this.integer = usesIntegerDot(weight.type);
     const units = weight.cols / UNIT;
-    this.matvec = cachedPipeline(
+    this.matvec = weightPipeline(
       device,
       module,
       'matvec',
@@ -397,12 +367,12 @@ export class Linear {
         : { WG: MATVEC_WG, TPR: this.tpr },
       `${kernel}.matvec`,
     );
-    this.matmul = cachedPipeline(device, module, 'matmul', {}, `${kernel}.matmul`);
+    this.matmul = weightPipeline(device, module, 'matmul', {}, `${kernel}.matmul`);
     const subgroups = ctx.features?.subgroups ?? device.features.has('subgroups');
     // The integer mat-vec reduces through workgroup memory only (its lane sums already live there).
     this.matvecSg =
       subgroups && !this.integer
-        ? cachedPipeline(
+        ? weightPipeline(
             device,
             subgroupVariant(device, registry.source(kernel), kernel),
             'matvec_sg',
@@ -885,23 +855,6 @@ function describeCase(type: GgmlType, c: LinearCase, subgroups: boolean): string
   return `linear_${GPU_LAYOUTS.get(type)?.kernel} rows=${c.rows} cols=${c.cols} tokens=${c.tokens} epilogue=${c.epilogue} path=${path}${extra}`;
 }
 
-const checkModules = new WeakMap<GPUDevice, Map<string, GPUShaderModule>>();
-
-/** Shader modules of checked sources, one per distinct source (their pipelines are cached with them). */
-export function checkModule(device: GPUDevice, source: string, label: string): GPUShaderModule {
-  let perDevice = checkModules.get(device);
-  if (!perDevice) {
-    perDevice = new Map();
-    checkModules.set(device, perDevice);
-  }
-  let m = perDevice.get(source);
-  if (!m) {
-    m = device.createShaderModule({ code: source, label });
-    perDevice.set(source, m);
-  }
-  return m;
-}
-
 /** Check `source` as the `linear_<type>` kernel on `cases` (default: the built-in table). */
 export async function checkLinear(
   device: GPUDevice,
@@ -909,7 +862,7 @@ export async function checkLinear(
   type: GgmlType,
   cases: LinearCase[] = casesFor(type, device.features.has('subgroups')),
 ): Promise<CheckResult> {
-  const module = checkModule(device, source, `check:${linearKernelName(type)}`);
+  const module = shaderModule(device, source, `check:${linearKernelName(type)}`);
   const ctx = { device, limits: device.limits };
   let seed = 1;
   return runCases(

@@ -23,22 +23,12 @@ import type { RandomAccessSource } from '../source';
 import type { GpuContext } from './device';
 import { type Kernel, type Profiler, passRecorder, type Recorder } from './profiler';
 
-import { EmbeddingLookup, registerEmbeddingKernels } from './embedding';
-import {
-  attentionConstants,
-  attentionGroupColumns,
-  kvCacheBytes,
-  partialStride,
-  registerCoreKernels,
-  ropeTable,
-} from './kernels';
-import {
-  Linear,
-  MATVEC_MAX_TOKENS,
-  type MatvecFusion,
-  registerLinearKernels,
-  usesIntegerDot,
-} from './linear';
+import { attentionConstants, attentionGroupColumns, partialStride } from './attention';
+import { EmbeddingLookup } from './embedding';
+import { registerAllKernels } from './kernels';
+import { kvCacheBytes } from './kv-cache';
+import { Linear, MATVEC_MAX_TOKENS, type MatvecFusion, usesIntegerDot } from './linear';
+import { ropeTable } from './rope';
 import { UncapturedErrors, withGpuErrorScopes } from './errors';
 import {
   drawBits,
@@ -48,7 +38,7 @@ import {
   samplingPipelines,
   samplingScratchBytes,
 } from './sampling';
-import { KernelRegistry } from './registry';
+import { KernelRegistry } from './check/registry';
 import {
   destroyWeight,
   type GpuWeight,
@@ -281,10 +271,7 @@ export class GpuModel implements ModelRunner {
       throw new EngineError('unsupported-model', `head_dim ${headDim} is not supported (even, ≤ 256)`);
     }
     const tensors: LlamaTensors = validateLlamaTensors(file, config);
-    const registry = opts.registry ?? new KernelRegistry();
-    registerCoreKernels(registry);
-    if (!registry.names().includes('linear_q4_0')) registerLinearKernels(registry);
-    if (!registry.names().includes('embedding_q4_0')) registerEmbeddingKernels(registry);
+    const registry = registerAllKernels(opts.registry ?? new KernelRegistry());
 
     const qDim = nHeads * headDim;
     const kvDim = nKvHeads * headDim;

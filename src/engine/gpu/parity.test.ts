@@ -21,8 +21,8 @@ import { MemorySource } from '../source';
 import { DEMO_MODEL_PATH } from '../../node/paths';
 import { createGpuContext } from './device';
 import { GpuModel } from './model';
-import { makeSmallLlama, type SmallModelOptions } from './test-model';
-import { createTestContext, relError } from './testing';
+import { makeSmallLlama, type SmallModelOptions } from './check/test-model';
+import { createTestContext, relError } from './check/testing';
 
 let keepAlive: GPU | undefined;
 const GREEDY: SamplingOptions = { temperature: 0, topP: 1, topK: 0, seed: 1 };

@@ -14,7 +14,7 @@ import {
   samplingPipelines,
   samplingSpec,
 } from './sampling';
-import { createTestContext, withValidation } from './testing';
+import { createTestContext, withValidation } from './check/testing';
 
 const MINUTES = 60_000;
 const EDGES = [0, LAST_DRAW];

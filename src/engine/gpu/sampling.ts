@@ -10,8 +10,8 @@
 import samplingSource from '../../../shaders/sampling.wgsl?raw';
 import { EngineError } from '../errors';
 import { sampleToken } from '../sampling/sampler';
-import type { CheckResult, KernelSpec } from './registry';
-import { createStorage, createUniform, makeRng, poison, readU32, runCases } from './testing';
+import type { CheckResult, KernelSpec } from './check/registry';
+import { createStorage, createUniform, makeRng, poison, readU32, runCases } from './check/testing';
 
 /**
  * The id the sampling kernel writes for a sequence whose logits hold NaN or ±Inf (corrupt weights);

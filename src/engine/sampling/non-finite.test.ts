@@ -11,7 +11,7 @@ import { readGguf } from '../gguf/reader';
 import { engineError, tinyLlama } from '../gguf/test-helpers';
 import { GgmlType } from '../gguf/types';
 import { GpuModel } from '../gpu/model';
-import { createTestContext } from '../gpu/testing';
+import { createTestContext } from '../gpu/check/testing';
 import { ReferenceModel } from '../reference/model';
 import { MemorySource } from '../source';
 

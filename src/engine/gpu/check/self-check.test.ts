@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EngineError } from '../errors';
-import { elementwiseSpec } from './kernels';
+import { EngineError } from '../../errors';
+import { elementwiseSpec } from '../elementwise';
 import { type KernelSpec, KernelRegistry } from './registry';
 import { SelfCheckCache, selfCheckKernels } from './self-check';
 import { createTestContext } from './testing';

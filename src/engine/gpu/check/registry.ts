@@ -4,7 +4,8 @@
  * the CPU reference. The kernel tests call the same check, and `--custom-ops-path` uses it to accept
  * or reject a user's replacement WGSL before it is ever used.
  */
-import { EngineError } from '../errors';
+import { EngineError } from '../../errors';
+import { shaderModule } from '../pipelines';
 
 export interface CheckResult {
   ok: boolean;
@@ -23,7 +24,7 @@ export interface KernelSpec {
   check(device: GPUDevice, source: string): Promise<CheckResult>;
   /**
    * A few small cases of `check` (well under a second), run once per adapter and app version at
-   * load (src/engine/gpu/self-check.ts); `check` itself when absent.
+   * load (src/engine/gpu/check/self-check.ts); `check` itself when absent.
    */
   quickCheck?(device: GPUDevice, source: string): Promise<CheckResult>;
 }
@@ -31,7 +32,6 @@ export interface KernelSpec {
 export class KernelRegistry {
   private readonly specs = new Map<string, KernelSpec>();
   private readonly overrides = new Map<string, string>();
-  private readonly modules = new WeakMap<GPUDevice, Map<string, GPUShaderModule>>();
 
   register(spec: KernelSpec): void {
     if (this.specs.has(spec.name)) throw new Error(`kernel ${spec.name} registered twice`);
@@ -65,7 +65,7 @@ export class KernelRegistry {
         `custom kernel "${name}.wgsl" does not replace any built-in kernel; known names: ${this.names().join(', ')}`,
       );
     }
-    const module = device.createShaderModule({ code: source, label: `custom:${name}` });
+    const module = shaderModule(device, source, `custom:${name}`);
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length > 0) {
@@ -94,22 +94,11 @@ export class KernelRegistry {
       );
     }
     this.overrides.set(name, source);
-    this.modules.delete(device);
     return result;
   }
 
-  /** Shader module for `name` on `device`, compiled once and cached. */
+  /** Shader module for `name` on `device`: the source in use, compiled once (pipelines.ts). */
   module(device: GPUDevice, name: string): GPUShaderModule {
-    let perDevice = this.modules.get(device);
-    if (!perDevice) {
-      perDevice = new Map();
-      this.modules.set(device, perDevice);
-    }
-    let m = perDevice.get(name);
-    if (!m) {
-      m = device.createShaderModule({ code: this.source(name), label: name });
-      perDevice.set(name, m);
-    }
-    return m;
+    return shaderModule(device, this.source(name), name);
   }
 }

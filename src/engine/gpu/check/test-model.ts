@@ -5,9 +5,9 @@
  * are checked here on models of the same structure with a vocabulary of a few hundred tokens.
  * `llama.vocab_size` carries the size (no tokenizer: llama.cpp cannot load these).
  */
-import { GgmlType, GgufValueType } from '../gguf/types';
-import { type GgufKv, type GgufTensorIn, writeGguf } from '../gguf/writer';
-import { quantize } from '../quant/quantize';
+import { GgmlType, GgufValueType } from '../../gguf/types';
+import { type GgufKv, type GgufTensorIn, writeGguf } from '../../gguf/writer';
+import { quantize } from '../../quant/quantize';
 import { makeRng } from './testing';
 
 export interface SmallModelOptions {

@@ -6,8 +6,8 @@
  * store (in-memory by default; the browser can persist through IndexedDB, Node through a file).
  * Engine code: no Node built-ins, no DOM.
  */
-import { EngineError } from '../errors';
-import type { GpuContext } from './device';
+import { EngineError } from '../../errors';
+import type { GpuContext } from '../device';
 import type { KernelRegistry } from './registry';
 
 /** Where passes are remembered: key → true. Failures are never stored (a fix must re-check). */

@@ -15,6 +15,7 @@
  *   poison(device, buffer, value = 'nan'): void     fill the whole buffer with the quiet-NaN bit
  *       pattern 0x7fc00000 ('nan') or an f32 value (e.g. 1e30) so unwritten outputs can't pass
  *   readF32 / readU32(device, buffer, byteOffset = 0, count?): Promise<Float32Array | Uint32Array>
+ *   F32_TOLERANCE = 1e-4                            an f32 kernel vs the f64-accumulating reference
  *   relError(got, ref): { maxRelError, index }
  *       max_i |got_i − ref_i| / max(max_j |ref_j|, 1e-30); NaN/∞ in `got` give Infinity.
  *   runCases(cases, run, tolerance, label?): Promise<CheckResult>
@@ -26,10 +27,10 @@
  *   dispatch(device, pipeline, bindings, workgroups): Promise<void>
  *       one-shot: bind group 0 from `bindings` (binding i = buffers[i]), one pass, submit, wait.
  */
-import type { GpuContext } from './device';
-import { createGpuContext } from './device';
+import type { GpuContext } from '../device';
+import { createGpuContext } from '../device';
 import type { CheckResult } from './registry';
-import { mulberry32 } from '../random';
+import { mulberry32 } from '../../random';
 
 // ---------------------------------------------------------------------------------------------
 // Device
@@ -150,6 +151,9 @@ export async function readU32(
 // ---------------------------------------------------------------------------------------------
 // Comparison and case tables
 // ---------------------------------------------------------------------------------------------
+
+/** f32 kernels vs the f64-accumulating reference: a few ulps of the largest value. */
+export const F32_TOLERANCE = 1e-4;
 
 /** Largest error relative to the reference's largest magnitude; NaN/∞ anywhere count as Infinity. */
 export function relError(

@@ -1,0 +1,185 @@
+/**
+ * Causal GQA attention over the f16 KV cache: shaders/attention.wgsl as a `KernelSpec` — `prefill`
+ * (the whole range per query) and flash-decoding `decode_split` + `decode_reduce` — with its launch
+ * geometry and its self-check against the CPU reference on fresh random inputs of awkward sizes,
+ * outputs poisoned with NaN first. Binding contract: the .wgsl header and docs/kernels.md.
+ */
+import attentionSource from '../../../shaders/attention.wgsl?raw';
+import * as ref from '../reference/ops';
+import type { CheckResult, KernelSpec } from './check/registry';
+import {
+  createStorage,
+  createUniform,
+  dispatch,
+  F32_TOLERANCE,
+  makeRng,
+  POISON_NAN_BITS,
+  poison,
+  randomFloats,
+  readF32,
+  readU32,
+  runCases,
+} from './check/testing';
+import { encodeF16Pairs, randomSlots } from './kv-cache';
+import { computePipeline, shaderModule } from './pipelines';
+
+/** Floats per (token, head, split) of the decode_split output: o[HEAD_DIM], m, l. */
+export const partialStride = (headDim: number) => headDim + 2;
+
+/**
+ * Query heads per attention workgroup (the GROUP_HEADS override): the whole GQA group when its
+ * queries fit the kernel's workgroup memory (≤ 8 heads, ≤ 1024 query floats), else a part of it.
+ */
+export function attentionGroupHeads(nHeads: number, nKvHeads: number, headDim: number): number {
+  return Math.max(1, Math.min(nHeads / nKvHeads, 8, Math.floor(1024 / headDim)));
+}
+
+/** Workgroup columns per token for `prefill` (x) and `decode_split` (y): KV heads × group chunks. */
+export function attentionGroupColumns(nHeads: number, nKvHeads: number, headDim: number): number {
+  return nKvHeads * Math.ceil(nHeads / nKvHeads / attentionGroupHeads(nHeads, nKvHeads, headDim));
+}
+
+/** Override constants of the attention pipelines. */
+export function attentionConstants(nHeads: number, nKvHeads: number, headDim: number, maxSeq: number) {
+  return {
+    N_HEADS: nHeads,
+    N_KV_HEADS: nKvHeads,
+    HEAD_DIM: headDim,
+    MAX_SEQ: maxSeq,
+    GROUP_HEADS: attentionGroupHeads(nHeads, nKvHeads, headDim),
+  };
+}
+
+export interface AttentionCase {
+  /**
+   * Token rows. With `lens`, token t is sequence t at position lens[t] − 1 (it sees lens[t]
+   * positions); else the slots are random and token 0 sits at the last position of a sequence.
+   */
+  n: number;
+  lens?: readonly number[];
+  H: number;
+  Hkv: number;
+  Dh: number;
+  maxSeq: number;
+  batch: number;
+  /** 0: `prefill`; else `decode_split` with this split length + `decode_reduce`. */
+  splitLen: number;
+  /** Queries are uniform in [−qScale, qScale): larger spreads the scores (a sharper softmax). */
+  qScale: number;
+}
+
+/** Run the attention kernel(s) of `module` on fresh random inputs and the reference; one case. */
+async function runAttentionCase(
+  device: GPUDevice,
+  module: GPUShaderModule,
+  c: AttentionCase,
+  rng: () => number,
+) {
+  const { n, H, Hkv, Dh, maxSeq, batch, splitLen } = c;
+  const qDim = H * Dh;
+  const kvDim = Hkv * Dh;
+  const stride = qDim + 2 * kvDim;
+  const qkv = randomFloats(n * stride, rng, c.qScale);
+  // The cache holds f16 values: the reference reads exactly what the kernel unpacks.
+  const kCache = ref.roundToF16InPlace(randomFloats(batch * maxSeq * kvDim, rng, 1));
+  const vCache = ref.roundToF16InPlace(randomFloats(batch * maxSeq * kvDim, rng, 1));
+  const rows = c.lens
+    ? Uint32Array.from(c.lens.flatMap((len, t) => [t, len - 1]))
+    : randomSlots(n, batch, maxSeq, rng, true); // token 0 sees the whole cache
+  const maxLen = Math.max(...Array.from({ length: n }, (_, t) => rows[2 * t + 1] + 1));
+  const nSplits = splitLen > 0 ? Math.ceil(maxLen / splitLen) : 1;
+  const constants = attentionConstants(H, Hkv, Dh, maxSeq);
+  const columns = attentionGroupColumns(H, Hkv, Dh);
+  const params = createUniform(device, [n, nSplits, splitLen], 'params');
+  // One more token row than n_tokens is dispatched and has output room: it must stay poisoned.
+  const outBuf = createStorage(device, (n + 1) * qDim * 4, 'out');
+  poison(device, outBuf);
+  const inputs = [
+    params,
+    createStorage(device, rows, 'rows'),
+    createStorage(device, qkv, 'qkv'),
+    createStorage(device, encodeF16Pairs(kCache), 'k_cache'),
+    createStorage(device, encodeF16Pairs(vCache), 'v_cache'),
+  ];
+  const made = [...inputs, outBuf];
+  if (splitLen === 0) {
+    const pipeline = computePipeline(device, module, 'prefill', constants, 'attention.prefill');
+    await dispatch(device, pipeline, [...inputs, outBuf], [columns, n + 1]);
+  } else {
+    const partial = createStorage(device, (n + 1) * H * nSplits * partialStride(Dh) * 4, 'partial');
+    poison(device, partial);
+    made.push(partial);
+    const split = computePipeline(device, module, 'decode_split', constants, 'attention.split');
+    const reduce = computePipeline(device, module, 'decode_reduce', constants, 'attention.reduce');
+    await dispatch(device, split, [...inputs, partial], [nSplits, columns, n + 1]);
+    await dispatch(device, reduce, [params, partial, outBuf], [H, n + 1]);
+  }
+  const out = await readF32(device, outBuf);
+  const slack = await readU32(device, outBuf, n * qDim * 4, qDim);
+  const got = new Float32Array(n * qDim + 1);
+  got.set(out.subarray(0, n * qDim));
+  // Last element: 0 when the slack row is still all poison, else NaN (fails the comparison).
+  got[n * qDim] = slack.every((w) => w === POISON_NAN_BITS) ? 0 : Number.NaN;
+  const want = new Float32Array(n * qDim + 1);
+  for (let t = 0; t < n; t++) {
+    const [seq, pos] = [rows[2 * t], rows[2 * t + 1]];
+    const cache = (x: Float32Array) => x.subarray(seq * maxSeq * kvDim, (seq + 1) * maxSeq * kvDim);
+    const q = qkv.subarray(t * stride, t * stride + qDim);
+    want.set(ref.attention(q, cache(kCache), cache(vCache), pos + 1, H, Hkv, Dh), t * qDim);
+  }
+  for (const b of made) b.destroy();
+  return { got, ref: want };
+}
+
+/** `lens` cases: one sequence per token row, as long as the longest. */
+const lensCase = (
+  lens: number[],
+  c: Omit<AttentionCase, 'n' | 'lens' | 'batch' | 'maxSeq'>,
+): AttentionCase => ({
+  ...c,
+  n: lens.length,
+  lens,
+  batch: lens.length,
+  maxSeq: Math.max(...lens),
+});
+
+/**
+ * Attention self-check cases: context lengths 1, 2, 63, 64, 65, 301 and random up to 333 (several
+ * tiles and splits, an empty split), head dims 16, 34 (17 words: odd), 64, 80, 128, 256 (the
+ * queries of a group in two chunks), GQA ratios 1, 2, 3, 4, 8, prefill and decode (split lengths 1,
+ * 17, 40, 64), several sequences per step. The first case (prefill, 2 KV heads, 3 tiles) is the one
+ * most mistakes fail, so a mutant is rejected quickly (each case compiles its own pipelines).
+ */
+export const ATTENTION_CASES: readonly AttentionCase[] = [
+  lensCase([63, 1, 2], { H: 4, Hkv: 2, Dh: 128, splitLen: 0, qScale: 3 }),
+  lensCase([2, 1], { H: 3, Hkv: 1, Dh: 16, splitLen: 1, qScale: 2 }),
+  lensCase([64, 65, 63], { H: 4, Hkv: 1, Dh: 64, splitLen: 64, qScale: 3 }),
+  lensCase([65, 1], { H: 8, Hkv: 1, Dh: 128, splitLen: 17, qScale: 3 }),
+  { n: 3, H: 8, Hkv: 2, Dh: 64, maxSeq: 333, batch: 1, splitLen: 64, qScale: 4 },
+  lensCase([301, 64], { H: 6, Hkv: 2, Dh: 80, splitLen: 0, qScale: 4 }),
+  lensCase([70, 2], { H: 8, Hkv: 1, Dh: 256, splitLen: 40, qScale: 3 }),
+  { n: 5, H: 2, Hkv: 2, Dh: 34, maxSeq: 40, batch: 3, splitLen: 0, qScale: 2 },
+];
+
+export function checkAttentionCases(
+  device: GPUDevice,
+  source: string,
+  cases: readonly AttentionCase[],
+  seed: number,
+): Promise<CheckResult> {
+  const module = shaderModule(device, source, 'check:attention');
+  const rng = makeRng(seed);
+  return runCases(
+    cases,
+    (c) => runAttentionCase(device, module, c, rng),
+    F32_TOLERANCE,
+    (c) =>
+      `tokens=${c.n}${c.lens ? ` context=${c.lens.join('/')}` : ''} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} ${c.splitLen ? `decode split_len=${c.splitLen}` : 'prefill'}`,
+  );
+}
+
+export const attentionSpec: KernelSpec = {
+  name: 'attention',
+  source: attentionSource,
+  check: (device, source) => checkAttentionCases(device, source, ATTENTION_CASES, 0x5eed03 ^ Date.now()),
+};
