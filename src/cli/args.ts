@@ -51,6 +51,7 @@ export const USAGE = `Usage: llama3-webgpu <command> [flags]
 Commands:
   generate    complete prompts with a Llama 3 GGUF model (text streams to stdout)
   tokenize    print the token ids of a text (no BOS)
+  inspect     describe a GGUF file from its header: shapes, tensor types, memory, whether it runs
 
 generate flags:
   --model-path FILE|URL        GGUF file or http(s) URL (default: download Meta-Llama-3-8B
@@ -83,6 +84,13 @@ tokenize flags:
   --json                       print {"tokens": [...]}
   --verbose
 
+inspect flags:
+  --model-path FILE|URL        GGUF file or http(s) URL (only the header is read: Range requests)
+  --max-seq-len N              positions for the GPU memory estimate (default: the model's context)
+  --batch-size N               sequences for the GPU memory estimate (default 1)
+  --json                       print one JSON object instead of text
+  --verbose
+
 Exit codes: 0 success, 1 runtime error, 2 bad flags or values, 130 interrupted.
 `;
 
@@ -94,7 +102,7 @@ const DECIMAL_NUMBER = /^-?(\d+\.?\d*|\.\d+)$/;
 /** A flag's value for a message: the user's own text, but it may be long or carry escapes. */
 const shown = (v: string) => quoteText(v, 40);
 
-function int(
+export function int(
   flag: string,
   v: string | undefined,
   min: number,
@@ -132,7 +140,7 @@ function oneOf<T extends string>(flag: string, v: string | undefined, allowed: r
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
-function parse(args: string[], options: ParseArgsConfig['options']): { values: Values } {
+export function parse(args: string[], options: ParseArgsConfig['options']): { values: Values } {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }) as { values: Values };
   } catch (e) {

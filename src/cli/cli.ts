@@ -14,6 +14,7 @@ import { type DownloadProgress, ensureDefaultModel, formatBytes, formatDuration 
 import { nodeGpu } from '../node/gpu';
 import { loadTokenizerFile } from '../node/tokenizer-file';
 import { type GenerateCommand, parseCommand, type TokenizeCommand, USAGE, UsageError } from './args';
+import { parseInspectCommand, runInspect } from './inspect';
 import { openModelSource } from './source';
 
 /** Meta's example_text_completion.py prompts (llama3 commit 14aab04), exactly. */
@@ -270,12 +271,13 @@ async function runTokenize(cmd: TokenizeCommand, io: CliIo): Promise<number> {
 export async function runCli(argv: string[], io: CliIo, signal: AbortSignal = new AbortController().signal) {
   let verbose = argv.includes('--verbose');
   try {
-    const cmd = parseCommand(argv);
+    const cmd = argv[0] === 'inspect' ? parseInspectCommand(argv.slice(1)) : parseCommand(argv);
     if (cmd.command === 'help') {
       io.stdout.write(USAGE);
       return 0;
     }
     verbose = cmd.verbose;
+    if (cmd.command === 'inspect') return await runInspect(cmd, io);
     return cmd.command === 'generate' ? await runGenerate(cmd, io, signal) : await runTokenize(cmd, io);
   } catch (e) {
     if (e instanceof UsageError) {

@@ -94,7 +94,11 @@ export function llamaConfigFromGguf(file: GgufFile): LlamaConfig {
   return config;
 }
 
-function llamaHyperParameters(file: GgufFile): LlamaConfig {
+/**
+ * The hyper-parameters alone, checked for consistency but without judging the tensors: what
+ * `inspect` reports for a file this version may not run (unsupported tensor types, a missing tensor).
+ */
+export function llamaHyperParameters(file: GgufFile): LlamaConfig {
   const arch = getString(file, 'general.architecture');
   if (arch !== 'llama') {
     throw new EngineError(

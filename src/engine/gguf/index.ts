@@ -7,6 +7,7 @@ export {
   type LlamaLayerTensors,
   type LlamaTensors,
   llamaConfigFromGguf,
+  llamaHyperParameters,
   validateLlamaTensors,
 } from './config';
 export { type GgufReadOptions, readGguf, readTensorBytes } from './reader';
