@@ -14,6 +14,7 @@ import {
   type FinishReason,
   type GenerationStats,
   generate,
+  type KvCacheRecord,
   META_DEFAULTS,
   type ModelRunner,
   type SamplingOptions,
@@ -27,6 +28,7 @@ import { ReferenceModel } from './reference/model';
 import type { RandomAccessSource } from './source';
 import { Llama3Tokenizer } from './tokenizer';
 
+export type { ChatMessage } from './chat';
 export type { FinishReason, TokenEvent } from './generation';
 
 export type Device = 'cpu' | 'gpu';
@@ -72,12 +74,56 @@ export interface CompletionRequest {
   sampling?: Partial<SamplingOptions>;
   /** 'completion' (default): BOS + prompt. 'chat': the prompt as one user message in the chat template. */
   mode?: 'completion' | 'chat';
+  /** Stop strings: a prompt's text ends before the first one it produces (finish reason 'stop'). */
+  stop?: readonly string[];
+  /**
+   * One prompt reuses the KV cache rows of its longest common prefix with what the model last
+   * processed (`stats.reusedTokens`). Default true; false prefills everything (tests compare).
+   */
+  reuseCache?: boolean;
   signal?: AbortSignal;
   /**
    * The token stream (see `TokenEvent`): one event per generated token, then one closing event per
    * prompt with its finish reason and any held-back text.
    */
   onToken?: (ev: TokenEvent) => void;
+}
+
+/** One chat turn: the whole conversation so far, rendered with the model's chat template. */
+export interface ChatRequest {
+  /** system / user / assistant messages, oldest first; the model answers the last one. */
+  messages: readonly ChatMessage[];
+  /** New tokens at most (default 64). */
+  maxTokens?: number;
+  /** The seed, when absent, is a fresh random one (reported in `stats.seed`). */
+  sampling?: Partial<SamplingOptions>;
+  stop?: readonly string[];
+  /** See CompletionRequest.reuseCache. */
+  reuseCache?: boolean;
+  signal?: AbortSignal;
+  /** The answer's token stream (seq is always 0). */
+  onToken?: (ev: TokenEvent) => void;
+}
+
+export interface ChatResult {
+  /** The assistant's answer (the end-of-turn token not included). */
+  text: string;
+  /** Its ids (the end-of-turn token, when hit, is the last element). */
+  tokens: number[];
+  /** The rendered conversation's ids as fed to the model. */
+  promptTokens: number[];
+  finishReason: FinishReason;
+  /**
+   * Messages left out of this turn from the front (after the system prompt) because the
+   * conversation no longer fit the context; 0 normally. A warning says so too.
+   */
+  droppedMessages: number;
+  /** Positions of the context in use after this turn (prompt + answer), of `contextLength`. */
+  contextTokens: number;
+  contextLength: number;
+  /** Things the user should know (a template fallback, dropped messages). */
+  warnings: string[];
+  stats: CompletionStats;
 }
 
 export interface CompletionStats extends GenerationStats {
@@ -102,6 +148,15 @@ const QUANT_ENCODINGS: readonly QuantizationEncoding[] = ['q4_0', 'float32'];
 
 function badArg(message: string): EngineError {
   return new EngineError('bad-argument', message);
+}
+
+/** Stop strings: an array of non-empty strings (at most 16, as many APIs allow 4). */
+function checkStops(stop: readonly string[] | undefined): readonly string[] {
+  if (stop === undefined) return [];
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s.length === 0) || stop.length > 16) {
+    throw badArg('stop must be a list of at most 16 non-empty strings');
+  }
+  return stop;
 }
 
 function interrupted(what: string): EngineError {
@@ -135,13 +190,22 @@ class LoadTracker implements RandomAccessSource {
   }
 }
 
-/** Validated sampling options: Meta's defaults, overridden field by field. */
+/** A fresh random seed in [0, 2^53): every run samples differently unless the caller fixes one. */
+export function freshSeed(): number {
+  const [hi, lo] = crypto.getRandomValues(new Uint32Array(2));
+  return (hi & 0x1fffff) * 2 ** 32 + lo;
+}
+
+/**
+ * Validated sampling options: Meta's defaults, overridden field by field; without a seed, a fresh
+ * random one (the result's `stats.seed` tells it, to reproduce the run).
+ */
 export function resolveSampling(s: Partial<SamplingOptions> = {}): SamplingOptions {
   const out: SamplingOptions = {
     temperature: s.temperature ?? META_DEFAULTS.temperature,
     topP: s.topP ?? META_DEFAULTS.topP,
     topK: s.topK ?? META_DEFAULTS.topK,
-    seed: s.seed ?? META_DEFAULTS.seed,
+    seed: s.seed ?? freshSeed(),
   };
   if (!Number.isFinite(out.temperature) || out.temperature < 0) {
     throw badArg(`temperature must be a number ≥ 0 (0 = greedy), got ${out.temperature}`);
@@ -179,6 +243,8 @@ export class LoadedModel {
   private disposed = false;
   /** Stops the running completion (set while one runs). */
   private stopRunning?: () => void;
+  /** What the runner's sequence 0 holds in its KV cache (the conversation so far). */
+  private readonly kvCache: KvCacheRecord = { tokens: [] };
 
   private constructor(
     readonly file: GgufFile,
@@ -293,8 +359,7 @@ export class LoadedModel {
   }
 
   async complete(req: CompletionRequest): Promise<CompletionResult> {
-    if (this.disposed) throw badArg('this model was disposed; load it again');
-    if (this.busy) throw badArg('a completion is already running on this model; wait for it or cancel it');
+    this.checkUsable();
     if (!Array.isArray(req.prompts) || req.prompts.length === 0) throw badArg('no prompts given');
     const vocab = this.config.vocabSize;
     for (const [i, p] of req.prompts.entries()) {
@@ -308,6 +373,7 @@ export class LoadedModel {
     const maxTokens = req.maxTokens ?? META_DEFAULTS.maxTokens;
     checkIntegerInRange('max tokens', maxTokens, 1, Number.MAX_SAFE_INTEGER);
     const sampling = resolveSampling(req.sampling);
+    const stop = checkStops(req.stop);
     const warnings = new Set<string>();
     const promptTokens = req.prompts.map((p) => {
       if (typeof p !== 'string') return [...p];
@@ -315,32 +381,106 @@ export class LoadedModel {
       if (warning) warnings.add(warning);
       return ids;
     });
+    const r = await this.run(req, promptTokens, maxTokens, sampling, stop);
+    return {
+      text: r.text,
+      tokens: r.tokens,
+      promptTokens,
+      finishReasons: r.finishReasons,
+      warnings: [...warnings],
+      stats: r.stats,
+    };
+  }
 
+  /**
+   * One turn of a conversation. The prompt is exactly the chat template's rendering of all
+   * `messages` (what `generate --messages` feeds); only the tokens after what the KV cache already
+   * holds are prefilled. When the conversation would not leave room for the answer (min(maxTokens,
+   * half the context)), the oldest messages after the system prompt are left out, with a warning.
+   */
+  async chat(req: ChatRequest): Promise<ChatResult> {
+    this.checkUsable();
+    const maxTokens = req.maxTokens ?? META_DEFAULTS.maxTokens;
+    checkIntegerInRange('max tokens', maxTokens, 1, Number.MAX_SAFE_INTEGER);
+    const sampling = resolveSampling(req.sampling);
+    const stop = checkStops(req.stop);
+    const fit = this.fitConversation(req.messages, maxTokens);
+    const r = await this.run(req, [fit.ids], maxTokens, sampling, stop);
+    return {
+      text: r.text[0],
+      tokens: r.tokens[0],
+      promptTokens: fit.ids,
+      finishReason: r.finishReasons[0],
+      droppedMessages: fit.dropped,
+      contextTokens: Math.min(this.runner.maxSeqLen, fit.ids.length + r.tokens[0].length),
+      contextLength: this.runner.maxSeqLen,
+      warnings: fit.warnings,
+      stats: r.stats,
+    };
+  }
+
+  /** The conversation's ids, leaving out its oldest messages (never the system prompt) to fit. */
+  private fitConversation(
+    messages: readonly ChatMessage[],
+    maxTokens: number,
+  ): { ids: number[]; dropped: number; warnings: string[] } {
+    const encode = (ms: readonly ChatMessage[]) =>
+      encodeChatPrompt(this.tokenizer, ms, { addGenerationPrompt: true });
+    let prompt = encode(messages); // checks the messages
+    const contextLength = this.runner.maxSeqLen;
+    const budget = contextLength - Math.min(maxTokens, Math.floor(contextLength / 2));
+    const lead = messages[0].role === 'system' ? 1 : 0;
+    let dropped = 0;
+    while (prompt.ids.length > budget && lead + dropped < messages.length - 1) {
+      dropped++;
+      // A conversation does not resume with an answer: drop the answer of a dropped question too.
+      while (lead + dropped < messages.length - 1 && messages[lead + dropped].role === 'assistant') dropped++;
+      prompt = encode([...messages.slice(0, lead), ...messages.slice(lead + dropped)]);
+    }
+    const warnings = prompt.warning ? [prompt.warning] : [];
+    if (dropped > 0) {
+      warnings.push(
+        `The conversation no longer fits the context (${contextLength} tokens): the ${dropped} oldest ` +
+          `message${dropped === 1 ? ' was' : 's were'} left out of this turn${lead ? ' (the system prompt was kept)' : ''}.`,
+      );
+    }
+    return { ids: prompt.ids, dropped, warnings };
+  }
+
+  private checkUsable(): void {
+    if (this.disposed) throw badArg('this model was disposed; load it again');
+    if (this.busy) throw badArg('a completion is already running on this model; wait for it or cancel it');
+  }
+
+  /** generate() with the model's tokenizer, KV cache record and cancellation (caller's signal or dispose()). */
+  private async run(
+    req: { signal?: AbortSignal; onToken?: (ev: TokenEvent) => void; reuseCache?: boolean },
+    prompts: number[][],
+    maxTokens: number,
+    sampling: SamplingOptions,
+    stop: readonly string[],
+  ): Promise<{ text: string[]; tokens: number[][]; finishReasons: FinishReason[]; stats: CompletionStats }> {
     // dispose() during a completion stops it at the next step and frees the runner afterwards.
-    const stop = new AbortController();
-    this.stopRunning = () => stop.abort();
-    const onCallerAbort = () => stop.abort();
+    const ac = new AbortController();
+    this.stopRunning = () => ac.abort();
+    const onCallerAbort = () => ac.abort();
     req.signal?.addEventListener('abort', onCallerAbort);
-    if (req.signal?.aborted) stop.abort();
+    if (req.signal?.aborted) ac.abort();
+    if (req.reuseCache === false) this.kvCache.tokens = [];
     this.busy = true;
     try {
       const r = await generate(this.runner, {
-        prompts: promptTokens,
+        prompts,
         maxTokens,
         sampling,
         stopTokens: this.tokenizer.stopIds,
-        signal: stop.signal,
+        stop,
+        cache: this.kvCache,
+        signal: ac.signal,
         detokenizer: () => this.tokenizer.streamDecoder(),
         onToken: req.onToken,
       });
-      return {
-        text: r.text,
-        tokens: r.tokens,
-        promptTokens,
-        finishReasons: r.finishReasons,
-        warnings: [...warnings],
-        stats: { ...r.stats, loadMs: this.loadMs, device: this.device },
-      };
+      return { ...r, stats: { ...r.stats, loadMs: this.loadMs, device: this.device } };
     } finally {
       req.signal?.removeEventListener('abort', onCallerAbort);
       this.busy = false;

@@ -41,9 +41,9 @@ class QueuedRunner implements ModelRunner {
   get maxSeqLen() {
     return this.inner.maxSeqLen;
   }
-  reset(batch: number, sampling: SamplingOptions, first?: number) {
+  reset(batch: number, sampling: SamplingOptions, first?: number, keep?: number) {
     expect(this.inFlight, 'reset while steps are in flight').toBe(0);
-    this.inner.reset(batch, sampling, first);
+    this.inner.reset(batch, sampling, first, keep);
   }
   step(tokens: number[][]): Promise<number[]> {
     this.steps++;

@@ -47,8 +47,14 @@ export interface ModelRunner {
   /**
    * Forget all sequences and start `batch` empty ones at position 0. Sequence s samples from the
    * stream `sequenceSeed(sampling.seed, firstSequence + s)`.
+   *
+   * `keepPositions` > 0: sequence 0 instead starts at that position and keeps the KV cache rows
+   * 0..keepPositions−1 its previous life left (positions beyond are overwritten as it goes). The
+   * caller vouches that those rows hold the tokens it means (see `KvCacheRecord`); at most the
+   * positions sequence 0 had filled. K/V rows depend only on the tokens before them, never on the
+   * sampler, so the new sampling options do not spoil them.
    */
-  reset(batch: number, sampling: SamplingOptions, firstSequence?: number): void;
+  reset(batch: number, sampling: SamplingOptions, firstSequence?: number, keepPositions?: number): void;
   /**
    * Append `tokens[s]` to sequence s (several tokens = prefill, one = decode, none = the sequence is
    * finished and is skipped) and return the token sampled after each sequence's last position
@@ -65,6 +71,16 @@ export interface ModelRunner {
   /** Full logits of the last step for sequence s (tests and --device cpu; may read back from the GPU). */
   lastLogits?(s: number): Promise<Float32Array>;
   dispose(): void;
+}
+
+/** Checks a `reset`'s keepPositions against the positions sequence 0 had filled (bad-argument). */
+export function checkKeepPositions(keepPositions: number, filled: number): void {
+  if (!Number.isInteger(keepPositions) || keepPositions < 0 || keepPositions > filled) {
+    throw new EngineError(
+      'bad-argument',
+      `cannot keep ${keepPositions} cached positions: sequence 0 holds ${filled}`,
+    );
+  }
 }
 
 /** A decode input meaning "the id this sequence's previous step sampled" (see `feedsBack`). */
@@ -107,11 +123,41 @@ export interface GenerateRequest {
   detokenizer?: () => StreamingDetokenizer;
   /** Called for every event as soon as it is known; a throwing listener never stops generation. */
   onToken?: (ev: TokenEvent) => void;
+  /**
+   * Stop strings (OpenAI's `stop`): a sequence ends ('stop') as soon as its text contains one; the
+   * text ends before it. Text that could be the start of a stop string is held back from the
+   * stream until it is known not to be. Needs `detokenizer`.
+   */
+  stop?: readonly string[];
+  /**
+   * What the runner's sequence 0 holds in its KV cache, kept by the caller across requests (one per
+   * runner). A one-prompt request prefills only the prompt's tokens after the longest common
+   * prefix with it (`stats.reusedTokens`) and leaves it describing the cache afterwards; a request
+   * of several prompts empties it.
+   */
+  cache?: KvCacheRecord;
+}
+
+/** The token ids whose K/V rows sequence 0 of a runner holds, from position 0 on. */
+export interface KvCacheRecord {
+  tokens: number[];
+}
+
+/** Length of the longest common prefix of two id lists. */
+export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
 }
 
 export interface GenerationStats {
   promptTokens: number;
+  /** Prompt tokens whose K/V came from the cache instead of a prefill (see `GenerateRequest.cache`). */
+  reusedTokens: number;
   generatedTokens: number;
+  /** The sampler's seed (a fresh random one unless the caller fixed it), to reproduce this run. */
+  seed: number;
   /** Wall time from the call to the first generated token (the first batch's prefill). */
   timeToFirstTokenMs: number;
   prefillMs: number;
@@ -168,12 +214,54 @@ function checkPrompts(runner: ModelRunner, prompts: GenerateRequest['prompts'], 
   }
 }
 
+/** Length of the longest end of `text` that is the start of a stop string (text to hold back). */
+function stopPrefixAtEnd(text: string, stops: readonly string[]): number {
+  let best = 0;
+  for (const stop of stops) {
+    for (let k = Math.min(stop.length - 1, text.length); k > best; k--) {
+      if (text.endsWith(stop.slice(0, k))) {
+        best = k;
+        break;
+      }
+    }
+  }
+  return best;
+}
+
 export async function generate(runner: ModelRunner, req: GenerateRequest): Promise<GenerateResult> {
   checkPrompts(runner, req.prompts, req.maxTokens);
+  const stops = (req.stop ?? []).filter((st) => st.length > 0);
+  if (stops.length > 0 && !req.detokenizer) {
+    throw new EngineError('bad-argument', 'stop strings need a detokenizer (they match text, not ids)');
+  }
   const n = req.prompts.length;
   const tokens: number[][] = req.prompts.map(() => []);
   const text = req.prompts.map(() => '');
+  /** Characters of text[g] already streamed (the rest may be the start of a stop string). */
+  const shown = req.prompts.map(() => 0);
   const finishReasons: FinishReason[] = req.prompts.map(() => 'interrupted');
+  /**
+   * Adds decoded text to prompt g and returns what may be streamed now, and whether a stop string
+   * ended the text (it is cut before the stop string). `closing`: nothing more comes, hold nothing back.
+   */
+  const reveal = (g: number, added: string, closing: boolean): { delta: string; hit: boolean } => {
+    text[g] += added;
+    if (stops.length === 0) {
+      shown[g] = text[g].length;
+      return { delta: added, hit: false };
+    }
+    // A stop string cannot start inside streamed text (its start would have been held back).
+    let cut = -1;
+    for (const st of stops) {
+      const i = text[g].indexOf(st, shown[g]);
+      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+    }
+    if (cut >= 0) text[g] = text[g].slice(0, cut);
+    const visible = cut >= 0 || closing ? text[g].length : text[g].length - stopPrefixAtEnd(text[g], stops);
+    const delta = text[g].slice(shown[g], visible);
+    shown[g] = visible;
+    return { delta, hit: cut >= 0 };
+  };
   const emit = (ev: TokenEvent) => {
     try {
       req.onToken?.(ev);
@@ -181,8 +269,16 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
       // A listener that went away (a closed page, a broken pipe) must not stop the engine mid-step.
     }
   };
-  const totals = { prefillMs: 0, decodeMs: 0, ttft: 0, prompt: 0, decodeSteps: 0, batches: 0 };
+  const totals = { prefillMs: 0, decodeMs: 0, ttft: 0, prompt: 0, reused: 0, decodeSteps: 0, batches: 0 };
   const start = now();
+  // KV reuse: one prompt keeps the cached rows of its longest common prefix with what sequence 0
+  // holds, but always prefills at least its last token (the step that samples needs its logits).
+  const cache = req.cache;
+  const keep =
+    cache && n === 1
+      ? Math.min(commonPrefixLength(cache.tokens, req.prompts[0]), req.prompts[0].length - 1)
+      : 0;
+  if (cache) cache.tokens = []; // until the reset below has kept what it keeps
 
   let next = 0; // first prompt not yet run
   while (next < n && !req.signal?.aborted) {
@@ -190,13 +286,13 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
     next += idx.length;
     const decoders = idx.map(() => req.detokenizer?.());
     const done = idx.map(() => false);
-    const finish = (s: number, reason: FinishReason) => {
+    /** Ends sequence s; `flush`: release the text the decoder and the stop strings still held. */
+    const finish = (s: number, reason: FinishReason, flush = true) => {
       done[s] = true;
       const g = idx[s];
-      finishReasons[g] = reason;
-      const rest = decoders[s]?.flush() ?? '';
-      text[g] += rest;
-      emit({ seq: g, token: -1, delta: rest, finish: reason });
+      const closing = flush ? reveal(g, decoders[s]?.flush() ?? '', true) : { delta: '', hit: false };
+      finishReasons[g] = closing.hit ? 'stop' : reason;
+      emit({ seq: g, token: -1, delta: closing.delta, finish: finishReasons[g] });
     };
     /** Records sampled ids; ends the sequences that hit a stop token or a limit. */
     const take = (sampled: number[]) => {
@@ -209,22 +305,28 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
           finish(s, 'stop');
           continue;
         }
-        const delta = decoders[s]?.push(t) ?? '';
-        text[g] += delta;
+        const { delta, hit } = reveal(g, decoders[s]?.push(t) ?? '', false);
         emit({ seq: g, token: t, delta });
+        if (hit) {
+          finish(s, 'stop', false);
+          continue;
+        }
         const full = req.prompts[g].length + tokens[g].length >= runner.maxSeqLen;
         if (tokens[g].length >= req.maxTokens || full) finish(s, 'length');
       }
     };
 
-    runner.reset(idx.length, req.sampling, idx[0]);
+    runner.reset(idx.length, req.sampling, idx[0], keep);
+    if (cache && n === 1) cache.tokens = req.prompts[0].slice(0, keep);
     await yieldToEventLoop();
     if (req.signal?.aborted) break;
     // Prefill every prompt of the batch in one step; the runner samples the first new token of each.
     const t0 = now();
-    take(await runner.step(idx.map((g) => [...req.prompts[g]])));
+    take(await runner.step(idx.map((g) => req.prompts[g].slice(keep))));
+    if (cache && n === 1) cache.tokens = [...req.prompts[0]];
     totals.prefillMs += now() - t0;
     totals.prompt += idx.reduce((a, g) => a + req.prompts[g].length, 0);
+    totals.reused += keep;
     if (totals.batches++ === 0) totals.ttft = now() - start;
     // Decode. Each step feeds every live sequence its newest token. With a runner that keeps the
     // sampled ids on the device, the next step is already submitted (fed those ids) while this
@@ -268,11 +370,14 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
       totals.decodeMs += now() - t1;
     }
     for (let s = 0; s < idx.length; s++) if (!done[s]) finish(s, 'interrupted');
+    // Every generated token but the last was fed back (rows computed ahead beyond it are overwritten).
+    if (cache && n === 1) cache.tokens = [...req.prompts[0], ...tokens[0].slice(0, -1)];
   }
   // Prompts whose batch never ran (cancelled first) still get their closing event.
   for (let g = next; g < n; g++) emit({ seq: g, token: -1, delta: '', finish: 'interrupted' });
 
   const promptTokens = totals.prompt;
+  const prefilled = promptTokens - totals.reused;
   const generatedTokens = tokens.reduce((a, t) => a + t.length, 0);
   return {
     tokens,
@@ -280,11 +385,14 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
     finishReasons,
     stats: {
       promptTokens,
+      reusedTokens: totals.reused,
       generatedTokens,
+      seed: req.sampling.seed,
       timeToFirstTokenMs: totals.ttft,
       prefillMs: totals.prefillMs,
       decodeMs: totals.decodeMs,
-      prefillTokensPerSecond: totals.prefillMs > 0 ? (promptTokens / totals.prefillMs) * 1000 : 0,
+      // Tokens actually prefilled (reused ones cost nothing).
+      prefillTokensPerSecond: totals.prefillMs > 0 ? (prefilled / totals.prefillMs) * 1000 : 0,
       // Tokens produced by decode steps (the first token of each prompt came from its prefill).
       decodeTokensPerSecond: totals.decodeMs > 0 ? (totals.decodeSteps / totals.decodeMs) * 1000 : 0,
       batches: totals.batches,

@@ -5,6 +5,7 @@
  * Callbacks cross the worker boundary as `Comlink.proxy(fn)`. Errors cross as `Error("[code] message")`
  * (EngineError.toWire); callers rebuild them with `EngineError.fromSerialized`.
  */
+import type { ChatMessage } from '../engine/chat';
 import type { FinishReason, GenerationStats, SamplingOptions, TokenEvent } from '../engine/generation';
 
 export type ModelSourceSpec =
@@ -67,7 +68,43 @@ export interface GenerateParams {
   /** `completion`: raw continuation (BOS + text); `chat`: each prompt is a user turn in the chat template. */
   mode: 'completion' | 'chat';
   maxTokens: number;
-  sampling: SamplingOptions;
+  /** Absent fields take Meta's defaults; an absent seed is a fresh random one (`stats.seed`). */
+  sampling: Partial<SamplingOptions>;
+  /** Stop strings: the text ends before the first one produced (finish reason 'stop'). */
+  stop?: string[];
+}
+
+export type { ChatMessage } from '../engine/chat';
+
+/** One chat turn (EngineApi.chat): the whole conversation, rendered with the model's template. */
+export interface ChatParams {
+  /** system / user / assistant messages, oldest first; the model answers the last one. */
+  messages: ChatMessage[];
+  maxTokens: number;
+  /** Absent fields take Meta's defaults; an absent seed is a fresh random one (`stats.seed`). */
+  sampling: Partial<SamplingOptions>;
+  stop?: string[];
+}
+
+export interface ChatOutcome {
+  /** The assistant's answer. */
+  text: string;
+  tokens: number[];
+  finishReason: FinishReason;
+  /** Tokens of the rendered conversation fed as the prompt (reused from the cache ones included). */
+  promptTokens: number;
+  /**
+   * Messages left out from the front (after the system prompt) because the conversation no longer
+   * fit the context; a warning says so too. 0 normally.
+   */
+  droppedMessages: number;
+  /** Context positions in use after this turn (prompt + answer), of `contextLength`: the meter. */
+  contextTokens: number;
+  contextLength: number;
+  /** What the user should know (the model's template failed and Meta's was used; messages dropped). */
+  warnings: string[];
+  /** `stats.reusedTokens`: prompt tokens taken from the KV cache; `stats.seed`: the sampler's seed. */
+  stats: GenerationStats;
 }
 
 /** The engine's token event, unchanged across the worker boundary (see engine/generation.ts). */
@@ -132,6 +169,12 @@ export interface EngineApi {
   load(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
   /** Generate for one or more prompts; tokens stream through `onToken` as they are produced. */
   generate(params: GenerateParams, onToken?: (ev: TokenEvent) => void): Promise<GenerateOutcome>;
+  /**
+   * One chat turn: the answer to the last message, its tokens streaming through `onToken`. The KV
+   * cache keeps the conversation, so a turn prefills only what changed since the previous one.
+   * (Web apps usually call it through `chat.completions.create`, see openai.ts.)
+   */
+  chat(params: ChatParams, onToken?: (ev: TokenEvent) => void): Promise<ChatOutcome>;
   /** Cooperative stop of the running generation and of a load/download in progress. */
   interrupt(): Promise<void>;
   /** Free the model's GPU memory. */

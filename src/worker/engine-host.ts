@@ -23,6 +23,9 @@ import { contiguousBytes } from '../storage/manifest';
 import { ModelStore } from '../storage/model-store';
 import type {
   CachedModelInfo,
+  ChatMessage,
+  ChatOutcome,
+  ChatParams,
   EngineApi,
   Environment,
   GenerateOutcome,
@@ -47,8 +50,9 @@ export interface LoadedModelLike {
   complete(req: {
     prompts: string[];
     maxTokens?: number;
-    sampling?: SamplingOptions;
+    sampling?: Partial<SamplingOptions>;
     mode?: 'completion' | 'chat';
+    stop?: string[];
     signal?: AbortSignal;
     onToken?: (ev: TokenEvent) => void;
   }): Promise<{
@@ -56,6 +60,24 @@ export interface LoadedModelLike {
     tokens: number[][];
     finishReasons: FinishReason[];
     warnings?: string[];
+    stats: GenerationStats;
+  }>;
+  chat(req: {
+    messages: ChatMessage[];
+    maxTokens?: number;
+    sampling?: Partial<SamplingOptions>;
+    stop?: string[];
+    signal?: AbortSignal;
+    onToken?: (ev: TokenEvent) => void;
+  }): Promise<{
+    text: string;
+    tokens: number[];
+    promptTokens: number[];
+    finishReason: FinishReason;
+    droppedMessages: number;
+    contextTokens: number;
+    contextLength: number;
+    warnings: string[];
     stats: GenerationStats;
   }>;
   /** Stops a running completion at its next step (it ends 'interrupted'), then frees the model. */
@@ -243,29 +265,18 @@ export class EngineHost implements EngineApi {
   }
 
   async generate(params: GenerateParams, onToken?: (ev: TokenEvent) => void): Promise<GenerateOutcome> {
-    const model = this.model;
-    if (!model) throw new EngineError('bad-argument', 'No model is loaded. Load a model first.');
-    if (this.generating)
-      throw new EngineError('bad-argument', 'A generation is already running; stop it first.');
-    if (this.deviceLost) throw this.lostError();
     const prompts = params.prompts;
     if (prompts.length === 0 || prompts.every((p) => p.length === 0)) {
       throw new EngineError('bad-argument', 'The prompt is empty. Type something to continue.');
     }
-    this.generating = true;
-    const ac = new AbortController();
-    this.genAbort = ac;
-    let settle!: () => void;
-    this.running = new Promise<void>((r) => {
-      settle = r;
-    });
-    try {
+    return this.exclusive(async (model, signal) => {
       const r = await model.complete({
         prompts,
         maxTokens: params.maxTokens,
         sampling: params.sampling,
         mode: params.mode,
-        signal: ac.signal,
+        stop: params.stop,
+        signal,
         onToken,
       });
       return {
@@ -275,6 +286,53 @@ export class EngineHost implements EngineApi {
         warnings: r.warnings ?? [],
         stats: r.stats,
       };
+    });
+  }
+
+  async chat(params: ChatParams, onToken?: (ev: TokenEvent) => void): Promise<ChatOutcome> {
+    const last = params.messages?.at(-1);
+    if (!last || (last.role === 'user' && last.content.trim() === '')) {
+      throw new EngineError('bad-argument', 'The message is empty. Type something to send.');
+    }
+    return this.exclusive(async (model, signal) => {
+      const r = await model.chat({
+        messages: params.messages,
+        maxTokens: params.maxTokens,
+        sampling: params.sampling,
+        stop: params.stop,
+        signal,
+        onToken,
+      });
+      return {
+        text: r.text,
+        tokens: r.tokens,
+        finishReason: r.finishReason,
+        promptTokens: r.promptTokens.length,
+        droppedMessages: r.droppedMessages,
+        contextTokens: r.contextTokens,
+        contextLength: r.contextLength,
+        warnings: r.warnings,
+        stats: r.stats,
+      };
+    });
+  }
+
+  /** Runs one generation at a time on the loaded model, stoppable by interrupt() and unload(). */
+  private async exclusive<T>(run: (model: LoadedModelLike, signal: AbortSignal) => Promise<T>): Promise<T> {
+    const model = this.model;
+    if (!model) throw new EngineError('bad-argument', 'No model is loaded. Load a model first.');
+    if (this.generating)
+      throw new EngineError('bad-argument', 'A generation is already running; stop it first.');
+    if (this.deviceLost) throw this.lostError();
+    this.generating = true;
+    const ac = new AbortController();
+    this.genAbort = ac;
+    let settle!: () => void;
+    this.running = new Promise<void>((r) => {
+      settle = r;
+    });
+    try {
+      return await run(model, ac.signal);
     } catch (e) {
       // After a loss most GPU calls "succeed" and mapAsync rejects: report the loss, not the symptom.
       await yieldToEventLoop();

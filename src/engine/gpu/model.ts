@@ -12,7 +12,13 @@
  * with bind groups built at load; only the sampled token ids (u32 per sequence) are read back.
  */
 import { EngineError } from '../errors';
-import { FEEDBACK_TOKEN, type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
+import {
+  checkKeepPositions,
+  FEEDBACK_TOKEN,
+  type ModelRunner,
+  type SamplingOptions,
+  sequenceSeed,
+} from '../generation';
 import { checkTokenIds, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
@@ -581,13 +587,16 @@ export class GpuModel implements ModelRunner {
     return model;
   }
 
-  reset(batch: number, sampling: SamplingOptions, firstSequence = 0): void {
+  reset(batch: number, sampling: SamplingOptions, firstSequence = 0, keepPositions = 0): void {
     if (!(Number.isInteger(batch) && batch >= 1 && batch <= this.maxBatch)) {
       throw new EngineError('bad-argument', `batch ${batch} must be in [1, ${this.maxBatch}]`);
     }
+    checkKeepPositions(keepPositions, this.seqs[0]?.pos ?? 0);
     this.sampling = sampling;
+    // Sequence s's K/V rows live at cache[s, pos] whatever the batch: keeping sequence 0's first
+    // rows is only starting its position there; the rows after are overwritten as it goes.
     this.seqs = Array.from({ length: batch }, (_, s) => ({
-      pos: 0,
+      pos: s === 0 ? keepPositions : 0,
       rng: new Rng(sequenceSeed(sampling.seed, firstSequence + s)),
       hasLogits: false,
       slot: -1,

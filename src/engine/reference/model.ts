@@ -11,7 +11,13 @@
  * sequence's tokens do not depend on which other sequences share the batch (see sampling/sampler.ts).
  */
 import { EngineError } from '../errors';
-import { FEEDBACK_TOKEN, type ModelRunner, type SamplingOptions, sequenceSeed } from '../generation';
+import {
+  checkKeepPositions,
+  FEEDBACK_TOKEN,
+  type ModelRunner,
+  type SamplingOptions,
+  sequenceSeed,
+} from '../generation';
 import { checkTokenIds, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes } from '../gguf/reader';
@@ -159,18 +165,22 @@ export class ReferenceModel implements ModelRunner {
     return new ReferenceModel(config, w, maxBatch, maxSeqLen);
   }
 
-  reset(batch: number, sampling: SamplingOptions, firstSequence = 0): void {
+  reset(batch: number, sampling: SamplingOptions, firstSequence = 0, keepPositions = 0): void {
     if (!(Number.isInteger(batch) && batch >= 1 && batch <= this.maxBatch)) {
       throw new EngineError('bad-argument', `batch ${batch} must be in [1, ${this.maxBatch}]`);
     }
+    const kept = this.seqs[0];
+    checkKeepPositions(keepPositions, kept?.pos ?? 0);
     const kvDim = this.config.nKvHeads * this.config.headDim;
     this.sampling = sampling;
     this.seqs = [];
     for (let s = 0; s < batch; s++) {
+      // Sequence 0 keeps its cache arrays when it keeps positions (rows past them are rewritten).
+      const keep = s === 0 && keepPositions > 0 && kept;
       this.seqs.push({
-        pos: 0,
-        keys: this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
-        values: this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
+        pos: keep ? keepPositions : 0,
+        keys: keep ? kept.keys : this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
+        values: keep ? kept.values : this.w.layers.map(() => new Float32Array(this.maxSeqLen * kvDim)),
         logits: null,
         rng: new Rng(sequenceSeed(sampling.seed, firstSequence + s)),
         sampled: -1,
