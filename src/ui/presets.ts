@@ -1,9 +1,21 @@
 /**
- * Models offered in the picker. One entry per line: adding a model (e.g. a bundled demo file under
- * public/models/) is a one-line change. Sizes are approximate (q4_0 arithmetic: 4.5 bits per
- * weight, plus a q6_K output head where the file has one) and shown with "≈"; the exact size comes
- * from the server before the download starts.
+ * Models offered in the picker. One entry per model: adding a model (e.g. a bundled demo file under
+ * public/models/) is a one-line change. Each preset's default file is its q4_0 GGUF; each Llama 3
+ * preset also offers the same repository's Q4_K_M file (`alternatives`), the most downloaded
+ * quantization, which the K-quant kernels run. Sizes are those the Hugging Face pages list (bartowski's
+ * and QuantFactory's tables, rounded to 10 MB; not checkable from here: no network) and are shown with
+ * "≈"; the exact size comes from the server before the download starts. docs/models.md lists the
+ * same files with their type mix.
  */
+export interface PresetFile {
+  /** llama-quantize's name for the file's mix: "Q4_0", "Q4_K_M". */
+  quant: string;
+  /** A direct download URL (Hugging Face `resolve` URL) or a path on this site. */
+  url: string;
+  /** Approximate size in bytes, for the picker. */
+  approxBytes: number;
+}
+
 export interface ModelPreset {
   /** Label in the picker. */
   label: string;
@@ -13,6 +25,8 @@ export interface ModelPreset {
   approxBytes: number;
   /** Instruct models are meant for chat mode; base models for completion. */
   kind: 'base' | 'instruct';
+  /** Other files of the same model (Q4_K_M), offered beside the default `url`. */
+  alternatives: readonly PresetFile[];
 }
 
 const hf = (repo: string, file: string) => `https://huggingface.co/${repo}/resolve/main/${file}`;
@@ -33,6 +47,7 @@ export const DEMO_PRESET: ModelPreset = {
   url: onThisSite('models/tinystories-llama3-q4_0.gguf'),
   approxBytes: 28_681_440,
   kind: 'base',
+  alternatives: [],
 };
 
 export const PRESETS: readonly ModelPreset[] = [
@@ -42,23 +57,61 @@ export const PRESETS: readonly ModelPreset[] = [
     url: hf('bartowski/Llama-3.2-1B-Instruct-GGUF', 'Llama-3.2-1B-Instruct-Q4_0.gguf'),
     approxBytes: 0.77e9,
     kind: 'instruct',
+    alternatives: [
+      {
+        quant: 'Q4_K_M',
+        url: hf('bartowski/Llama-3.2-1B-Instruct-GGUF', 'Llama-3.2-1B-Instruct-Q4_K_M.gguf'),
+        approxBytes: 0.81e9,
+      },
+    ],
   },
   {
     label: 'Llama 3.2 3B Instruct (q4_0)',
     url: hf('bartowski/Llama-3.2-3B-Instruct-GGUF', 'Llama-3.2-3B-Instruct-Q4_0.gguf'),
     approxBytes: 1.92e9,
     kind: 'instruct',
+    alternatives: [
+      {
+        quant: 'Q4_K_M',
+        url: hf('bartowski/Llama-3.2-3B-Instruct-GGUF', 'Llama-3.2-3B-Instruct-Q4_K_M.gguf'),
+        approxBytes: 2.02e9,
+      },
+    ],
   },
   {
     label: 'Llama 3.1 8B Instruct (q4_0)',
     url: hf('bartowski/Meta-Llama-3.1-8B-Instruct-GGUF', 'Meta-Llama-3.1-8B-Instruct-Q4_0.gguf'),
     approxBytes: 4.66e9,
     kind: 'instruct',
+    alternatives: [
+      {
+        quant: 'Q4_K_M',
+        url: hf('bartowski/Meta-Llama-3.1-8B-Instruct-GGUF', 'Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf'),
+        approxBytes: 4.92e9,
+      },
+    ],
   },
   {
     label: 'Llama 3 8B (q4_0, base)',
     url: hf('QuantFactory/Meta-Llama-3-8B-GGUF', 'Meta-Llama-3-8B.Q4_0.gguf'),
     approxBytes: 4.66e9,
     kind: 'base',
+    alternatives: [
+      {
+        quant: 'Q4_K_M',
+        url: hf('QuantFactory/Meta-Llama-3-8B-GGUF', 'Meta-Llama-3-8B.Q4_K_M.gguf'),
+        approxBytes: 4.92e9,
+      },
+    ],
   },
 ];
+
+/** The preset a URL belongs to, with the file's quantization ("Q4_0" for a preset's default file). */
+export function presetOfUrl(url: string): { preset: ModelPreset; quant?: string } | undefined {
+  for (const preset of PRESETS) {
+    if (preset.url === url) return { preset, quant: preset === DEMO_PRESET ? undefined : 'Q4_0' };
+    const alt = preset.alternatives.find((a) => a.url === url);
+    if (alt) return { preset, quant: alt.quant };
+  }
+  return undefined;
+}
