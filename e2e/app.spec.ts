@@ -236,21 +236,27 @@ test('opens a local file; stop, chat and a batch of prompts', async ({ page }) =
   await page.getByRole('button', { name: 'Generate' }).click();
   await expect(outputText(page)).not.toBeEmpty();
   await page.getByRole('button', { name: 'Stop' }).click();
-  await expect(page.getByLabel('Output').locator('.finish')).toHaveText('interrupted');
+  await expect(page.getByLabel('Output').locator('.finish')).toHaveText('stopped (interrupted)');
   await expect(page.getByRole('button', { name: 'Generate' })).toBeEnabled();
   await shot(page, '07-stopped');
 
-  // Chat mode: the prompt goes through the chat template.
-  await page.getByLabel('Chat').check();
+  // Chat mode: the message goes through the chat template and is answered under it; the box clears.
+  // The stub is a base model (no "Instruct" in its name), so the page opened in completion and
+  // says that chat may ramble.
+  await page.getByRole('radio', { name: 'Chat' }).check();
+  await expect(page.getByRole('note').filter({ hasText: 'base model' })).toBeVisible();
   await page.getByLabel('Max tokens').fill('1');
-  await page.getByLabel('Prompt').fill('Hello!');
-  await page.getByRole('button', { name: 'Generate' }).click();
+  await page.getByLabel('Message').fill('Hello!');
+  await page.getByLabel('Message').press('Enter');
+  const conversation = page.getByRole('log', { name: 'Conversation' });
+  await expect(conversation.getByRole('article', { name: 'You' })).toHaveText(/Hello!/);
+  await expect(page.getByLabel('Message')).toHaveValue('');
   await expect(page.getByLabel('Stats')).toBeVisible({ timeout: 300_000 });
-  await expect(page.getByLabel('Output').locator('.finish')).toHaveText(/stop|length/);
+  await expect(conversation.getByRole('article', { name: 'Assistant' })).toHaveCount(1);
   await shot(page, '08-chat');
 
   // A batch: one prompt per line, one output each; the first equals the single-prompt greedy text.
-  await page.getByLabel('Completion').check();
+  await page.getByRole('radio', { name: 'Completion' }).check();
   await page.getByLabel('Batch (one per line)').check();
   await page.getByLabel('Max tokens').fill(String(N));
   await page.getByLabel('Prompt').fill(`${PROMPT}\nThe capital of France is`);

@@ -88,9 +88,12 @@ export async function generateGreedy(page: Page, tokens = 20): Promise<string> {
   await page.getByLabel('Prompt').fill(PROMPT);
   await greedy(page, tokens);
   await page.getByRole('button', { name: 'Generate', exact: true }).click();
-  // The finish reason appears when the generation is over: no end-of-text this early → "length".
-  await expect(page.getByLabel('Output').locator('.finish').first()).toHaveText('length', {
-    timeout: 480_000,
-  });
+  // The finish reason appears when the generation is over: no end-of-text this early → the length limit.
+  await expect(page.getByLabel('Output').locator('.finish').first()).toHaveText(
+    'stopped at the length limit',
+    {
+      timeout: 480_000,
+    },
+  );
   return (await outputText(page).textContent()) ?? '';
 }

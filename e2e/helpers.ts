@@ -4,7 +4,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { expect, type Page } from '@playwright/test';
@@ -66,6 +67,46 @@ export async function cliGreedy(modelPath: string, prompt: string, maxTokens: nu
   const last = stdout.trim().split('\n').pop() ?? '';
   const out = JSON.parse(last) as { text: string[] };
   return out.text[0];
+}
+
+/** The CLI's greedy reply to a conversation (`generate --messages FILE`: the same engine in Node). */
+export async function cliChatGreedy(
+  modelPath: string,
+  messages: { role: string; content: string }[],
+  maxTokens: number,
+): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
+  const file = join(dir, 'messages.json');
+  writeFileSync(file, JSON.stringify(messages));
+  const { stdout } = await promisify(execFile)(
+    'npm',
+    [
+      'run',
+      '--silent',
+      'cli',
+      '--',
+      'generate',
+      '--model-path',
+      modelPath,
+      '--messages',
+      file,
+      '--temperature',
+      '0',
+      '--max-tokens',
+      String(maxTokens),
+      '--json',
+    ],
+    {
+      cwd: ROOT,
+      timeout: 400_000,
+      maxBuffer: 16 << 20,
+      env: { ...process.env, VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' },
+    },
+  );
+  rmSync(dir, { recursive: true, force: true });
+  const last = stdout.trim().split('\n').pop() ?? '';
+  const out = JSON.parse(last) as { text: string | string[] };
+  return Array.isArray(out.text) ? out.text[0] : out.text;
 }
 
 /** The cache manager's line for a model (by its file name). */

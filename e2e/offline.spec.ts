@@ -149,7 +149,7 @@ test('a new version waits: a running generation goes on, "Reload to update" show
   // Stop it ourselves: the text so far is the greedy story, uninterrupted by the update.
   await stop.click();
   const out = page.getByLabel('Output');
-  await expect(out.locator('.finish').first()).toHaveText('interrupted', { timeout: 120_000 });
+  await expect(out.locator('.finish').first()).toHaveText('stopped (interrupted)', { timeout: 120_000 });
   const text = (await outputText(page).textContent()) ?? '';
   expect(text.length).toBeGreaterThan(0);
   expect(GREEDY_20.startsWith(text) || text.startsWith(GREEDY_20), `greedy text: ${text}`).toBe(true);

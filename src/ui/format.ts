@@ -21,3 +21,17 @@ export function formatDuration(seconds: number | undefined): string {
 export const formatMs = (ms: number) =>
   ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 export const formatRate = (r: number) => (r >= 100 ? r.toFixed(0) : r.toFixed(1));
+
+/** Why a generation ended, for people. */
+export function finishInWords(reason: string | undefined): string {
+  switch (reason) {
+    case 'stop':
+      return 'finished (end of turn)';
+    case 'length':
+      return 'stopped at the length limit';
+    case 'interrupted':
+      return 'stopped (interrupted)';
+    default:
+      return reason ?? '';
+  }
+}
