@@ -237,7 +237,7 @@ describe('validateLlamaTensors', () => {
     const e = await engineError(() => llamaConfigFromGguf(f));
     expect(e.code).toBe('unsupported-model');
     expect(e.message).toMatch(
-      /^unsupported tensor type q5_1 in blk.3.ffn_up.weight; this app runs f32, f16, bf16, q4_0, q8_0, q6_K tensors/,
+      /^unsupported tensor type q5_1 in blk.3.ffn_up.weight; this app runs f32, f16, bf16, q4_0, q8_0, q4_K, q5_K, q6_K tensors/,
     );
   });
 });

@@ -36,6 +36,8 @@ export const SUPPORTED_TYPES: ReadonlyMap<GgmlType, TypeTraits> = new Map([
   [GgmlType.BF16, { name: 'bf16', blockSize: 1, bytesPerBlock: 2 }],
   [GgmlType.Q4_0, { name: 'q4_0', blockSize: 32, bytesPerBlock: 18 }],
   [GgmlType.Q8_0, { name: 'q8_0', blockSize: 32, bytesPerBlock: 34 }],
+  [GgmlType.Q4_K, { name: 'q4_K', blockSize: 256, bytesPerBlock: 144 }],
+  [GgmlType.Q5_K, { name: 'q5_K', blockSize: 256, bytesPerBlock: 176 }],
   [GgmlType.Q6_K, { name: 'q6_K', blockSize: 256, bytesPerBlock: 210 }],
 ]);
 

@@ -5,7 +5,7 @@
  */
 import body from '../../../shaders/embedding_body.wgsl?raw';
 import { EngineError } from '../errors';
-import { GgmlType, typeName } from '../gguf/types';
+import { type GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
 import type { GpuContext } from './device';
 import {
   DECODERS,
@@ -187,13 +187,15 @@ export async function checkEmbedding(
   type: GgmlType,
   cases?: EmbeddingCase[],
 ): Promise<CheckResult> {
-  const cols = type === GgmlType.Q6_K ? [256, 512] : [32, 96];
+  // K-quant rows are whole 256-blocks.
+  const kQuant = SUPPORTED_TYPES.get(type)?.blockSize === 256;
+  const cols = kQuant ? [256, 512] : [32, 96];
   const table: EmbeddingCase[] = cases ?? [
     { rows: 1, cols: cols[0], nTokens: 1 },
     { rows: 17, cols: cols[1], tokens: [16, 3, 3, 0, 9, 16], nTokens: 6 },
     { rows: 33, cols: cols[0], nTokens: 17 },
     // More than 64 units per row: a second workgroup along x.
-    { rows: 3, cols: type === GgmlType.Q6_K ? 2304 : 2080, tokens: [2, 0], nTokens: 2 },
+    { rows: 3, cols: kQuant ? 2304 : 2080, tokens: [2, 0], nTokens: 2 },
   ];
   const module = shaderModule(device, source, `check:${embeddingKernelName(type)}`);
   const ctx = { device, limits: device.limits };

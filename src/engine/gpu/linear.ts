@@ -1,7 +1,7 @@
 /**
  * Linear layers on the GPU: y[t, r] (op)= Σ_c W[r, c] · x[t, c] for every weight layout.
  *
- * Kernels `linear_<type>` (type = q4_0, q8_0, q6_k, f16, bf16, f32) are shaders/linear_body.wgsl
+ * Kernels `linear_<type>` (type = q4_0, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32) are shaders/linear_body.wgsl
  * behind that type's decoder (shaders/linear_decode_<type>.wgsl). Each has two entry points:
  * `matvec` for n_tokens ≤ 8 (decode) and `matmul` (tiled, prefill); the epilogue is the Meta uniform
  * part.epilogue. Binding contract: see the header of shaders/linear_body.wgsl and docs/kernels.md.
@@ -13,6 +13,8 @@ import bf16Decode from '../../../shaders/linear_decode_bf16.wgsl?raw';
 import f16Decode from '../../../shaders/linear_decode_f16.wgsl?raw';
 import f32Decode from '../../../shaders/linear_decode_f32.wgsl?raw';
 import q4Decode from '../../../shaders/linear_decode_q4_0.wgsl?raw';
+import q4kDecode from '../../../shaders/linear_decode_q4_k.wgsl?raw';
+import q5kDecode from '../../../shaders/linear_decode_q5_k.wgsl?raw';
 import q6kDecode from '../../../shaders/linear_decode_q6_k.wgsl?raw';
 import q8Decode from '../../../shaders/linear_decode_q8_0.wgsl?raw';
 import body from '../../../shaders/linear_body.wgsl?raw';
@@ -21,7 +23,7 @@ import matvecQ8 from '../../../shaders/linear_matvec_q8.wgsl?raw';
 import q8Activations from '../../../shaders/linear_q8_activations.wgsl?raw';
 import subgroupMatvec from '../../../shaders/linear_matvec_subgroups.wgsl?raw';
 import { EngineError } from '../errors';
-import { GgmlType, typeName } from '../gguf/types';
+import { GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
 import { quantize } from '../quant/quantize';
 import {
   dequantize,
@@ -101,6 +103,8 @@ export const DECODERS: ReadonlyMap<GgmlType, string> = new Map([
   [GgmlType.Q4_0, q4Decode],
   [GgmlType.Q8_0, q8Decode],
   [GgmlType.Q6_K, q6kDecode],
+  [GgmlType.Q4_K, q4kDecode],
+  [GgmlType.Q5_K, q5kDecode],
   [GgmlType.F16, f16Decode],
   [GgmlType.BF16, bf16Decode],
   [GgmlType.F32, f32Decode],
@@ -781,10 +785,12 @@ function roundingSlack(W: Float32Array, x: Float32Array, ref: Float32Array, c: L
 export const LINEAR_TOLERANCE = 1e-4;
 
 function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
-  const c = type === GgmlType.Q6_K ? [256, 512] : [32, 96, 256];
+  // K-quant rows are whole 256-blocks.
+  const kQuant = SUPPORTED_TYPES.get(type)?.blockSize === 256;
+  const c = kQuant ? [256, 512] : [32, 96, 256];
   // More than 32 units per row (the most threads per row pair), so that mat-vec lanes loop over K
   // more than once; the narrow ones run with fewer threads per row pair (1, 2 or 8 for q4_0).
-  const long = type === GgmlType.Q6_K ? 1280 : 1056;
+  const long = kQuant ? 1280 : 1056;
   // The default mat-vec path is matvec_sg where the device has subgroups: check the tree too.
   const tree: LinearCase[] =
     subgroups && !usesIntegerDot(type)

@@ -18,6 +18,10 @@
  *   q6_K   1  low nibbles like q4_0                             hi: 2 u32/unit [R·U·2] │ sc: int8 ×2    26.25 (26.25)
  *                                                               per unit [R·U/2] │ d: f16 per 256, 2 per
  *                                                               u32, ⌈U/16⌉ words/row
+ *   q4_K   1  nibbles like q4_0 (the file's 64-element           sm: the block's 12 bytes of packed     18 (18)
+ *             interleave undone)                                6-bit scales/mins verbatim [R·U/8·3] │
+ *                                                               dm: f16 d | dmin << 16 [R·U/8]
+ *   q5_K   1  low nibbles like q4_0                             hi: 1 u32/unit [R·U] │ sm │ dm as q4_K  22 (22)
  *   f16    4  halves verbatim, 2 per u32 (unpack2x16float)      —                                     64
  *   bf16   4  bf16 verbatim, 2 per u32 (<< 16 is the f32)       —                                     64
  *   f32    8  floats verbatim                                   —                                     128
@@ -25,6 +29,8 @@
  * q6_K hi words: word 0 holds the top 2 bits of elements 0..15, word 1 of 16..31; element 16h + 4i
  * + j (i, j < 4) sits at bits 8j + 2i of word h, so `(hi >> 2i) & 0x03030303` puts the top bits of
  * elements 16h + 4i .. 16h + 4i + 3 in the four bytes (the order the integer dot product wants).
+ * q5_K hi word of a unit: the 5th bit of element 16h + 4i + j at bit 8j + 4h + i, so
+ * `(hi >> (4h + i)) & 0x01010101` puts those of elements 16h + 4i .. + 3 in the four bytes.
  * Per-row word counts are rounded up (⌈U/2⌉, ⌈U/16⌉) so every row starts on a word: rows can be
  * written slice by slice. A thread reading unit u of a row then u + TPR reads consecutive 16-byte
  * vectors across a thread group. The exact decoders are shaders/linear_decode_*.wgsl.
@@ -45,14 +51,19 @@ export const UNIT = 32;
 const SECTION_ALIGN = 256;
 const SLICE_BYTES = 4 << 20;
 
-/** What the aux section holds: nothing, f16 scales (2 per u32), or q6_K's hi | sc | d arrays. */
-export type AuxKind = 'none' | 'f16' | 'q6k';
+/**
+ * What the aux section holds: nothing, f16 scales (2 per u32), q6_K's hi | sc | d arrays, q4_K's
+ * sm | dm arrays or q5_K's hi | sm | dm arrays.
+ */
+export type AuxKind = 'none' | 'f16' | 'q6k' | 'q4k' | 'q5k';
 
 /** vec4<u32> per unit in quants and the aux section's kind, per GPU layout type. */
 export const GPU_LAYOUTS: ReadonlyMap<GgmlType, { qv: number; aux: AuxKind; kernel: string }> = new Map([
   [GgmlType.Q4_0, { qv: 1, aux: 'f16', kernel: 'q4_0' }],
   [GgmlType.Q8_0, { qv: 2, aux: 'f16', kernel: 'q8_0' }],
   [GgmlType.Q6_K, { qv: 1, aux: 'q6k', kernel: 'q6_k' }],
+  [GgmlType.Q4_K, { qv: 1, aux: 'q4k', kernel: 'q4_k' }],
+  [GgmlType.Q5_K, { qv: 1, aux: 'q5k', kernel: 'q5_k' }],
   [GgmlType.F16, { qv: 4, aux: 'none', kernel: 'f16' }],
   [GgmlType.BF16, { qv: 4, aux: 'none', kernel: 'bf16' }],
   [GgmlType.F32, { qv: 8, aux: 'none', kernel: 'f32' }],
@@ -65,6 +76,10 @@ export const GPU_LAYOUTS: ReadonlyMap<GgmlType, { qv: number; aux: AuxKind; kern
 export function auxRowBytes(aux: AuxKind, units: number): number[] {
   if (aux === 'f16') return [Math.ceil(units / 2) * 4];
   if (aux === 'q6k') return [units * 8, units * 2, Math.ceil(units / 16) * 4];
+  // q4_K / q5_K rows are whole 256-blocks (units a multiple of 8): 12 bytes of packed scales and
+  // 4 of f16 d, dmin per block; q5_K adds one word of 5th bits per unit in front.
+  if (aux === 'q4k') return [(units / 8) * 12, (units / 8) * 4];
+  if (aux === 'q5k') return [units * 4, (units / 8) * 12, (units / 8) * 4];
   return [];
 }
 
@@ -410,6 +425,9 @@ export function repackRows(
     }
     case GgmlType.Q6_K:
       return repackQ6K(src, n, units);
+    case GgmlType.Q4_K:
+    case GgmlType.Q5_K:
+      return repackQ45K(gpuType, src, n, units);
     default:
       throw new EngineError('unsupported-model', `tensor type ${typeName(gpuType)} has no GPU kernel`);
   }
@@ -470,4 +488,52 @@ function repackQ6K(src: Uint8Array, n: number, units: number): { quants: Uint8Ar
     }
   }
   return { quants, aux: [new Uint8Array(hi.buffer), sc, d] };
+}
+
+/**
+ * q4_K / q5_K file rows (blocks of f16 d, f16 dmin, scales[12], [q5_K: qh[32]], qs[128]) → our
+ * arrays for `n` rows of `units` units: quants (nibbles like q4_0: byte j = element j | element
+ * j + 16 << 4), [q5_K: hi, one word per unit], sm (the 12 scale bytes verbatim) and dm (d, dmin
+ * verbatim). Element 32u + e of a block (unit u) is nibble (qs[32·(u >> 1) + e] >> 4·(u & 1)) & 15
+ * plus 16 if bit u of qh[e] is set (q5_K); see dequantize in reference/ops.ts.
+ */
+function repackQ45K(
+  type: GgmlType,
+  src: Uint8Array,
+  n: number,
+  units: number,
+): { quants: Uint8Array; aux: Uint8Array[] } {
+  const five = type === GgmlType.Q5_K;
+  const blockBytes = five ? 176 : 144;
+  const qsAt = five ? 48 : 16;
+  const blocks = (n * units) / 8;
+  const quants = new Uint8Array(n * units * 16);
+  const hi = five ? new Uint32Array(n * units) : undefined;
+  const sm = new Uint8Array(blocks * 12);
+  const dm = new Uint8Array(blocks * 4);
+  for (let b = 0; b < blocks; b++) {
+    const base = blockBytes * b;
+    dm.set(src.subarray(base, base + 4), 4 * b);
+    sm.set(src.subarray(base + 4, base + 16), 12 * b);
+    for (let u = 0; u < 8; u++) {
+      const qs = base + qsAt + 32 * (u >> 1);
+      const shift = 4 * (u & 1);
+      const o = 16 * (8 * b + u);
+      for (let j = 0; j < 16; j++) {
+        quants[o + j] = ((src[qs + j] >> shift) & 0xf) | (((src[qs + j + 16] >> shift) & 0xf) << 4);
+      }
+      if (hi) {
+        let word = 0;
+        for (let e = 0; e < 32; e++) {
+          const bit = (src[base + 16 + e] >> u) & 1;
+          const h = e >> 4;
+          const i = (e >> 2) & 3;
+          const j = e & 3;
+          word |= bit << (8 * j + 4 * h + i);
+        }
+        hi[8 * b + u] = word >>> 0;
+      }
+    }
+  }
+  return { quants, aux: hi ? [new Uint8Array(hi.buffer), sm, dm] : [sm, dm] };
 }

@@ -10,6 +10,7 @@
 import { EngineError } from '../errors';
 import { GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
 import { f16ToF32, f32ToF16 } from '../reference/ops';
+import { quantizeBlockQ4K, quantizeBlockQ5K } from './k-quants';
 
 const fr = Math.fround;
 
@@ -67,6 +68,12 @@ export function quantize(type: GgmlType, x: Float32Array): Uint8Array {
       return out;
     case GgmlType.Q6_K:
       for (let b = 0; b < x.length / 256; b++) quantizeBlockQ6_K(x, 256 * b, out, 210 * b, view);
+      return out;
+    case GgmlType.Q4_K:
+      for (let b = 0; b < x.length / 256; b++) quantizeBlockQ4K(x, 256 * b, out, 144 * b, view);
+      return out;
+    case GgmlType.Q5_K:
+      for (let b = 0; b < x.length / 256; b++) quantizeBlockQ5K(x, 256 * b, out, 176 * b, view);
       return out;
     default:
       throw new EngineError('unsupported-model', `quantize: no encoder for ${typeName(type)}`);

@@ -49,7 +49,7 @@ export interface ReferenceLoadOptions {
    */
   quantizationEncoding?: 'q4_0' | 'float32';
   /**
-   * 'q8': the input of every matrix held as q4_0, q8_0 or q6_K (in the file or after the q4_0
+   * 'q8': the input of every matrix held as q4_0, q8_0, q4_K, q5_K or q6_K (in the file or after the q4_0
    * encoding) is first rounded to 8 bits per 32-block (quantizeActivationsQ8), as the GPU's integer
    * kernels do (llama.cpp's CPU path quantizes activations too, with f16 or per-256 scales).
    * 'float32' (default): f32 activations everywhere.
@@ -127,7 +127,7 @@ export class ReferenceModel implements ModelRunner {
     const enc = opts.quantizationEncoding ?? 'float32';
     const load = (ti: TensorInfo) => loadTensor(source, ti, enc);
     const q8Inputs = new WeakSet<Float32Array>();
-    const integerTypes = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K];
+    const integerTypes = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
     const floatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
     const roundsInput = (ti: TensorInfo) =>
       opts.activations === 'q8' &&

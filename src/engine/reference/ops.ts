@@ -118,8 +118,78 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, n: number): Float3
         }
       }
       return out;
+    case GgmlType.Q4_K:
+      for (let b = 0; b < n / 256; b++) dequantizeBlockQ4K(bytes, 144 * b, view, out, 256 * b);
+      return out;
+    case GgmlType.Q5_K:
+      for (let b = 0; b < n / 256; b++) dequantizeBlockQ5K(bytes, 176 * b, view, out, 256 * b);
+      return out;
     default:
       throw new Error(`dequantize: unsupported tensor type ${typeName(type)}`);
+  }
+}
+
+/**
+ * ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (< 8) of a q4_K / q5_K block from
+ * its 12 packed bytes at `o`: j < 4 in the low 6 bits of bytes j (scale) and j + 4 (min); j ≥ 4 in
+ * the nibbles of byte j + 4 with the top 2 bits in the spare high bits of bytes j − 4 and j.
+ */
+export function kScaleMin(bytes: Uint8Array, o: number, j: number): [scale: number, min: number] {
+  if (j < 4) return [bytes[o + j] & 63, bytes[o + j + 4] & 63];
+  return [
+    (bytes[o + j + 4] & 0xf) | ((bytes[o + j - 4] >> 6) << 4),
+    (bytes[o + j + 4] >> 4) | ((bytes[o + j] >> 6) << 4),
+  ];
+}
+
+/**
+ * q4_K (dequantize_row_q4_K): block of 256 = f16 d, f16 dmin, scales[12] (8 × 6-bit scale and
+ * min, kScaleMin), qs[128]. Each 64 elements use 32 bytes: element l (< 32) in the low nibble of
+ * byte l, element 32 + l in its high nibble. Value = d·sc·q − dmin·m. Bit for bit ggml's f32: d·sc
+ * and dmin·m (11-bit f16 × 6 bits) and then d·sc·q (× 5 bits) are exact in f32, so the one rounding
+ * is the subtraction's (the Float32Array store), with or without the compiler's FMA contraction.
+ */
+function dequantizeBlockQ4K(bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y: number) {
+  const d = f16ToF32(view.getUint16(o, true));
+  const dmin = f16ToF32(view.getUint16(o + 2, true));
+  for (let j = 0; j < 4; j++) {
+    const [sc1, m1] = kScaleMin(bytes, o + 4, 2 * j);
+    const [sc2, m2] = kScaleMin(bytes, o + 4, 2 * j + 1);
+    const d1 = d * sc1;
+    const d2 = d * sc2;
+    const min1 = dmin * m1;
+    const min2 = dmin * m2;
+    const qs = o + 16 + 32 * j;
+    for (let l = 0; l < 32; l++) {
+      out[y + 64 * j + l] = d1 * (bytes[qs + l] & 0xf) - min1;
+      out[y + 64 * j + 32 + l] = d2 * (bytes[qs + l] >> 4) - min2;
+    }
+  }
+}
+
+/**
+ * q5_K (dequantize_row_q5_K): q4_K's layout with qh[32] between scales and qs: bit k of qh[l] is
+ * the 5th bit (+16) of element 32k + l. Block: d, dmin, scales[12], qh[32], qs[128] = 176 bytes.
+ */
+function dequantizeBlockQ5K(bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y: number) {
+  const d = f16ToF32(view.getUint16(o, true));
+  const dmin = f16ToF32(view.getUint16(o + 2, true));
+  const qh = o + 16;
+  for (let j = 0; j < 4; j++) {
+    const [sc1, m1] = kScaleMin(bytes, o + 4, 2 * j);
+    const [sc2, m2] = kScaleMin(bytes, o + 4, 2 * j + 1);
+    const d1 = d * sc1;
+    const d2 = d * sc2;
+    const min1 = dmin * m1;
+    const min2 = dmin * m2;
+    const qs = o + 48 + 32 * j;
+    for (let l = 0; l < 32; l++) {
+      const h = bytes[qh + l];
+      const q1 = (bytes[qs + l] & 0xf) | (((h >> (2 * j)) & 1) << 4);
+      const q2 = (bytes[qs + l] >> 4) | (((h >> (2 * j + 1)) & 1) << 4);
+      out[y + 64 * j + l] = d1 * q1 - min1;
+      out[y + 64 * j + 32 + l] = d2 * q2 - min2;
+    }
   }
 }
 
