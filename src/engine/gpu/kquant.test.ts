@@ -8,7 +8,7 @@ import { GgmlType } from '../gguf/types';
 import { dequantize, f16ToF32, kScaleMin } from '../reference/ops';
 import { checkEmbedding, EMBEDDING_KERNELS } from './embedding';
 import { LINEAR_KERNELS, linearKernelName, randomWeight } from './linear';
-import { createTestContext, makeRng, withValidation } from './testing';
+import { createTestContext, makeRng, withValidation } from './check/testing';
 import { repackRows, uploadWeight } from './weights';
 
 const K_TYPES = [GgmlType.Q4_K, GgmlType.Q5_K];
