@@ -5,9 +5,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LoadedModel, type LoadProgress, type TokenEvent } from './engine';
+import { encodeChat } from './chat';
+import { type ChatMessage, LoadedModel, type LoadProgress, type TokenEvent } from './engine';
 import { EngineError } from './errors';
-import { sequenceSeed } from './generation';
+import { commonPrefixLength, sequenceSeed } from './generation';
 import { readGguf } from './gguf';
 import { MemorySource } from './source';
 import { Llama3Tokenizer } from './tokenizer';
@@ -336,6 +337,90 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
     expect(r.text[0]).toBe(m.tokenizer.decode(r.tokens[0]));
     expect(disposedRunner).toBe(true);
     expect((await errorOf(m.complete({ prompts: ['b'] }))).message).toMatch(/disposed/);
+  });
+
+  it('a chat turn prefills only what follows the cached conversation: same tokens and logits as from scratch', async () => {
+    const greedy = { temperature: 0 };
+    const ask: ChatMessage[] = [{ role: 'user', content: 'Hi' }];
+    const turn1 = await model.chat({ messages: ask, maxTokens: 6, sampling: greedy });
+    expect(turn1.promptTokens).toEqual(
+      model.tokenizer.encode(
+        '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
+        { bos: false, allowSpecial: true },
+      ),
+    );
+    expect(turn1.contextTokens).toBe(turn1.promptTokens.length + turn1.tokens.length);
+    expect(turn1.contextLength).toBe(64);
+    const conversation: ChatMessage[] = [
+      ...ask,
+      { role: 'assistant', content: turn1.text },
+      { role: 'user', content: 'More' },
+    ];
+    const reused = await model.chat({ messages: conversation, maxTokens: 5, sampling: greedy });
+    const reusedLogits = await model.runner.lastLogits!(0);
+    // The cache held turn 1's prompt and every answer token but the last; the answer re-rendered
+    // by the template may tokenize differently, so the reuse ends where the ids first differ.
+    const cached = [...turn1.promptTokens, ...turn1.tokens.slice(0, -1)];
+    expect(reused.stats.reusedTokens).toBe(commonPrefixLength(cached, reused.promptTokens));
+    expect(reused.stats.reusedTokens).toBeGreaterThanOrEqual(turn1.promptTokens.length);
+    const fresh = await model.chat({
+      messages: conversation,
+      maxTokens: 5,
+      sampling: greedy,
+      reuseCache: false,
+    });
+    expect(fresh.stats.reusedTokens).toBe(0);
+    expect(fresh.promptTokens).toEqual(reused.promptTokens);
+    expect(reused.tokens).toEqual(fresh.tokens);
+    expect(reusedLogits).toEqual(await model.runner.lastLogits!(0));
+  });
+
+  it('drops the oldest turns (never the system prompt) when the conversation outgrows the context', async () => {
+    const long = 'word '.repeat(12);
+    const messages: ChatMessage[] = [{ role: 'system', content: 'Be brief.' }];
+    for (let i = 0; i < 3; i++)
+      messages.push({ role: 'user', content: long }, { role: 'assistant', content: long });
+    messages.push({ role: 'user', content: 'Last' });
+    const r = await model.chat({ messages, maxTokens: 4, sampling: { temperature: 0 } });
+    expect(r.droppedMessages).toBeGreaterThan(0);
+    expect(r.droppedMessages % 2).toBe(0); // whole question/answer pairs
+    const kept = [messages[0], ...messages.slice(1 + r.droppedMessages)];
+    expect(r.promptTokens).toEqual(encodeChat(model.tokenizer, kept));
+    expect(r.promptTokens.length).toBeLessThanOrEqual(64 - 4);
+    expect(r.warnings.join('\n')).toMatch(/oldest messages were left out.*system prompt was kept/);
+    expect(r.contextTokens).toBeLessThanOrEqual(64);
+  });
+
+  it('samples with a fresh random seed unless one is given, and reports it', async () => {
+    const req = { prompts: ['Once'], maxTokens: 2, sampling: { temperature: 0.9 } };
+    const a = await model.complete(req);
+    const b = await model.complete(req);
+    expect(a.stats.seed).not.toBe(b.stats.seed);
+    expect(Number.isSafeInteger(a.stats.seed)).toBe(true);
+    const again = await model.complete({ ...req, sampling: { ...req.sampling, seed: a.stats.seed } });
+    expect(again.stats.seed).toBe(a.stats.seed);
+    expect(again.tokens).toEqual(a.tokens);
+  });
+
+  it('stop strings end the text before them, and the stream never shows a part of one', async () => {
+    const greedy = { temperature: 0, seed: 1 };
+    const full = await model.complete({ prompts: ['Once upon a time'], maxTokens: 10, sampling: greedy });
+    const text = full.text[0];
+    // A stop string that starts in the middle of the text (2 characters: it may span two tokens).
+    const at = Math.max(1, Math.floor(text.length / 2));
+    const stop = text.slice(at, at + 2);
+    const deltas: string[] = [];
+    const r = await model.complete({
+      prompts: ['Once upon a time'],
+      maxTokens: 10,
+      sampling: greedy,
+      stop: [stop, 'never produced'],
+      onToken: (ev) => deltas.push(ev.delta),
+    });
+    expect(r.text[0]).toBe(text.slice(0, text.indexOf(stop)));
+    expect(r.finishReasons[0]).toBe('stop');
+    expect(deltas.join('')).toBe(r.text[0]);
+    expect((await errorOf(model.complete({ prompts: ['a'], stop: [''] }))).code).toBe('bad-argument');
   });
 
   it('refuses a second completion while one runs, and any after dispose', async () => {

@@ -203,6 +203,35 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
     }
   });
 
+  it('KV reuse: a next turn that keeps the cached common prefix gives a fresh prefill’s tokens and logits', async () => {
+    const ctx = await createTestContext();
+    const opts = MODELS['q8_0, 8 heads / 2 KV heads'];
+    const { source, file, config } = await open(makeSmallLlama(opts), 'q8');
+    const gpu = await GpuModel.load(ctx, source, file, config, { maxSeqLen: 40, keepLogits: true });
+    try {
+      const req = { maxTokens: 6, sampling: GREEDY, stopTokens: new Set<number>() };
+      const cache = { tokens: [] as number[] };
+      const turn1 = prompt(9, opts.vocab, 31);
+      const first = await generate(gpu, { ...req, prompts: [turn1], cache });
+      expect(first.stats.reusedTokens).toBe(0);
+      // Every generated token but the last was fed; the next turn keeps 3 of them, then differs.
+      expect(cache.tokens).toEqual([...turn1, ...first.tokens[0].slice(0, -1)]);
+      const turn2 = [...turn1, ...first.tokens[0].slice(0, 3), ...prompt(5, opts.vocab, 32)];
+      const reused = await generate(gpu, { ...req, prompts: [turn2], cache });
+      const reusedLogits = await gpu.lastLogits(0);
+      expect(reused.stats.reusedTokens).toBe(turn1.length + 3);
+      const fresh = await generate(gpu, { ...req, prompts: [turn2] });
+      expect(fresh.stats.reusedTokens).toBe(0);
+      expect(reused.tokens).toEqual(fresh.tokens);
+      // Rows written by decode steps and by one prefill may round differently: same tolerance as
+      // GPU vs CPU.
+      const err = relError(reusedLogits, await gpu.lastLogits(0));
+      expect(err.maxRelError, `logit ${err.index}`).toBeLessThanOrEqual(TOL);
+    } finally {
+      gpu.dispose();
+    }
+  });
+
   it('GPU sampling (T 0.8, top-k 40, top-p 0.9) picks what the CPU sampler picks with the same draws', async () => {
     const ctx = await createTestContext();
     // Float weights: the logits agree to ~1e-5 on every path. With 8-bit activations a ~1e-7
