@@ -4,7 +4,7 @@ import { BlobSource, MemorySource } from '../source';
 import { getArray, getNumber, getString, llamaConfigFromGguf, validateLlamaTensors } from './config';
 import { readGguf, readTensorBytes } from './reader';
 import { engineError, type TinyLlamaOptions, tinyLlama } from './test-helpers';
-import { GgmlType, type GgufFile, GgufValueType } from './types';
+import { GgmlType, type GgufFile, GgufValueType, tensorBytes, typeName, workingPresets } from './types';
 import { DEMO_MODEL_PATH } from '../../node/paths';
 
 const read = (o: TinyLlamaOptions = {}) => readGguf(new MemorySource(tinyLlama(o)));
@@ -223,23 +223,48 @@ describe('validateLlamaTensors', () => {
     });
   }
 
-  it('an unsupported tensor type parses, then fails the Llama check naming type and tensor', async () => {
-    const f = await read({
-      nLayers: 4,
-      editTensors: (ts) =>
-        ts.map((t) =>
-          t.name === 'blk.3.ffn_up.weight'
-            ? { ...t, type: GgmlType.Q5_1, data: new Uint8Array((64 * 96 * 24) / 32) }
-            : t,
+  // Types llama-quantize writes for the presets this engine does not run (Q2_K, Q3_K_*, IQ1–IQ3,
+  // TQ1_0/TQ2_0): each parses, then fails the Llama check naming the type, the tensor and the
+  // presets that work.
+  for (const type of [
+    GgmlType.Q2_K,
+    GgmlType.Q3_K,
+    16, // iq2_xxs
+    17, // iq2_xs
+    18, // iq3_xxs
+    19, // iq1_s
+    21, // iq3_s
+    22, // iq2_s
+    29, // iq1_m
+    34, // tq1_0
+    35, // tq2_0
+  ]) {
+    it(`${typeName(type)} parses, then is refused naming type, tensor and the presets that work`, async () => {
+      const f = await read({
+        dim: 256,
+        nHeads: 4,
+        nKvHeads: 2,
+        ffnDim: 64,
+        nLayers: 4,
+        editTensors: (ts) =>
+          ts.map((t) =>
+            t.name === 'blk.3.ffn_up.weight'
+              ? { ...t, type, data: new Uint8Array(tensorBytes(type, 256 * 64)) }
+              : t,
+          ),
+      });
+      expect(f.tensors.find((t) => t.name === 'blk.3.ffn_up.weight')?.type).toBe(type);
+      const e = await engineError(() => llamaConfigFromGguf(f));
+      expect(e.code).toBe('unsupported-model');
+      expect(e.message).toMatch(
+        new RegExp(
+          `^unsupported tensor type ${typeName(type)} in blk.3.ffn_up.weight; this app runs f32, .*q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs.* tensors: use a GGUF of the model made with one of the llama-quantize presets Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, `,
         ),
+      );
+      for (const name of workingPresets()) expect(e.message).toContain(name);
+      expect(e.message).not.toMatch(/Q2_K|Q3_K|IQ[123]|TQ/);
     });
-    expect(f.tensors.find((t) => t.name === 'blk.3.ffn_up.weight')?.type).toBe(GgmlType.Q5_1);
-    const e = await engineError(() => llamaConfigFromGguf(f));
-    expect(e.code).toBe('unsupported-model');
-    expect(e.message).toMatch(
-      /^unsupported tensor type q5_1 in blk.3.ffn_up.weight; this app runs f32, f16, bf16, q4_0, q8_0, q4_K, q5_K, q6_K tensors/,
-    );
-  });
+  }
 });
 
 describe('a vocabulary with ids that have no token (hostile: 300 rows, 266 tokens)', () => {

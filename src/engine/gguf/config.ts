@@ -14,6 +14,7 @@ import {
   SUPPORTED_TYPES,
   type TensorInfo,
   typeName,
+  workingPresets,
 } from './types';
 
 function describeValue(v: GgufValue): string {
@@ -236,14 +237,17 @@ export interface LlamaLayerTensors {
   wDown: TensorInfo; // [ffnDim, dim]
 }
 
-/** Throws unsupported-model when `t`'s type has no kernels here. */
+/**
+ * Throws unsupported-model when `t`'s type has no kernels here (Q2_K, Q3_K, the IQ1/IQ2/IQ3 types,
+ * the ternary TQ types...), naming the type, the tensor and the llama-quantize presets that work.
+ */
 export function checkSupportedType(t: TensorInfo): void {
   if (!SUPPORTED_TYPES.has(t.type)) {
     const ok = [...SUPPORTED_TYPES.values()].map((tr) => tr.name).join(', ');
     throw new EngineError(
       'unsupported-model',
       `unsupported tensor type ${typeName(t.type)} in ${safeText(t.name, 100)}; this app runs ${ok} tensors: ` +
-        'use a Q4_0 (or Q8_0/F16) GGUF of the model',
+        `use a GGUF of the model made with one of the llama-quantize presets ${workingPresets().join(', ')}`,
     );
   }
 }

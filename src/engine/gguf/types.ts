@@ -18,6 +18,8 @@ export enum GgmlType {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  IQ4_NL = 20,
+  IQ4_XS = 23,
   BF16 = 30,
 }
 
@@ -35,11 +37,62 @@ export const SUPPORTED_TYPES: ReadonlyMap<GgmlType, TypeTraits> = new Map([
   [GgmlType.F16, { name: 'f16', blockSize: 1, bytesPerBlock: 2 }],
   [GgmlType.BF16, { name: 'bf16', blockSize: 1, bytesPerBlock: 2 }],
   [GgmlType.Q4_0, { name: 'q4_0', blockSize: 32, bytesPerBlock: 18 }],
+  [GgmlType.Q4_1, { name: 'q4_1', blockSize: 32, bytesPerBlock: 20 }],
+  [GgmlType.Q5_0, { name: 'q5_0', blockSize: 32, bytesPerBlock: 22 }],
+  [GgmlType.Q5_1, { name: 'q5_1', blockSize: 32, bytesPerBlock: 24 }],
+  [GgmlType.IQ4_NL, { name: 'iq4_nl', blockSize: 32, bytesPerBlock: 18 }],
+  [GgmlType.IQ4_XS, { name: 'iq4_xs', blockSize: 256, bytesPerBlock: 136 }],
   [GgmlType.Q8_0, { name: 'q8_0', blockSize: 32, bytesPerBlock: 34 }],
   [GgmlType.Q4_K, { name: 'q4_K', blockSize: 256, bytesPerBlock: 144 }],
   [GgmlType.Q5_K, { name: 'q5_K', blockSize: 256, bytesPerBlock: 176 }],
   [GgmlType.Q6_K, { name: 'q6_K', blockSize: 256, bytesPerBlock: 210 }],
 ]);
+
+/**
+ * Types `--quantization-encoding q4_0` re-quantizes to q4_0 at load: the floats and the 4/5-bit
+ * types (q4_1, q5_0, q5_1, iq4_nl, iq4_xs, q4_K, q5_K). q8_0 and q6_K (heads) stay as they are.
+ */
+export const Q4_0_ENCODING_SOURCES: ReadonlySet<GgmlType> = new Set([
+  GgmlType.F32,
+  GgmlType.F16,
+  GgmlType.BF16,
+  GgmlType.Q4_1,
+  GgmlType.Q5_0,
+  GgmlType.Q5_1,
+  GgmlType.IQ4_NL,
+  GgmlType.IQ4_XS,
+  GgmlType.Q4_K,
+  GgmlType.Q5_K,
+]);
+
+/**
+ * llama-quantize presets (its `--help` names) with the tensor types each writes for a Llama model
+ * (llama_tensor_get_type: the body type, the q6_K head, and the fallbacks for rows that are not a
+ * multiple of 256; IQ4_NL/IQ4_XS give attn_v q5_K when heads / KV heads ≥ 4). A refusal lists the
+ * presets whose every type runs here, so the message stays true as types are added.
+ */
+export const QUANTIZE_PRESETS: readonly { name: string; types: readonly GgmlType[] }[] = [
+  { name: 'Q4_0', types: [GgmlType.Q4_0, GgmlType.Q6_K] },
+  { name: 'Q4_1', types: [GgmlType.Q4_1, GgmlType.Q6_K] },
+  { name: 'Q5_0', types: [GgmlType.Q5_0, GgmlType.Q6_K] },
+  { name: 'Q5_1', types: [GgmlType.Q5_1, GgmlType.Q6_K] },
+  { name: 'Q8_0', types: [GgmlType.Q8_0] },
+  { name: 'Q4_K_S', types: [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q5_0] },
+  { name: 'Q4_K_M', types: [GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_0, GgmlType.Q8_0] },
+  { name: 'Q5_K_S', types: [GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q5_1] },
+  { name: 'Q5_K_M', types: [GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q5_1, GgmlType.Q8_0] },
+  { name: 'Q6_K', types: [GgmlType.Q6_K, GgmlType.Q8_0] },
+  { name: 'IQ4_NL', types: [GgmlType.IQ4_NL, GgmlType.Q5_K, GgmlType.Q6_K] },
+  { name: 'IQ4_XS', types: [GgmlType.IQ4_XS, GgmlType.IQ4_NL, GgmlType.Q5_K, GgmlType.Q6_K] },
+  { name: 'F16', types: [GgmlType.F16] },
+  { name: 'BF16', types: [GgmlType.BF16] },
+  { name: 'F32', types: [GgmlType.F32] },
+];
+
+/** The llama-quantize presets whose files this engine runs (every type they write is supported). */
+export function workingPresets(): string[] {
+  return QUANTIZE_PRESETS.filter((p) => p.types.every((t) => SUPPORTED_TYPES.has(t))).map((p) => p.name);
+}
 
 /** Names of known-but-unsupported types, for error messages ("unsupported tensor type q5_1"). */
 export const KNOWN_TYPE_NAMES: Readonly<Record<number, string>> = {

@@ -187,7 +187,7 @@ export async function checkEmbedding(
   type: GgmlType,
   cases?: EmbeddingCase[],
 ): Promise<CheckResult> {
-  // K-quant rows are whole 256-blocks.
+  // K-quant and iq4_xs rows are whole 256-blocks.
   const kQuant = SUPPORTED_TYPES.get(type)?.blockSize === 256;
   const cols = kQuant ? [256, 512] : [32, 96];
   const table: EmbeddingCase[] = cases ?? [

@@ -33,7 +33,19 @@ import {
 } from './check/testing';
 import { type GpuWeight, repackRows, streamConcatenated, uploadConcatenated, uploadWeight } from './weights';
 
-const TYPES = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16, GgmlType.F32];
+const TYPES = [
+  GgmlType.Q4_0,
+  GgmlType.Q8_0,
+  GgmlType.Q6_K,
+  GgmlType.Q4_1,
+  GgmlType.Q5_0,
+  GgmlType.Q5_1,
+  GgmlType.IQ4_NL,
+  GgmlType.IQ4_XS,
+  GgmlType.F16,
+  GgmlType.BF16,
+  GgmlType.F32,
+];
 
 function spec(kernels: typeof LINEAR_KERNELS, name: string) {
   const s = kernels.find((k) => k.name === name);
@@ -160,7 +172,7 @@ describe('weight upload', () => {
     for (const p of w.parts) p.buffer.destroy();
   });
 
-  it("encoding 'q4_0' re-quantizes f32/f16/bf16 exactly like the CPU quantizer", async () => {
+  it("encoding 'q4_0' re-quantizes f32/f16/bf16 and the 4/5-bit and IQ4 types exactly like the CPU quantizer", async () => {
     const { device } = await createTestContext();
     const q4 = spec(LINEAR_KERNELS, 'linear_q4_0');
     // runLinearCase's reference is dequantize(quantize(q4_0, the source values)).
@@ -169,6 +181,14 @@ describe('weight upload', () => {
         { rows: 17, cols: 96, tokens: 2, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.F32 },
         { rows: 5, cols: 64, tokens: 9, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.F16 },
         { rows: 6, cols: 32, tokens: 1, epilogue: 'swiglu', encoding: 'q4_0', sourceType: GgmlType.BF16 },
+        // The 4/5-bit, IQ4 and q4_K/q5_K types are re-encoded too (issue 11), through their exact dequantizers.
+        { rows: 5, cols: 64, tokens: 2, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.Q4_1 },
+        { rows: 5, cols: 96, tokens: 1, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.Q5_0 },
+        { rows: 3, cols: 32, tokens: 9, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.Q5_1 },
+        { rows: 4, cols: 64, tokens: 1, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.IQ4_NL },
+        { rows: 3, cols: 256, tokens: 2, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.IQ4_XS },
+        { rows: 2, cols: 256, tokens: 1, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.Q4_K },
+        { rows: 2, cols: 512, tokens: 1, epilogue: 'store', encoding: 'q4_0', sourceType: GgmlType.Q5_K },
       ]),
     );
     expect(r.ok, r.detail).toBe(true);
@@ -181,7 +201,7 @@ describe('weight upload', () => {
     expect(viaEncoding.aux).toEqual(direct.aux);
     expect(direct.quants.subarray(16, 32)).toEqual(file.subarray(20, 36));
     expect(direct.aux[0].subarray(0, 4)).toEqual(Uint8Array.of(file[0], file[1], file[18], file[19]));
-    // Quantized types stay as they are under 'q4_0'.
+    // q8_0 and q6_K stay as they are under 'q4_0'.
     const { bytes } = randomWeight(GgmlType.Q8_0, 3, 32, makeRng(6));
     const w = uploadWeight({ device, limits: device.limits }, 'q8', GgmlType.Q8_0, bytes, 3, 32, {
       encoding: 'q4_0',
@@ -193,16 +213,25 @@ describe('weight upload', () => {
   it("encoding 'float32' dequantizes every type", async () => {
     const { device } = await createTestContext();
     const f32 = spec(LINEAR_KERNELS, 'linear_f32');
-    const cases = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.F16, GgmlType.BF16].map(
-      (sourceType) => ({
-        rows: 9,
-        cols: 256,
-        tokens: sourceType === GgmlType.Q6_K ? 10 : 2,
-        epilogue: 'store' as const,
-        encoding: 'float32' as const,
-        sourceType,
-      }),
-    );
+    const cases = [
+      GgmlType.Q4_0,
+      GgmlType.Q8_0,
+      GgmlType.Q6_K,
+      GgmlType.Q4_1,
+      GgmlType.Q5_0,
+      GgmlType.Q5_1,
+      GgmlType.IQ4_NL,
+      GgmlType.IQ4_XS,
+      GgmlType.F16,
+      GgmlType.BF16,
+    ].map((sourceType) => ({
+      rows: 9,
+      cols: 256,
+      tokens: sourceType === GgmlType.Q6_K ? 10 : 2,
+      epilogue: 'store' as const,
+      encoding: 'float32' as const,
+      sourceType,
+    }));
     const r = await withValidation(device, () => checkLinear(device, f32.source, GgmlType.F32, cases));
     expect(r.ok, r.detail).toBe(true);
   });
@@ -346,7 +375,7 @@ describe('weight upload', () => {
     const bytes = new Uint8Array(4 * 48);
     expect(() => uploadWeight(ctx, 'odd', GgmlType.F32, bytes, 1, 48)).toThrow(/multiple of 32/);
     expect(() => uploadWeight(ctx, 'short', GgmlType.F32, bytes, 2, 32)).toThrow(EngineError);
-    expect(() => uploadWeight(ctx, 'q5', GgmlType.Q5_0, bytes, 1, 32)).toThrow(/q5_0 has no GPU kernel/);
+    expect(() => uploadWeight(ctx, 'q2', GgmlType.Q2_K, bytes, 1, 256)).toThrow(/q2_K has no GPU kernel/);
     expect(() =>
       uploadConcatenated(
         ctx,
@@ -430,6 +459,23 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
       'v_cache[kv_pair_index(at.x, at.y, r - q_dim - kv_dim)] = pack2x16float(o);',
       'k_cache[kv_pair_index(at.x, at.y, r - q_dim - kv_dim)] = pack2x16float(o);',
     ],
+    // The 4/5-bit and IQ4 types (issue 11): the m · Σx term, the fifth bit, the dm array, a level, the
+    // 6-bit scale's offset.
+    [
+      'linear_q4_1',
+      'min term dropped',
+      'f32(q4_1_dot(row1, u, ub)) + b.y * sx)',
+      'f32(q4_1_dot(row1, u, ub)))',
+    ],
+    ['linear_q5_0', 'fifth bit of the wrong element', '(hi >> (4u * h + i))', '(hi >> (4u * h))'],
+    [
+      'linear_q5_1',
+      'dm read from the hi array',
+      'scales[part.w_rows * part.units + row * part.units + u]',
+      'scales[row * part.units + u]',
+    ],
+    ['linear_iq4_nl', 'level 12 off by one', '0x71594535u', '0x71594536u'],
+    ['linear_iq4_xs', 'scale offset 31', 'f32(i32(ls) - 32)', 'f32(i32(ls) - 31)'],
   ];
   for (const [name, what, from, to] of integerMutants) {
     it(`${name}'s self-check rejects an integer mat-vec mutant: ${what}`, async () => {
@@ -489,6 +535,49 @@ it('q6_K repack keeps every value (GPU layout decoded on the CPU)', () => {
   expect(out).toEqual(values);
   expect(values).toEqual(dequantize(GgmlType.Q6_K, bytes, rows * units * 32));
   expect(typeName(GgmlType.Q6_K)).toBe('q6_K');
+});
+
+it('q4_1, q5_0, q5_1, iq4_nl, iq4_xs repacks keep every value (GPU layouts decoded on the CPU)', () => {
+  const rows = 3;
+  const units = 16; // 512 columns: two iq4_xs blocks per row
+  const levels = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+  for (const type of [GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.IQ4_NL, GgmlType.IQ4_XS]) {
+    const { bytes, values } = randomWeight(type, rows, 32 * units, makeRng(12 + type));
+    const { quants, aux } = repackRows(type, type, bytes, rows, 32 * units);
+    // GPU bytes = file bytes (these row widths need no padding words).
+    expect(quants.byteLength + aux.reduce((n, a) => n + a.byteLength, 0), typeName(type)).toBe(
+      bytes.byteLength,
+    );
+    const words = aux.map((a) => new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength)));
+    const half = (w: number, k: number) => f16ToF32((w >>> (16 * k)) & 0xffff);
+    const out = new Float32Array(rows * units * 32);
+    for (let idx = 0; idx < rows * units; idx++) {
+      const [row, u] = [Math.floor(idx / units), idx % units];
+      for (let e = 0; e < 32; e++) {
+        const nibble = (quants[idx * 16 + (e % 16)] >> (e < 16 ? 0 : 4)) & 0xf;
+        // Fifth bit of element 16h + 4i + j at bit 8j + 4h + i of the unit's hi word.
+        const [h, i, j] = [e >> 4, (e >> 2) & 3, e & 3];
+        const fifth = () => ((words[0][idx] >>> (8 * j + 4 * h + i)) & 1) << 4;
+        let v: number;
+        if (type === GgmlType.Q4_1) v = nibble * half(words[0][idx], 0) + half(words[0][idx], 1);
+        else if (type === GgmlType.Q5_0)
+          v = ((nibble | fifth()) - 16) * half(words[1][row * (units / 2) + (u >> 1)], u & 1);
+        else if (type === GgmlType.Q5_1)
+          v = (nibble | fifth()) * half(words[1][idx], 0) + half(words[1][idx], 1);
+        else if (type === GgmlType.IQ4_NL)
+          v = levels[nibble] * half(words[0][row * (units / 2) + (u >> 1)], u & 1);
+        else {
+          const [w0, w1] = [words[0][2 * (idx >> 3)], words[0][2 * (idx >> 3) + 1]];
+          const ib = u % 8;
+          const ls = ((w1 >>> (4 * ib)) & 0xf) | (((w0 >>> (16 + 2 * ib)) & 3) << 4);
+          v = Math.fround(half(w0, 0) * (ls - 32)) * levels[nibble];
+        }
+        out[idx * 32 + e] = v;
+      }
+    }
+    const signless = (a: Float32Array) => Array.from(a, (v) => v + 0); // −0 and 0 alike
+    expect(signless(out), typeName(type)).toEqual(signless(values));
+  }
 });
 
 it('benchLinear runs every path and reports the weight bytes (no speed claim on SwiftShader)', async () => {

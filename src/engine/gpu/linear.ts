@@ -1,7 +1,7 @@
 /**
  * Linear layers on the GPU: y[t, r] (op)= Σ_c W[r, c] · x[t, c] for every weight layout.
  *
- * Kernels `linear_<type>` (type = q4_0, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32) are shaders/linear_body.wgsl
+ * Kernels `linear_<type>` (type = q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32) are shaders/linear_body.wgsl
  * behind that type's decoder (shaders/linear_decode_<type>.wgsl). Each has two entry points:
  * `matvec` for n_tokens ≤ 8 (decode) and `matmul` (tiled, prefill); the epilogue is the Meta uniform
  * part.epilogue. Binding contract: see the header of shaders/linear_body.wgsl and docs/kernels.md.
@@ -12,12 +12,18 @@
 import bf16Decode from '../../../shaders/linear_decode_bf16.wgsl?raw';
 import f16Decode from '../../../shaders/linear_decode_f16.wgsl?raw';
 import f32Decode from '../../../shaders/linear_decode_f32.wgsl?raw';
+import iq4nlDecode from '../../../shaders/linear_decode_iq4_nl.wgsl?raw';
+import iq4xsDecode from '../../../shaders/linear_decode_iq4_xs.wgsl?raw';
 import q4Decode from '../../../shaders/linear_decode_q4_0.wgsl?raw';
+import q41Decode from '../../../shaders/linear_decode_q4_1.wgsl?raw';
 import q4kDecode from '../../../shaders/linear_decode_q4_k.wgsl?raw';
 import q5kDecode from '../../../shaders/linear_decode_q5_k.wgsl?raw';
+import q50Decode from '../../../shaders/linear_decode_q5_0.wgsl?raw';
+import q51Decode from '../../../shaders/linear_decode_q5_1.wgsl?raw';
 import q6kDecode from '../../../shaders/linear_decode_q6_k.wgsl?raw';
 import q8Decode from '../../../shaders/linear_decode_q8_0.wgsl?raw';
 import body from '../../../shaders/linear_body.wgsl?raw';
+import iq4Levels from '../../../shaders/linear_iq4_levels.wgsl?raw';
 import matvecFloat from '../../../shaders/linear_matvec_float.wgsl?raw';
 import matvecQ8 from '../../../shaders/linear_matvec_q8.wgsl?raw';
 import q8Activations from '../../../shaders/linear_q8_activations.wgsl?raw';
@@ -105,6 +111,11 @@ export const DECODERS: ReadonlyMap<GgmlType, string> = new Map([
   [GgmlType.Q6_K, q6kDecode],
   [GgmlType.Q4_K, q4kDecode],
   [GgmlType.Q5_K, q5kDecode],
+  [GgmlType.Q4_1, q41Decode],
+  [GgmlType.Q5_0, q50Decode],
+  [GgmlType.Q5_1, q51Decode],
+  [GgmlType.IQ4_NL, `${iq4Levels}\n${iq4nlDecode}`],
+  [GgmlType.IQ4_XS, `${iq4Levels}\n${iq4xsDecode}`],
   [GgmlType.F16, f16Decode],
   [GgmlType.BF16, bf16Decode],
   [GgmlType.F32, f32Decode],
@@ -785,7 +796,7 @@ function roundingSlack(W: Float32Array, x: Float32Array, ref: Float32Array, c: L
 export const LINEAR_TOLERANCE = 1e-4;
 
 function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
-  // K-quant rows are whole 256-blocks.
+  // K-quant and iq4_xs rows are whole 256-blocks.
   const kQuant = SUPPORTED_TYPES.get(type)?.blockSize === 256;
   const c = kQuant ? [256, 512] : [32, 96, 256];
   // More than 32 units per row (the most threads per row pair), so that mat-vec lanes loop over K

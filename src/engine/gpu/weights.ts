@@ -22,6 +22,13 @@
  *             interleave undone)                                6-bit scales/mins verbatim [R·U/8·3] │
  *                                                               dm: f16 d | dmin << 16 [R·U/8]
  *   q5_K   1  low nibbles like q4_0                             hi: 1 u32/unit [R·U] │ sm │ dm as q4_K  22 (22)
+ *   q4_1   1  nibbles like q4_0                                 dm: f16 d | m << 16, 1 u32/unit [R·U]  20 (20)
+ *   q5_0   1  low 4 bits like q4_0                              hi: fifth bits regrouped, 1 u32/unit  22 (22)
+ *                                                               [R·U] │ d: as q4_0
+ *   q5_1   1  low 4 bits like q4_0                              hi: as q5_0 │ dm: as q4_1            24 (24)
+ *   iq4_nl 1  nibbles (level indices) like q4_0                 d: as q4_0                            18 (18)
+ *   iq4_xs 1  the sub-block's 16 nibble bytes                   the block's first 8 bytes verbatim:   17 (17)
+ *                                                               2 u32 per 256 weights [R·U/8·2]
  *   f16    4  halves verbatim, 2 per u32 (unpack2x16float)      —                                     64
  *   bf16   4  bf16 verbatim, 2 per u32 (<< 16 is the f32)       —                                     64
  *   f32    8  floats verbatim                                   —                                     128
@@ -40,7 +47,7 @@
  * queue.writeBuffer in slices of ≈ 4 MiB, so at most one slice of a tensor is on the CPU at a time.
  */
 import { EngineError } from '../errors';
-import { GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
+import { GgmlType, Q4_0_ENCODING_SOURCES, SUPPORTED_TYPES, typeName } from '../gguf/types';
 import { quantize } from '../quant/quantize';
 import { dequantize } from '../reference/ops';
 import type { GpuContext } from './device';
@@ -53,9 +60,10 @@ const SLICE_BYTES = 4 << 20;
 
 /**
  * What the aux section holds: nothing, f16 scales (2 per u32), q6_K's hi | sc | d arrays, q4_K's
- * sm | dm arrays or q5_K's hi | sm | dm arrays.
+ * sm | dm arrays or q5_K's hi | sm | dm arrays; f16 d and m pairs (one u32 per unit: q4_1); q5_0's
+ * hi | d; q5_1's hi | dm; iq4_xs's two words per 256.
  */
-export type AuxKind = 'none' | 'f16' | 'q6k' | 'q4k' | 'q5k';
+export type AuxKind = 'none' | 'f16' | 'q6k' | 'q4k' | 'q5k' | 'dm' | 'q5' | 'q5dm' | 'iq4xs';
 
 /** vec4<u32> per unit in quants and the aux section's kind, per GPU layout type. */
 export const GPU_LAYOUTS: ReadonlyMap<GgmlType, { qv: number; aux: AuxKind; kernel: string }> = new Map([
@@ -64,6 +72,11 @@ export const GPU_LAYOUTS: ReadonlyMap<GgmlType, { qv: number; aux: AuxKind; kern
   [GgmlType.Q6_K, { qv: 1, aux: 'q6k', kernel: 'q6_k' }],
   [GgmlType.Q4_K, { qv: 1, aux: 'q4k', kernel: 'q4_k' }],
   [GgmlType.Q5_K, { qv: 1, aux: 'q5k', kernel: 'q5_k' }],
+  [GgmlType.Q4_1, { qv: 1, aux: 'dm', kernel: 'q4_1' }],
+  [GgmlType.Q5_0, { qv: 1, aux: 'q5', kernel: 'q5_0' }],
+  [GgmlType.Q5_1, { qv: 1, aux: 'q5dm', kernel: 'q5_1' }],
+  [GgmlType.IQ4_NL, { qv: 1, aux: 'f16', kernel: 'iq4_nl' }],
+  [GgmlType.IQ4_XS, { qv: 1, aux: 'iq4xs', kernel: 'iq4_xs' }],
   [GgmlType.F16, { qv: 4, aux: 'none', kernel: 'f16' }],
   [GgmlType.BF16, { qv: 4, aux: 'none', kernel: 'bf16' }],
   [GgmlType.F32, { qv: 8, aux: 'none', kernel: 'f32' }],
@@ -80,6 +93,10 @@ export function auxRowBytes(aux: AuxKind, units: number): number[] {
   // 4 of f16 d, dmin per block; q5_K adds one word of 5th bits per unit in front.
   if (aux === 'q4k') return [(units / 8) * 12, (units / 8) * 4];
   if (aux === 'q5k') return [units * 4, (units / 8) * 12, (units / 8) * 4];
+  if (aux === 'dm') return [units * 4];
+  if (aux === 'q5') return [units * 4, Math.ceil(units / 2) * 4];
+  if (aux === 'q5dm') return [units * 4, units * 4];
+  if (aux === 'iq4xs') return [units]; // 8 bytes per 8 units (U is a multiple of 8)
   return [];
 }
 
@@ -123,7 +140,7 @@ export interface GpuWeight {
 export type WeightEncoding = 'q4_0' | 'float32';
 
 export interface UploadOptions {
-  /** --quantization-encoding: 'q4_0' re-quantizes F16/F32/BF16; 'float32' dequantizes anything. */
+  /** --quantization-encoding: 'q4_0' re-quantizes Q4_0_ENCODING_SOURCES; 'float32' dequantizes anything. */
   encoding?: WeightEncoding;
   /** Largest binding a part's quants may use (default and cap: the device limit). Tests pass a small one. */
   maxBindingSize?: number;
@@ -137,9 +154,7 @@ export function gpuTypeFor(type: GgmlType, encoding?: WeightEncoding): GgmlType 
     throw new EngineError('unsupported-model', `tensor type ${typeName(type)} has no GPU kernel`);
   }
   if (encoding === 'float32') return GgmlType.F32;
-  if (encoding === 'q4_0' && (type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16)) {
-    return GgmlType.Q4_0;
-  }
+  if (encoding === 'q4_0' && Q4_0_ENCODING_SOURCES.has(type)) return GgmlType.Q4_0;
   return type;
 }
 
@@ -404,8 +419,9 @@ export function repackRows(
       // Row-major element order is already the unit-major layout.
       return { quants: src, aux: [] };
     case GgmlType.Q4_0:
+    case GgmlType.IQ4_NL:
     case GgmlType.Q8_0: {
-      const qBytes = gpuType === GgmlType.Q4_0 ? 16 : 32;
+      const qBytes = gpuType === GgmlType.Q8_0 ? 32 : 16;
       const blockBytes = qBytes + 2;
       const quants = new Uint8Array(n * units * qBytes);
       // f16 d bits verbatim, ⌈U/2⌉ words per row (a row with odd U ends with a zero half).
@@ -428,6 +444,12 @@ export function repackRows(
     case GgmlType.Q4_K:
     case GgmlType.Q5_K:
       return repackQ45K(gpuType, src, n, units);
+    case GgmlType.Q4_1:
+    case GgmlType.Q5_0:
+    case GgmlType.Q5_1:
+      return repackQ4Q5(gpuType, src, n, units);
+    case GgmlType.IQ4_XS:
+      return repackIq4Xs(src, n, units);
     default:
       throw new EngineError('unsupported-model', `tensor type ${typeName(gpuType)} has no GPU kernel`);
   }
@@ -536,4 +558,78 @@ function repackQ45K(
     }
   }
   return { quants, aux: hi ? [new Uint8Array(hi.buffer), sm, dm] : [sm, dm] };
+}
+
+/**
+ * q5 high bits of one unit, regrouped for the integer dot product: the file's qh has element e's
+ * fifth bit at bit e; ours has element 4i + j at bit 8j + i and element 16 + 4i + j at bit
+ * 8j + 4 + i (i, j < 4), so `(hi >> i) & 0x01010101` (resp. `>> 4 + i`) gives the fifth bits of
+ * elements 4i..4i+3 (resp. 16 + 4i..) in the four bytes.
+ */
+export function regroupQ5High(qh: number): number {
+  let word = 0;
+  for (let i = 0; i < 4; i++) {
+    for (let j = 0; j < 4; j++) {
+      word |= ((qh >>> (4 * i + j)) & 1) << (8 * j + i);
+      word |= ((qh >>> (16 + 4 * i + j)) & 1) << (8 * j + 4 + i);
+    }
+  }
+  return word >>> 0;
+}
+
+/**
+ * q4_1 / q5_0 / q5_1 file rows → quants (the 16 nibble bytes verbatim, as q4_0) and aux:
+ * q4_1 [dm]: the block's f16 d and m, one u32 per unit; q5_0 [hi | d]: regrouped high bits (one
+ * u32 per unit), then f16 d two per u32 (⌈U/2⌉ words per row); q5_1 [hi | dm].
+ */
+function repackQ4Q5(
+  type: GgmlType,
+  src: Uint8Array,
+  n: number,
+  units: number,
+): { quants: Uint8Array; aux: Uint8Array[] } {
+  const hasMin = type !== GgmlType.Q5_0;
+  const hasHigh = type !== GgmlType.Q4_1;
+  const blockBytes = type === GgmlType.Q4_1 ? 20 : type === GgmlType.Q5_0 ? 22 : 24;
+  const qsOffset = blockBytes - 16;
+  const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  const quants = new Uint8Array(n * units * 16);
+  const hi = new Uint32Array(hasHigh ? n * units : 0);
+  const dm = new Uint8Array(hasMin ? n * units * 4 : 0);
+  const rowHalves = 2 * Math.ceil(units / 2);
+  const d = new Uint8Array(hasMin ? 0 : n * rowHalves * 2);
+  for (let r = 0; r < n; r++) {
+    for (let u = 0; u < units; u++) {
+      const b = r * units + u;
+      const o = b * blockBytes;
+      quants.set(src.subarray(o + qsOffset, o + blockBytes), 16 * b);
+      if (hasMin) dm.set(src.subarray(o, o + 4), 4 * b);
+      else {
+        const h = 2 * (r * rowHalves + u);
+        d[h] = src[o];
+        d[h + 1] = src[o + 1];
+      }
+      if (hasHigh) hi[b] = regroupQ5High(view.getUint32(o + (hasMin ? 4 : 2), true));
+    }
+  }
+  const hiBytes = new Uint8Array(hi.buffer);
+  if (type === GgmlType.Q4_1) return { quants, aux: [dm] };
+  if (type === GgmlType.Q5_0) return { quants, aux: [hiBytes, d] };
+  return { quants, aux: [hiBytes, dm] };
+}
+
+/**
+ * iq4_xs file rows (blocks of f16 d, u16 scales_h, scales_l[4], qs[128]) → quants (each 32-weight
+ * sub-block's 16 nibble bytes, as iq4_nl) and aux: the block's first 8 bytes verbatim, two u32 per
+ * 256 weights (word 0 = d | scales_h << 16, word 1 = scales_l): 17 bytes per 32 weights, as the file.
+ */
+function repackIq4Xs(src: Uint8Array, n: number, units: number): { quants: Uint8Array; aux: Uint8Array[] } {
+  const blocks = (n * units) / 8;
+  const quants = new Uint8Array(n * units * 16);
+  const aux = new Uint8Array(blocks * 8);
+  for (let b = 0; b < blocks; b++) {
+    aux.set(src.subarray(136 * b, 136 * b + 8), 8 * b);
+    quants.set(src.subarray(136 * b + 8, 136 * b + 136), 128 * b);
+  }
+  return { quants, aux: [aux] };
 }

@@ -11,6 +11,7 @@ import { EngineError } from '../errors';
 import { GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
 import { f16ToF32, f32ToF16 } from '../reference/ops';
 import { quantizeBlockQ4K, quantizeBlockQ5K } from './k-quants';
+import { quantizeIq4Nl, quantizeIq4Xs, quantizeQ4_1, quantizeQ5_0, quantizeQ5_1 } from './legacy-iq4';
 
 const fr = Math.fround;
 
@@ -74,6 +75,21 @@ export function quantize(type: GgmlType, x: Float32Array): Uint8Array {
       return out;
     case GgmlType.Q5_K:
       for (let b = 0; b < x.length / 256; b++) quantizeBlockQ5K(x, 256 * b, out, 176 * b, view);
+      return out;
+    case GgmlType.Q4_1:
+      quantizeQ4_1(x, out, view);
+      return out;
+    case GgmlType.Q5_0:
+      quantizeQ5_0(x, out, view);
+      return out;
+    case GgmlType.Q5_1:
+      quantizeQ5_1(x, out, view);
+      return out;
+    case GgmlType.IQ4_NL:
+      quantizeIq4Nl(x, out, view);
+      return out;
+    case GgmlType.IQ4_XS:
+      quantizeIq4Xs(x, out, view);
       return out;
     default:
       throw new EngineError('unsupported-model', `quantize: no encoder for ${typeName(type)}`);

@@ -21,7 +21,13 @@ import {
 import { checkTokenIds, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes } from '../gguf/reader';
-import { GgmlType, type GgufFile, type LlamaConfig, type TensorInfo } from '../gguf/types';
+import {
+  GgmlType,
+  type GgufFile,
+  type LlamaConfig,
+  Q4_0_ENCODING_SOURCES,
+  type TensorInfo,
+} from '../gguf/types';
 import { quantize } from '../quant/quantize';
 import { Rng, sampleToken } from '../sampling/sampler';
 import type { RandomAccessSource } from '../source';
@@ -94,8 +100,7 @@ async function loadTensor(
 ): Promise<Float32Array> {
   const x = dequantize(t.type, await readTensorBytes(source, t), t.elements);
   const isMatrix = t.dims.length === 2;
-  const isFloat = t.type === GgmlType.F32 || t.type === GgmlType.F16 || t.type === GgmlType.BF16;
-  if (encoding === 'q4_0' && isMatrix && isFloat && t.dims[0] % 32 === 0) {
+  if (encoding === 'q4_0' && isMatrix && Q4_0_ENCODING_SOURCES.has(t.type) && t.dims[0] % 32 === 0) {
     return dequantize(GgmlType.Q4_0, quantize(GgmlType.Q4_0, x), t.elements);
   }
   return x;
@@ -127,12 +132,23 @@ export class ReferenceModel implements ModelRunner {
     const enc = opts.quantizationEncoding ?? 'float32';
     const load = (ti: TensorInfo) => loadTensor(source, ti, enc);
     const q8Inputs = new WeakSet<Float32Array>();
-    const integerTypes = [GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
-    const floatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
+    // The types whose GPU mat-vec multiplies 8-bit activations (integer dot products).
+    const integerTypes = [
+      GgmlType.Q4_0,
+      GgmlType.Q8_0,
+      GgmlType.Q4_K,
+      GgmlType.Q5_K,
+      GgmlType.Q6_K,
+      GgmlType.Q4_1,
+      GgmlType.Q5_0,
+      GgmlType.Q5_1,
+      GgmlType.IQ4_NL,
+      GgmlType.IQ4_XS,
+    ];
     const roundsInput = (ti: TensorInfo) =>
       opts.activations === 'q8' &&
       (integerTypes.includes(ti.type) ||
-        (enc === 'q4_0' && floatTypes.includes(ti.type) && ti.dims[0] % 32 === 0));
+        (enc === 'q4_0' && Q4_0_ENCODING_SOURCES.has(ti.type) && ti.dims[0] % 32 === 0));
     const matrix = async (ti: TensorInfo) => {
       const m = await load(ti);
       if (roundsInput(ti)) q8Inputs.add(m);

@@ -6,6 +6,13 @@
  * R/C = rows/cols of a weight matrix (ggml ne = [C, R]).
  */
 import { GgmlType, typeName } from '../gguf/types';
+import {
+  dequantizeIq4Nl,
+  dequantizeIq4Xs,
+  dequantizeQ4_1,
+  dequantizeQ5_0,
+  dequantizeQ5_1,
+} from '../quant/legacy-iq4';
 
 // ---------------------------------------------------------------------------------------------
 // Scalars
@@ -123,6 +130,21 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, n: number): Float3
       return out;
     case GgmlType.Q5_K:
       for (let b = 0; b < n / 256; b++) dequantizeBlockQ5K(bytes, 176 * b, view, out, 256 * b);
+      return out;
+    case GgmlType.Q4_1:
+      dequantizeQ4_1(bytes, view, n, out);
+      return out;
+    case GgmlType.Q5_0:
+      dequantizeQ5_0(bytes, view, n, out);
+      return out;
+    case GgmlType.Q5_1:
+      dequantizeQ5_1(bytes, view, n, out);
+      return out;
+    case GgmlType.IQ4_NL:
+      dequantizeIq4Nl(bytes, view, n, out);
+      return out;
+    case GgmlType.IQ4_XS:
+      dequantizeIq4Xs(bytes, view, n, out);
       return out;
     default:
       throw new Error(`dequantize: unsupported tensor type ${typeName(type)}`);
