@@ -17,6 +17,8 @@ export interface GenerateCommand {
   prompts: string[];
   /** --prompt-ids: token ids fed exactly as given (no BOS added). */
   promptIds: number[][];
+  /** --messages: a JSON file with a conversation; the reply to it is generated. */
+  messagesPath?: string;
   batchSize: number;
   maxTokens: number;
   temperature: number;
@@ -58,6 +60,9 @@ generate flags:
                                q4_0 into ~/.cache/llama3-webgpu/ on first use)
   --prompt TEXT                a prompt; repeat for several (default: Meta's 4 examples)
   --prompt-ids ID,ID,...       a prompt as token ids, fed exactly (no BOS added); repeatable
+  --messages FILE              a conversation as JSON, [{"role": "system"|"user"|"assistant",
+                               "content": "..."}, ...]: renders it with the model's chat
+                               template and writes the assistant's reply
   --batch-size N               prompts per batch (default ${META_DEFAULTS.maxBatchSize}); more prompts run in
                                successive batches
   --max-tokens N               new tokens per prompt (default ${META_DEFAULTS.maxTokens})
@@ -166,6 +171,7 @@ export function parseCommand(argv: string[]): Command {
       ...common,
       prompt: { type: 'string', multiple: true },
       'prompt-ids': { type: 'string', multiple: true },
+      messages: { type: 'string' },
       'batch-size': { type: 'string' },
       'max-tokens': { type: 'string' },
       temperature: { type: 'string' },
@@ -180,7 +186,7 @@ export function parseCommand(argv: string[]): Command {
     });
     if (v.help) return { command: 'help' };
     const s = (k: string) => v[k] as string | undefined;
-    for (const k of ['model-path', 'tokenizer-path', 'custom-ops-path']) {
+    for (const k of ['model-path', 'tokenizer-path', 'custom-ops-path', 'messages']) {
       if (s(k) === '') throw new UsageError(`--${k} needs a value`);
     }
     const prompts = (v.prompt as string[] | undefined) ?? [];
@@ -193,14 +199,21 @@ export function parseCommand(argv: string[]): Command {
       }
       return ids;
     });
-    if (prompts.length > 0 && promptIds.length > 0) {
-      throw new UsageError('give --prompt or --prompt-ids, not both');
+    const given = [
+      prompts.length > 0 && '--prompt',
+      promptIds.length > 0 && '--prompt-ids',
+      s('messages') !== undefined && '--messages',
+    ].filter(Boolean);
+    if (given.length > 1) throw new UsageError(`give one of ${given.join(', ')}, not several`);
+    if (v.chat && s('messages') !== undefined) {
+      throw new UsageError('--messages is a chat already (rendered with the chat template); drop --chat');
     }
     return {
       command: 'generate',
       modelPath: s('model-path'),
       prompts,
       promptIds,
+      messagesPath: s('messages'),
       batchSize: int('batch-size', s('batch-size'), 1, 64) ?? META_DEFAULTS.maxBatchSize,
       maxTokens: int('max-tokens', s('max-tokens'), 1) ?? META_DEFAULTS.maxTokens,
       temperature:

@@ -11,7 +11,10 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeChat } from '../engine/chat';
+import { LoadedModel } from '../engine/engine';
 import { tinyLlama } from '../engine/gguf/test-helpers';
+import { MemorySource } from '../engine/source';
 import { GgmlType, GgufValueType } from '../engine/gguf/types';
 import type { GgufKv } from '../engine/gguf/writer';
 import { llamaCppTokenize } from '../engine/testing/llamacpp';
@@ -49,6 +52,7 @@ describe('usage and exit codes', () => {
       '--tokenizer-path',
       '--custom-ops-path',
       '--chat',
+      '--messages',
       '--json',
       '--text',
     ]) {
@@ -75,7 +79,10 @@ describe('usage and exit codes', () => {
     [['generate', '--prompt'], /argument missing/],
     [['generate', 'stray'], /Unexpected argument 'stray'/],
     [['generate', '--prompt-ids', '128000,x'], /--prompt-ids must be comma-separated token ids/],
-    [['generate', '--prompt-ids', '1,2', '--prompt', 'a'], /give --prompt or --prompt-ids, not both/],
+    [
+      ['generate', '--prompt-ids', '1,2', '--prompt', 'a', '--messages', 'chat.json'],
+      /give one of --prompt, --prompt-ids, --messages, not several/,
+    ],
     [['tokenize', '--text', 'x'], /needs --model-path or --tokenizer-path/],
     [['tokenize', '--tokenizer-path', 'x.json'], /needs --text/],
   ])('%j → usage on stderr, exit 2', async (args, message) => {
@@ -181,6 +188,62 @@ describe('usage and exit codes', () => {
     ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: prompt 1 is 10 tokens but the context holds 8 positions/m);
+  });
+});
+
+describe.skipIf(!existsSync(join(FIXTURES, 'tiny-q4_0.gguf')))('generate --messages', () => {
+  const CHAT_MODEL = join(FIXTURES, 'tiny-q4_0.gguf');
+
+  it("writes the reply to the conversation rendered with the model's template: the engine's chat turn", async () => {
+    const messages = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: 'Hello!' },
+      { role: 'user', content: 'Name a colour.' },
+    ];
+    const file = join(tmp, 'chat.json');
+    await writeFile(file, JSON.stringify(messages));
+    const args = ['--device', 'cpu', '--model-path', CHAT_MODEL, '--temperature', '0', '--max-tokens', '4'];
+    const r = await runCliProcess(['generate', ...args, '--messages', file, '--json']);
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    const out = lastJson<{ prompt_tokens: number[][]; tokens: number[][]; text: string[] }>(r.stdout);
+    const model = await LoadedModel.load(new MemorySource(readFileSync(CHAT_MODEL)), { device: 'cpu' });
+    try {
+      const want = await model.chat({ messages, maxTokens: 4, sampling: { temperature: 0 } });
+      expect(out.prompt_tokens).toEqual([encodeChat(model.tokenizer, messages)]);
+      expect(out.tokens).toEqual([want.tokens]);
+      expect(out.text).toEqual([want.text]);
+      // The reply streams first, unlabelled, then the JSON line.
+      expect(r.stdout.startsWith(`${want.text}\n`)).toBe(true);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a malformed conversation is one error line naming the file and the message, before any load', async () => {
+    const file = join(tmp, 'bad-chat.json');
+    await writeFile(
+      file,
+      JSON.stringify([
+        { role: 'user', content: 'Hi' },
+        { role: 'robot', content: 'x' },
+      ]),
+    );
+    const r = await runCliProcess([
+      'generate',
+      '--device',
+      'cpu',
+      '--model-path',
+      CHAT_MODEL,
+      '--messages',
+      file,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^error: .*bad-chat\.json: message 2 has role "robot"; use system, user or assistant/m,
+    );
+    expect(r.stderr).not.toMatch(/loading/);
   });
 });
 

@@ -4,8 +4,10 @@
  * WebGPU backend through Dawn or on the CPU reference. Text goes to stdout as it is produced;
  * everything else (progress, info, errors) goes to stderr.
  */
+import { readFile } from 'node:fs/promises';
+import { type ChatMessage, parseChatMessages } from '../engine/chat';
 import { EngineError } from '../engine/errors';
-import { LoadedModel, type LoadProgress } from '../engine/engine';
+import { LoadedModel, type LoadProgress, type TokenEvent } from '../engine/engine';
 import { readGguf } from '../engine/gguf';
 import { escapeControls, safeText } from '../engine/safe-text';
 import { Llama3Tokenizer } from '../engine/tokenizer';
@@ -127,7 +129,31 @@ function textPrinter(io: CliIo, prompts: readonly string[]) {
   };
 }
 
+/** The conversation in a --messages file, checked (EngineError bad-argument naming the file and message). */
+async function readMessagesFile(path: string): Promise<ChatMessage[]> {
+  const where = safeText(path, 200);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new EngineError(
+      'bad-argument',
+      code === 'ENOENT' ? `${where}: no such file` : `${where}: cannot read it (${code ?? e})`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new EngineError('bad-argument', `${where} is not valid JSON (${(e as Error).message})`);
+  }
+  return parseChatMessages(json, where);
+}
+
 async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal): Promise<number> {
+  // Read before the model loads: a typo in the conversation should not cost a multi-GB load.
+  const messages = cmd.messagesPath !== undefined ? await readMessagesFile(cmd.messagesPath) : undefined;
   const prompts: (string | number[])[] =
     cmd.promptIds.length > 0
       ? cmd.promptIds
@@ -190,19 +216,31 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
           `gpu: ${[a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ')}\n`,
         );
       }
-      const labels = prompts.map((p) => (typeof p === 'string' ? p : model.tokenizer.decode(p)));
+      const labels = messages
+        ? ['']
+        : prompts.map((p) => (typeof p === 'string' ? p : model.tokenizer.decode(p)));
       const printer = textPrinter(io, labels);
-      const res = await model.complete({
-        prompts,
+      const common = {
         maxTokens: cmd.maxTokens,
         sampling: { temperature: cmd.temperature, topP: cmd.topP, topK: cmd.topK, seed: cmd.seed },
-        mode: cmd.chat ? 'chat' : 'completion',
         signal,
-        onToken: ({ seq, delta, finish }) => {
+        onToken: ({ seq, delta, finish }: TokenEvent) => {
           if (delta) printer.text(seq, delta);
           if (finish) printer.finish(seq);
         },
-      });
+      };
+      // A conversation is one prompt: the reply to it, in the same shape as a completion's result.
+      const chat = messages ? await model.chat({ ...common, messages }) : undefined;
+      const res = chat
+        ? {
+            promptTokens: [chat.promptTokens],
+            tokens: [chat.tokens],
+            text: [chat.text],
+            finishReasons: [chat.finishReason],
+            warnings: chat.warnings,
+            stats: chat.stats,
+          }
+        : await model.complete({ ...common, prompts, mode: cmd.chat ? 'chat' : 'completion' });
       const s = res.stats;
       for (const w of res.warnings) io.stderr.write(messageLine('warning', w));
       io.stderr.write(
@@ -218,6 +256,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
             text: res.text,
             finish_reasons: res.finishReasons,
             warnings: res.warnings,
+            ...(chat ? { dropped_messages: chat.droppedMessages, context_tokens: chat.contextTokens } : {}),
             stats: {
               load_ms: s.loadMs,
               time_to_first_token_ms: s.timeToFirstTokenMs,
@@ -227,6 +266,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
               decode_tokens_per_second: s.decodeTokensPerSecond,
               prompt_tokens: s.promptTokens,
               generated_tokens: s.generatedTokens,
+              seed: s.seed,
               batches: s.batches,
               batch_size: model.runner.maxBatch,
               device: s.device,

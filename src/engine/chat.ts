@@ -53,6 +53,37 @@ function checkMessages(messages: readonly ChatMessage[]): void {
   }
 }
 
+/** The roles a conversation from outside (a file, the API) may use. */
+export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
+
+/**
+ * Checks a conversation that came from outside (JSON from a file, a request from a page): a
+ * non-empty array of `{role, content}` with role system, user or assistant and string content,
+ * nothing else. Throws EngineError('bad-argument') naming the first problem and its message number;
+ * `where` says where it came from ("messages.json").
+ */
+export function parseChatMessages(value: unknown, where: string): ChatMessage[] {
+  const bad = (what: string) =>
+    new EngineError(
+      'bad-argument',
+      `${where}: ${what}. Expected a JSON array like [{"role": "system", "content": "..."}, {"role": "user", "content": "..."}]`,
+    );
+  if (!Array.isArray(value)) throw bad('the messages are not an array');
+  if (value.length === 0) throw bad('there are no messages');
+  return value.map((m, i) => {
+    const at = `message ${i + 1}`;
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw bad(`${at} is not an object`);
+    const extra = Object.keys(m).filter((k) => k !== 'role' && k !== 'content');
+    if (extra.length > 0) throw bad(`${at} has unknown field ${JSON.stringify(extra[0]).slice(0, 40)}`);
+    const { role, content } = m as { role?: unknown; content?: unknown };
+    if (!CHAT_ROLES.includes(role as (typeof CHAT_ROLES)[number])) {
+      throw bad(`${at} has role ${JSON.stringify(role ?? null).slice(0, 40)}; use system, user or assistant`);
+    }
+    if (typeof content !== 'string') throw bad(`${at} has no string "content"`);
+    return { role: role as ChatMessage['role'], content };
+  });
+}
+
 /** The bounds, widened by the messages' own size: a long prompt is not a runaway template. */
 function limitsFor(messages: readonly ChatMessage[]): TemplateLimits {
   let chars = 0;

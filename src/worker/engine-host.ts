@@ -5,6 +5,7 @@
  * A first load from a URL does not wait for the whole file: the download writes chunks to the
  * cache while the loader reads the same bytes through a ChunkedSource that waits for them.
  */
+import { parseChatMessages } from '../engine/chat';
 import { EngineError } from '../engine/errors';
 import {
   type FinishReason,
@@ -290,13 +291,14 @@ export class EngineHost implements EngineApi {
   }
 
   async chat(params: ChatParams, onToken?: (ev: TokenEvent) => void): Promise<ChatOutcome> {
-    const last = params.messages?.at(-1);
-    if (!last || (last.role === 'user' && last.content.trim() === '')) {
+    const messages = parseChatMessages(params.messages, 'The conversation');
+    const last = messages[messages.length - 1];
+    if (last.role === 'user' && last.content.trim() === '') {
       throw new EngineError('bad-argument', 'The message is empty. Type something to send.');
     }
     return this.exclusive(async (model, signal) => {
       const r = await model.chat({
-        messages: params.messages,
+        messages,
         maxTokens: params.maxTokens,
         sampling: params.sampling,
         stop: params.stop,
