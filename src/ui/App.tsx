@@ -16,7 +16,7 @@ import { ModelPicker } from './components/ModelPicker';
 import { SettingsPanel } from './components/SettingsPanel';
 import { StatsView } from './components/StatsView';
 import { formatBytes } from './format';
-import { DEMO_PRESET, PRESETS } from './presets';
+import { DEMO_PRESET, presetFileLabel, presetOfUrl } from './presets';
 import { UpdateBanner } from './pwa/UpdateBanner';
 import { DEFAULT_SETTINGS, draftsOf, parseSettings, type SettingDrafts, seedFor } from './settings';
 import { useModelCache, useModelSession } from './useModelSession';
@@ -27,7 +27,8 @@ type Mode = 'completion' | 'chat';
 const BIG_DOWNLOAD = 500e6;
 
 function downloadQuestion(url: string, bytes: number): string {
-  const name = PRESETS.find((p) => p.url === url)?.label ?? url;
+  const selected = presetOfUrl(url);
+  const name = selected ? presetFileLabel(selected.preset, selected.file) : url;
   return (
     `Download ${name}: ${formatBytes(bytes)}?\n\n` +
     'The file is kept on this device (it works offline afterwards). Its weights need about as much GPU ' +
@@ -38,7 +39,7 @@ function downloadQuestion(url: string, bytes: number): string {
 
 /** Instruct models open in chat, base models in completion: by the preset, else by the name. */
 export function isInstruct(model: ModelInfo): boolean {
-  const preset = PRESETS.find((p) => p.url === model.id);
+  const preset = model.id ? presetOfUrl(model.id)?.preset : undefined;
   if (preset) return preset.kind === 'instruct';
   return /instruct|[-_ ]chat|[-_ ]it\b/i.test(`${model.config.name} ${model.name}`);
 }
@@ -153,13 +154,14 @@ export function App({ engine }: { engine: RemoteEngine }) {
 
   const prompts = promptsOf(prompt, batch);
 
-  const selectedPreset = PRESETS.find((p) => p.url === url);
+  // A preset's file (its q4_0 default or its Q4_K_M) that is not here yet: one "Download" button.
+  const selectedFile = presetOfUrl(url)?.file;
   const pendingDownload =
-    selectedPreset &&
-    selectedPreset.url !== DEMO_PRESET.url &&
-    model?.id !== selectedPreset.url &&
-    !cache.cached.some((c) => c.complete && c.url === selectedPreset.url)
-      ? { url: selectedPreset.url, approxBytes: selectedPreset.approxBytes }
+    selectedFile &&
+    selectedFile.url !== DEMO_PRESET.url &&
+    model?.id !== selectedFile.url &&
+    !cache.cached.some((c) => c.complete && c.url === selectedFile.url)
+      ? { url: selectedFile.url, approxBytes: selectedFile.approxBytes }
       : undefined;
 
   /**
@@ -291,6 +293,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
           persisted={persisted}
           anyCached={cache.cached.length > 0}
           pendingDownload={pendingDownload}
+          inspect={(u) => engine.inspect(u)}
           onPreset={(u) => {
             userChose.current = true;
             setUrl(u);

@@ -1,6 +1,6 @@
 /** The presets: q4_0 by default, the same repository's Q4_K_M beside it, sizes that add up. */
 import { describe, expect, it } from 'vitest';
-import { DEMO_PRESET, PRESETS, presetOfUrl } from './presets';
+import { DEMO_PRESET, PRESETS, presetFileLabel, presetOfUrl } from './presets';
 
 const HF = /^https:\/\/huggingface\.co\/([\w.-]+\/[\w.-]+)\/resolve\/main\/([\w.-]+\.gguf)$/;
 
@@ -29,11 +29,17 @@ describe('presets', () => {
     expect(DEMO_PRESET.url).toMatch(/models\/tinystories-llama3-q4_0\.gguf$/);
   });
 
-  it('presetOfUrl finds a preset by either of its files', () => {
+  it('presetOfUrl finds a preset by either of its files; labels name the quantization', () => {
     const p = llama[0];
-    expect(presetOfUrl(p.url)).toEqual({ preset: p, quant: 'Q4_0' });
-    expect(presetOfUrl(p.alternatives[0].url)).toEqual({ preset: p, quant: 'Q4_K_M' });
-    expect(presetOfUrl(DEMO_PRESET.url)).toEqual({ preset: DEMO_PRESET, quant: undefined });
+    const alt = p.alternatives[0];
+    expect(presetOfUrl(p.url)).toEqual({
+      preset: p,
+      file: { quant: 'Q4_0', url: p.url, approxBytes: p.approxBytes },
+    });
+    expect(presetOfUrl(alt.url)).toEqual({ preset: p, file: alt });
+    expect(presetOfUrl(DEMO_PRESET.url)?.file.quant).toBe('demo');
     expect(presetOfUrl('https://example.org/model.gguf')).toBeUndefined();
+    expect(presetFileLabel(p, alt)).toBe('Llama 3.2 1B Instruct (Q4_K_M)');
+    expect(presetFileLabel(p, presetOfUrl(p.url)!.file)).toBe(p.label);
   });
 });

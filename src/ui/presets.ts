@@ -106,12 +106,23 @@ export const PRESETS: readonly ModelPreset[] = [
   },
 ];
 
-/** The preset a URL belongs to, with the file's quantization ("Q4_0" for a preset's default file). */
-export function presetOfUrl(url: string): { preset: ModelPreset; quant?: string } | undefined {
+/**
+ * The preset a URL belongs to and which of its files it is: the default (`quant` "Q4_0", the demo's
+ * "demo") or an alternative such as Q4_K_M.
+ */
+export function presetOfUrl(url: string): { preset: ModelPreset; file: PresetFile } | undefined {
   for (const preset of PRESETS) {
-    if (preset.url === url) return { preset, quant: preset === DEMO_PRESET ? undefined : 'Q4_0' };
-    const alt = preset.alternatives.find((a) => a.url === url);
-    if (alt) return { preset, quant: alt.quant };
+    if (preset.url === url) {
+      const quant = preset === DEMO_PRESET ? 'demo' : 'Q4_0';
+      return { preset, file: { quant, url, approxBytes: preset.approxBytes } };
+    }
+    const file = preset.alternatives.find((a) => a.url === url);
+    if (file) return { preset, file };
   }
   return undefined;
+}
+
+/** A preset file's label: the preset's, with the alternative's quantization in place of "q4_0". */
+export function presetFileLabel(preset: ModelPreset, file: PresetFile): string {
+  return file.url === preset.url ? preset.label : preset.label.replace(/\(q4_0/, `(${file.quant}`);
 }

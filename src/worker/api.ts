@@ -6,6 +6,7 @@
  * (EngineError.toWire); callers rebuild them with `EngineError.fromSerialized`.
  */
 import type { ChatMessage } from '../engine/chat';
+import type { ModelInspection } from '../engine/inspect';
 import type { FinishReason, GenerationStats, SamplingOptions, TokenEvent } from '../engine/generation';
 
 export type ModelSourceSpec =
@@ -160,11 +161,22 @@ export interface Environment {
   problem?: string;
 }
 
+/** What a GGUF file is and whether this version runs it (engine/inspect.ts), for the page's panel. */
+export type { ModelInspection };
+/** The inspection as labelled lines, the CLI's wording (a small module: no reader, no tokenizer). */
+export { inspectionFacts } from '../engine/inspect-facts';
+
 export interface EngineApi {
   /** Whether WebGPU works here, before anything is downloaded. */
   environment(): Promise<Environment>;
   /** Size of a remote file and how much of it is cached (HEAD request; no body). */
   probe(url: string): Promise<{ size?: number; cachedBytes: number; complete: boolean }>;
+  /**
+   * What the GGUF at `url` is and whether it runs here, from its header alone (Range requests of a
+   * few MB; nothing is downloaded or cached). `maxSeqLen` sets the context of the GPU memory
+   * estimate (default: the model's own).
+   */
+  inspect(url: string, opts?: { maxSeqLen?: number }): Promise<ModelInspection>;
   /** Load a model, replacing the current one. Progress arrives through `onProgress`. */
   load(source: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo>;
   /** Generate for one or more prompts; tokens stream through `onToken` as they are produced. */

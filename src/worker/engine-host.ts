@@ -15,6 +15,8 @@ import {
   yieldToEventLoop,
 } from '../engine/generation';
 import { readGguf } from '../engine/gguf/reader';
+import { HttpRangeSource } from '../engine/http-source';
+import { inspectModel, type ModelInspection } from '../engine/inspect';
 import type { GgufFile, LlamaConfig } from '../engine/gguf/types';
 import type { RandomAccessSource } from '../engine/source';
 import { acquireModel, checkForUpdate } from '../storage/acquire';
@@ -170,6 +172,15 @@ export class EngineHost implements EngineApi {
     if (m && ModelStore.usable(m)) return { size: m.size, cachedBytes: m.size, complete: true };
     const p = await probeRemote(url, { fetch: this.opts.fetch });
     return { size: p.size, cachedBytes: m ? contiguousBytes(m) : 0, complete: false };
+  }
+
+  async inspect(url: string, opts: { maxSeqLen?: number } = {}): Promise<ModelInspection> {
+    try {
+      const source = await HttpRangeSource.open(url, {}, { fetch: this.opts.fetch });
+      return await inspectModel(source, { maxSeqLen: opts.maxSeqLen });
+    } catch (e) {
+      throw toEngineError(e);
+    }
   }
 
   async load(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {

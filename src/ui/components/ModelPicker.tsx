@@ -2,9 +2,10 @@
  * Choosing a model: the presets, a URL, a local file (or a file dropped on the page), with the
  * load's progress and the loaded model's line under them.
  */
-import type { ModelInfo, ModelSourceSpec, RemoteChange } from '../../worker/api';
+import type { ModelInfo, ModelInspection, ModelSourceSpec, RemoteChange } from '../../worker/api';
 import { formatBytes, formatMs } from '../format';
-import { PRESETS } from '../presets';
+import { InspectPanel } from '../InspectPanel';
+import { PRESETS, presetFileLabel, presetOfUrl } from '../presets';
 import type { SessionState } from '../session';
 import { LoadingView } from './LoadingView';
 
@@ -12,8 +13,8 @@ import { LoadingView } from './LoadingView';
 export function sourceName(spec: ModelSourceSpec): string {
   if (spec.kind === 'file') return spec.file.name;
   const url = spec.kind === 'url' ? spec.url : spec.id;
-  const preset = PRESETS.find((p) => p.url === url);
-  if (preset) return preset.label.split(' — ')[0];
+  const preset = presetOfUrl(url);
+  if (preset) return presetFileLabel(preset.preset, preset.file).split(' — ')[0];
   try {
     return decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
   } catch {
@@ -34,6 +35,8 @@ export function ModelPicker(props: {
   onLoadUrl: (url: string, refresh?: boolean) => void;
   onFile: (file: File | undefined) => void;
   onStop: () => void;
+  /** Reads a URL's GGUF header (EngineApi.inspect) for the "Inspect before downloading" panel. */
+  inspect?: (url: string) => Promise<ModelInspection>;
 }) {
   const { session, url } = props;
   return (
@@ -52,6 +55,20 @@ export function ModelPicker(props: {
             <small>≈ {formatBytes(p.approxBytes)}</small>
           </button>
         ))}
+        {PRESETS.flatMap((p) =>
+          p.alternatives.map((a) => (
+            <button
+              key={a.url}
+              type="button"
+              className={`preset${url === a.url ? ' selected' : ''}`}
+              aria-pressed={url === a.url}
+              onClick={() => props.onPreset(a.url)}
+            >
+              <span>{presetFileLabel(p, a)}</span>
+              <small>≈ {formatBytes(a.approxBytes)}</small>
+            </button>
+          )),
+        )}
       </div>
       {props.pendingDownload && session.busy !== 'loading' && (
         <div className="row">
@@ -87,6 +104,7 @@ export function ModelPicker(props: {
           Load model
         </button>
       </form>
+      {props.inspect && <InspectPanel url={url} inspect={props.inspect} />}
       <div className="row file-row">
         <label className="file">
           <span>Open GGUF file</span>
