@@ -36,7 +36,8 @@ test('first visit: the demo model is the default, loads from this origin and wri
   const demo = page.getByRole('button', { name: new RegExp(DEMO_LABEL) });
   await expect(demo).toBeVisible();
   await expect(demo).toHaveClass(/selected/);
-  await expect(page.getByRole('button', { name: /Llama 3\.2 1B Instruct/ })).toBeVisible();
+  await expect(page.getByRole('button', { name: /Llama 3\.2 1B Instruct \(q4_0\)/ })).toBeVisible();
+  await expect(page.getByRole('button', { name: /Llama 3\.2 1B Instruct \(Q4_K_M\)/ })).toBeVisible();
 
   // Opening the page loads it, with a plain fetch from the app's own origin (no dialog), and caches it.
   await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 300_000 });
