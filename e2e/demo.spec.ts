@@ -40,7 +40,7 @@ test('first visit: the demo model is the default, loads from this origin and wri
   await expect(page.getByRole('button', { name: /Llama 3\.2 1B Instruct \(Q4_K_M\)/ })).toBeVisible();
 
   // Opening the page loads it, with a plain fetch from the app's own origin (no dialog), and caches it.
-  await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 300_000 });
+  await expect(modelStatus(page)).toContainText('Bundled demo', { timeout: 300_000 });
   expect([...new Set(requests.filter((u) => u.includes('/models/')))]).toEqual([
     `${server.origin}/${DEMO_FILE}`,
   ]);

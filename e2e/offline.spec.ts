@@ -52,7 +52,7 @@ test('second visit with the server stopped: the shell comes from the service wor
   await waitForServiceWorker(page);
   // First visit: the default (demo) model loads on open, from the origin into IndexedDB. Generating
   // with it on the first visit is demo.spec.ts's job; here the point is what the second visit can do.
-  await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 300_000 });
+  await expect(modelStatus(page)).toContainText('Bundled demo', { timeout: 300_000 });
 
   // The shell is precached; the model is not (it is in IndexedDB only).
   const cached = await cachedUrls(page);
@@ -115,7 +115,7 @@ test('a new version waits: a running generation goes on, "Reload to update" show
 
   // A long greedy generation is running in this page while the new version arrives (the demo model
   // loads on open).
-  await expect(modelStatus(page)).toContainText('Downloaded and cached', { timeout: 300_000 });
+  await expect(modelStatus(page)).toContainText('Bundled demo', { timeout: 300_000 });
   await page.getByLabel('Prompt').fill(PROMPT);
   await greedy(page, 400);
   await page.getByRole('button', { name: 'Generate', exact: true }).click();

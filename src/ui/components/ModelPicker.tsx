@@ -5,7 +5,7 @@
 import type { ModelInfo, ModelInspection, ModelSourceSpec, RemoteChange } from '../../worker/api';
 import { formatBytes, formatMs } from '../format';
 import { InspectPanel } from '../InspectPanel';
-import { PRESETS, presetFileLabel, presetOfUrl } from '../presets';
+import { DEMO_PRESET, PRESETS, presetFileLabel, presetOfUrl } from '../presets';
 import type { SessionState } from '../session';
 import { LoadingView } from './LoadingView';
 
@@ -156,7 +156,13 @@ function ModelLine({ model }: { model: ModelInfo }) {
         {model.maxSeqLen}
       </span>
       <span className="tag">
-        {model.fromCache ? 'Loaded from cache' : model.cached ? 'Downloaded and cached' : 'Local file'}
+        {model.fromCache
+          ? 'Loaded from cache'
+          : model.id === DEMO_PRESET.url
+            ? 'Bundled demo, kept for offline use'
+            : model.cached
+              ? 'Downloaded and cached'
+              : 'Local file'}
       </span>
       <span>loaded in {formatMs(model.loadMs)}</span>
     </div>
