@@ -77,7 +77,9 @@ export async function waitForServiceWorker(page: Page): Promise<void> {
 
 /** Loaded-model status line: "Bundled demo" (or "Downloaded and cached") on the first visit, "Loaded from cache" later. */
 export function modelStatus(page: Page) {
-  return page.getByRole('status').filter({ hasText: /Loaded from cache|Downloaded and cached|Bundled demo|Local file/ });
+  return page
+    .getByRole('status')
+    .filter({ hasText: /Loaded from cache|Downloaded and cached|Bundled demo|Local file/ });
 }
 
 /**

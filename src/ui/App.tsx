@@ -18,7 +18,14 @@ import { StatsView } from './components/StatsView';
 import { formatBytes } from './format';
 import { DEMO_PRESET, presetFileLabel, presetOfUrl } from './presets';
 import { UpdateBanner } from './pwa/UpdateBanner';
-import { DEFAULT_SETTINGS, draftsOf, parseSettings, type SettingDrafts, seedFor } from './settings';
+import {
+  DEFAULT_SETTINGS,
+  draftsOf,
+  parseSettings,
+  type SettingDrafts,
+  samplingOf,
+  seedFor,
+} from './settings';
 import { useModelCache, useModelSession } from './useModelSession';
 
 type Mode = 'completion' | 'chat';
@@ -66,7 +73,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
   const [drafts, setDrafts] = useState<SettingDrafts>(() => draftsOf(DEFAULT_SETTINGS));
   const [fixedSeed, setFixedSeed] = useState(DEFAULT_SETTINGS.fixedSeed);
   const [outputs, setOutputs] = useState<CompletionOutput[]>([]);
-  const [result, setResult] = useState<{ outcome: GenerateOutcome; seed: number }>();
+  const [result, setResult] = useState<GenerateOutcome>();
   const [dragging, setDragging] = useState(false);
   const [store, setStore] = useState<ConversationStore>();
   const askedPersist = useRef(false);
@@ -184,12 +191,11 @@ export function App({ engine }: { engine: RemoteEngine }) {
   const generate = async () => {
     if (!settings || busy === 'generating' || session.queued || prompts.every((p) => p.length === 0)) return;
     if (!(await ready())) return;
-    const seed = seedFor(settings);
     setResult(undefined);
     setOutputs(prompts.map((p) => ({ prompt: p, text: '' })));
     const r = await runGeneration(() =>
       engine.generate(
-        { prompts, mode: 'completion', maxTokens: settings.maxTokens, sampling: { ...settings, seed } },
+        { prompts, mode: 'completion', maxTokens: settings.maxTokens, sampling: samplingOf(settings) },
         Comlink.proxy(({ seq, delta }: { seq: number; delta: string }) => {
           if (!delta) return;
           setOutputs((o) => o.map((x, i) => (i === seq ? { ...x, text: x.text + delta } : x)));
@@ -199,7 +205,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
     if (!r) return;
     // The final text is authoritative (a split multi-byte character may still be pending).
     setOutputs(prompts.map((p, i) => ({ prompt: p, text: r.text[i] ?? '' })));
-    setResult({ outcome: r, seed });
+    setResult(r);
   };
 
   const stop = () => {
@@ -347,9 +353,9 @@ export function App({ engine }: { engine: RemoteEngine }) {
               queued={session.queued}
               canGenerate={canGenerate}
               outputs={outputs}
-              result={result?.outcome}
+              result={result}
               settings={settingsPanel}
-              stats={result && <StatsView stats={result.outcome.stats} model={model} seed={result.seed} />}
+              stats={result && <StatsView stats={result.stats} model={model} />}
               controls={modeSwitch}
               onPrompt={setPrompt}
               onBatch={setBatch}

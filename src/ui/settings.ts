@@ -90,10 +90,13 @@ export function parseSettings(
   return Object.keys(problems).length > 0 ? { problems } : { settings: values };
 }
 
-/** A fresh seed for one generation (32 random bits). */
-export function freshSeed(): number {
-  return crypto.getRandomValues(new Uint32Array(1))[0];
-}
+/** The seed to ask for: the fixed one, or none (the engine draws a fresh one and reports it in the stats). */
+export const seedFor = (s: Settings): number | undefined => (s.fixedSeed ? s.seed : undefined);
 
-/** The seed a generation uses: the fixed one, or a fresh one each time. */
-export const seedFor = (s: Settings): number => (s.fixedSeed ? s.seed : freshSeed());
+/** The sampler's options for the engine (no seed: a fresh one per run). */
+export const samplingOf = (s: Settings) => ({
+  temperature: s.temperature,
+  topP: s.topP,
+  topK: s.topK,
+  seed: seedFor(s),
+});

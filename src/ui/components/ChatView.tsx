@@ -38,7 +38,7 @@ export function ChatView(props: {
   generating: boolean;
   /** The settings (undefined while a field is invalid: sending is blocked). */
   settings?: Settings;
-  seedFor: (s: Settings) => number;
+  seedFor: (s: Settings) => number | undefined;
   runner: ChatRunner;
   onStop: () => void;
   /** The mode switch and the settings, placed by the view. */
@@ -50,7 +50,7 @@ export function ChatView(props: {
   const [conv, setConv] = useState<Conversation>(() => newConversation());
   const [text, setText] = useState('');
   const [streaming, setStreaming] = useState<string>();
-  const [last, setLast] = useState<{ reply: ChatReply; seed: number }>();
+  const [last, setLast] = useState<ChatReply>();
   const [editing, setEditing] = useState<{ index: number; text: string }>();
   const [waiting, setWaiting] = useState(false);
   const logRef = useRef<HTMLDivElement>(null);
@@ -99,20 +99,21 @@ export function ChatView(props: {
     const ok = await runner.ready();
     setWaiting(false);
     if (!ok) return;
-    const seed = props.seedFor(settings);
     setStreaming('');
     setLast(undefined);
     const reply = await runner.run(() =>
-      sendChat(
-        props.engine,
-        chatMessages(c),
-        { maxTokens: settings.maxTokens, sampling: { ...settings, seed } },
-        (delta) => setStreaming((s) => (s ?? '') + delta),
+      sendChat(props.engine, chatMessages(c), { ...settings, seed: props.seedFor(settings) }, (delta) =>
+        setStreaming((s) => (s ?? '') + delta),
       ),
     );
     setStreaming(undefined);
     if (!reply) return;
-    const message: StoredMessage = { role: 'assistant', content: reply.text, finish: reply.finish, seed };
+    const message: StoredMessage = {
+      role: 'assistant',
+      content: reply.text,
+      finish: reply.finish,
+      seed: reply.stats.seed,
+    };
     const next = {
       ...c,
       messages: [...c.messages, message],
@@ -120,7 +121,7 @@ export function ChatView(props: {
       model: props.model?.name,
     };
     setConv(next);
-    setLast({ reply, seed });
+    setLast(reply);
     save(next);
   };
 
@@ -156,8 +157,8 @@ export function ChatView(props: {
     setConv(c);
   };
 
-  const used = last ? last.reply.stats.promptTokens + last.reply.stats.generatedTokens : undefined;
-  const contextUsed = last?.reply.stats.contextTokens ?? used;
+  const contextUsed = last?.contextTokens;
+  const contextLength = last?.contextLength ?? props.model?.maxSeqLen;
   const lastIndex = conv.messages.length - 1;
 
   return (
@@ -272,7 +273,7 @@ export function ChatView(props: {
           )}
           {streaming !== undefined && <MessageView author="Assistant" text={streaming} streaming />}
         </div>
-        {last?.reply.warnings.map((w) => (
+        {last?.warnings.map((w) => (
           <p key={w} className="hint" role="note">
             {w}
           </p>
@@ -292,19 +293,19 @@ export function ChatView(props: {
           onSend={send}
           onStop={props.onStop}
         />
-        {props.model && contextUsed !== undefined && (
+        {contextUsed !== undefined && contextLength !== undefined && (
           <div className="context-meter">
             <label>
               <span className="label">Context</span>
-              <meter aria-label="Context used" min={0} max={props.model.maxSeqLen} value={contextUsed} />
+              <meter aria-label="Context used" min={0} max={contextLength} value={contextUsed} />
             </label>
             <span className="hint">
-              {contextUsed} of {props.model.maxSeqLen} tokens
+              {contextUsed} of {contextLength} tokens
             </span>
           </div>
         )}
         {props.settingsPanel}
-        {last && <StatsView stats={last.reply.stats} seed={last.seed} />}
+        {last && <StatsView stats={last.stats} />}
       </div>
     </div>
   );

@@ -1,18 +1,11 @@
 /** Timings and token counts of the last generation. */
-import type { GenerationStats } from '../../engine/generation';
 import type { ModelInfo } from '../../worker/api';
+import type { RunStats } from '../chat-client';
 import { formatMs, formatRate } from '../format';
 
-export function StatsView({
-  stats: s,
-  model,
-  seed,
-}: {
-  stats: GenerationStats & { reusedTokens?: number };
-  model?: ModelInfo;
-  /** The sampler seed the generation used (shown so a run can be repeated with "Fixed seed"). */
-  seed?: number;
-}) {
+export function StatsView({ stats: s, model }: { stats: RunStats; model?: ModelInfo }) {
+  // The sampler seed is shown so that a run can be repeated with "Fixed seed".
+  const seed = s.seed;
   const reused = s.reusedTokens;
   return (
     <dl className="stats" aria-label="Stats">
