@@ -69,44 +69,43 @@ export async function cliGreedy(modelPath: string, prompt: string, maxTokens: nu
   return out.text[0];
 }
 
-/** The CLI's greedy reply to a conversation (`generate --messages FILE`: the same engine in Node). */
-export async function cliChatGreedy(
+/**
+ * The engine's greedy replies in Node to a conversation of these user messages, turn by turn
+ * (e2e/chat-oracle.ts: LoadedModel.chat on Dawn, each turn from a fresh cache).
+ */
+export async function nodeChatGreedy(
   modelPath: string,
-  messages: { role: string; content: string }[],
+  users: string[],
   maxTokens: number,
-): Promise<string> {
+): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
-  const file = join(dir, 'messages.json');
-  writeFileSync(file, JSON.stringify(messages));
-  const { stdout } = await promisify(execFile)(
-    'npm',
-    [
-      'run',
-      '--silent',
-      'cli',
-      '--',
-      'generate',
-      '--model-path',
-      modelPath,
-      '--messages',
-      file,
-      '--temperature',
-      '0',
-      '--max-tokens',
-      String(maxTokens),
-      '--json',
-    ],
-    {
-      cwd: ROOT,
-      timeout: 400_000,
-      maxBuffer: 16 << 20,
-      env: { ...process.env, VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' },
-    },
-  );
-  rmSync(dir, { recursive: true, force: true });
-  const last = stdout.trim().split('\n').pop() ?? '';
-  const out = JSON.parse(last) as { text: string | string[] };
-  return Array.isArray(out.text) ? out.text[0] : out.text;
+  const file = join(dir, 'users.json');
+  writeFileSync(file, JSON.stringify(users));
+  try {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--import',
+        './scripts/raw-loader.mjs',
+        'e2e/chat-oracle.ts',
+        modelPath,
+        file,
+        String(maxTokens),
+      ],
+      {
+        cwd: ROOT,
+        timeout: 400_000,
+        maxBuffer: 16 << 20,
+        env: { ...process.env, VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json' },
+      },
+    );
+    const last = stdout.trim().split('\n').pop() ?? '';
+    return (JSON.parse(last) as { replies: string[] }).replies;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The cache manager's line for a model (by its file name). */

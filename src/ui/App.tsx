@@ -66,6 +66,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
     loadCount,
   } = useModelSession(engine, cache.refresh);
   const { busy, model } = session;
+  const modelRef = useRef(model);
+  modelRef.current = model;
   const [persisted, setPersisted] = useState<boolean>();
   const [mode, setMode] = useState<Mode>('completion');
   const [batch, setBatch] = useState(false);
@@ -109,8 +111,16 @@ export function App({ engine }: { engine: RemoteEngine }) {
     navigator.storage.persist().then(setPersisted, () => setPersisted(false));
   }, [model]);
 
+  // A returning user with saved conversations sees them first (until a base model loads).
   useEffect(() => {
-    ConversationStore.open().then(setStore, () => {});
+    ConversationStore.open().then(
+      async (opened) => {
+        setStore(opened);
+        const saved = await opened.list().catch(() => []);
+        if (saved.length > 0 && !modelRef.current) setMode('chat');
+      },
+      () => {},
+    );
   }, []);
 
   useEffect(() => {
