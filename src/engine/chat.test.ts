@@ -6,6 +6,7 @@ import {
   encodeChat,
   encodeChatPrompt,
   LLAMA3_DEFAULT_CHAT_TEMPLATE,
+  parseChatMessages,
   renderChat,
   renderChatSegments,
 } from './chat';
@@ -220,5 +221,47 @@ describe('hostile chat templates end fast, small and with a clear error', () => 
     const raising = withTemplate("{{ raise_exception('only user and assistant roles') }}");
     expect(encodeChatPrompt(raising, user).warning).toMatch(/raise_exception: only user and assistant roles/);
     expect(errorOf(() => encodeChat(raising, user)).code).toBe('bad-template');
+  });
+});
+
+describe('parseChatMessages (conversations from a file or a request)', () => {
+  it('keeps role and content only, and names the first bad message', () => {
+    expect(
+      parseChatMessages(
+        [
+          { role: 'system', content: 's' },
+          { role: 'user', content: 'u', id: 7 },
+        ],
+        'x.json',
+      ),
+    ).toEqual([
+      { role: 'system', content: 's' },
+      { role: 'user', content: 'u' },
+    ]);
+    const cases: [unknown, RegExp][] = [
+      [{ role: 'user', content: 'u' }, /^x\.json: the messages are not an array/],
+      [[], /there are no messages/],
+      [['hi'], /message 1 is not an object/],
+      [
+        [
+          { role: 'user', content: 'u' },
+          { role: 'tool', content: 'r' },
+        ],
+        /message 2 has role "tool"; use system, user or assistant/,
+      ],
+      [[{ role: 'user' }], /message 1 has no string "content"/],
+      [[{ role: 'user', content: 3 }], /message 1 has no string "content"/],
+    ];
+    for (const [value, message] of cases) {
+      let e: unknown;
+      try {
+        parseChatMessages(value, 'x.json');
+      } catch (err) {
+        e = err;
+      }
+      expect(e).toBeInstanceOf(EngineError);
+      expect((e as EngineError).code).toBe('bad-argument');
+      expect((e as EngineError).message).toMatch(message);
+    }
   });
 });

@@ -58,8 +58,8 @@ export const CHAT_ROLES = ['system', 'user', 'assistant'] as const;
 
 /**
  * Checks a conversation that came from outside (JSON from a file, a request from a page): a
- * non-empty array of `{role, content}` with role system, user or assistant and string content,
- * nothing else. Throws EngineError('bad-argument') naming the first problem and its message number;
+ * non-empty array of `{role, content}` with role system, user or assistant and string content
+ * (other fields, such as an app's message ids or OpenAI's `name`, are left out). Throws EngineError('bad-argument') naming the first problem and its message number;
  * `where` says where it came from ("messages.json").
  */
 export function parseChatMessages(value: unknown, where: string): ChatMessage[] {
@@ -73,8 +73,6 @@ export function parseChatMessages(value: unknown, where: string): ChatMessage[] 
   return value.map((m, i) => {
     const at = `message ${i + 1}`;
     if (typeof m !== 'object' || m === null || Array.isArray(m)) throw bad(`${at} is not an object`);
-    const extra = Object.keys(m).filter((k) => k !== 'role' && k !== 'content');
-    if (extra.length > 0) throw bad(`${at} has unknown field ${JSON.stringify(extra[0]).slice(0, 40)}`);
     const { role, content } = m as { role?: unknown; content?: unknown };
     if (!CHAT_ROLES.includes(role as (typeof CHAT_ROLES)[number])) {
       throw bad(`${at} has role ${JSON.stringify(role ?? null).slice(0, 40)}; use system, user or assistant`);

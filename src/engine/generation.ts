@@ -278,7 +278,6 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
     cache && n === 1
       ? Math.min(commonPrefixLength(cache.tokens, req.prompts[0]), req.prompts[0].length - 1)
       : 0;
-  if (cache) cache.tokens = []; // until the reset below has kept what it keeps
 
   let next = 0; // first prompt not yet run
   while (next < n && !req.signal?.aborted) {
@@ -316,6 +315,7 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
       }
     };
 
+    if (cache) cache.tokens = []; // until the reset has kept what it keeps (it may throw)
     runner.reset(idx.length, req.sampling, idx[0], keep);
     if (cache && n === 1) cache.tokens = req.prompts[0].slice(0, keep);
     await yieldToEventLoop();
