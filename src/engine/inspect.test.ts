@@ -83,7 +83,8 @@ describe('inspectModel on the fixtures', () => {
       const typeNames = info.tensorTypes.map((t) => t.type);
       const embedType = o.tied ? o.headType : (o.embedType ?? o.bodyType);
       const wanted = new Set([GgmlType.F32, o.bodyType, embedType, ...(o.tied ? [] : [o.headType])]);
-      expect(new Set(typeNames)).toEqual(new Set([...wanted].map((t) => typeName(t))));
+      // Mixed fixtures (Q4_K_M-shaped) add types of their own; the generator's main ones are all there.
+    for (const t of wanted) expect(typeNames).toContain(typeName(t));
       expect(new Set(typeNames).size).toBe(typeNames.length);
       for (const t of info.tensorTypes) expect(t.supported).toBe(true);
       for (let i = 1; i < info.tensorTypes.length; i++) {

@@ -180,6 +180,8 @@ export class CostCounter {
   private readonly createdBuffers: BufferInfo[] = [];
   private readonly bindGroups = new WeakMap<GPUBindGroup, BindGroupInfo>();
   private readonly pipelines = new WeakMap<GPUComputePipeline, string>();
+  /** The workgroup grid of each pipeline's latest counted dispatch (e.g. the attention split count). */
+  readonly lastGrid = new Map<string, [number, number, number]>();
 
   constructor(
     readonly real: GPUDevice,
@@ -316,10 +318,11 @@ export class CostCounter {
   private wrapPass(pass: GPUComputePassEncoder): GPUComputePassEncoder {
     let pipeline: GPUComputePipeline | undefined;
     const groups = new Map<number, GPUBindGroup>();
-    const count = () => {
+    const count = (grid?: [number, number, number]) => {
       if (!this.active) return;
       const c = this.counts;
       const kernelName = (pipeline && this.pipelines.get(pipeline)) ?? '(unknown pipeline)';
+      if (grid) this.lastGrid.set(kernelName, grid);
       c.byKernel[kernelName] ??= zeroDispatch();
       const kernel = c.byKernel[kernelName];
       const first = groups.get(0);
@@ -345,7 +348,7 @@ export class CostCounter {
         (pass.setBindGroup as (...a: unknown[]) => void).call(pass, index, g, ...rest);
       },
       dispatchWorkgroups: (x: number, y?: number, z?: number) => {
-        count();
+        count([x, y ?? 1, z ?? 1]);
         pass.dispatchWorkgroups(x, y ?? 1, z ?? 1);
       },
       dispatchWorkgroupsIndirect: (b: GPUBuffer, offset: number) => {

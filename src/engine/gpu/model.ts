@@ -74,6 +74,16 @@ export interface GpuLoadOptions {
 const MAX_SPLITS = 32;
 const MIN_SPLIT = 64;
 
+/**
+ * How a decode step splits `kvLen` cached positions across workgroups (flash-decoding): one split per
+ * 64 positions up to 32 splits, then longer splits, so a long context (8k, 128k positions) still
+ * spreads over 32 workgroups per (token, KV group) instead of one walking the whole cache.
+ */
+export function decodeSplits(kvLen: number): { nSplits: number; splitLen: number } {
+  const nSplits = Math.min(MAX_SPLITS, Math.max(1, Math.ceil(kvLen / MIN_SPLIT)));
+  return { nSplits, splitLen: Math.ceil(kvLen / nSplits) };
+}
+
 const U = { STORAGE: 0x80, UNIFORM: 0x40, COPY_SRC: 0x04, COPY_DST: 0x08, MAP_READ: 0x01 } as const;
 
 interface Layer {
@@ -685,8 +695,7 @@ export class GpuModel implements ModelRunner {
     // Flash-decoding only pays when few rows would leave the GPU idle; prefill uses one pass.
     const useSplit = n <= this.maxBatch;
     const maxLen = Math.max(...chunk.map((r) => r.pos + 1));
-    const nSplits = useSplit ? Math.min(MAX_SPLITS, Math.max(1, Math.ceil(maxLen / MIN_SPLIT))) : 1;
-    const splitLen = Math.ceil(maxLen / nSplits);
+    const { nSplits, splitLen } = useSplit ? decodeSplits(maxLen) : { nSplits: 1, splitLen: maxLen };
 
     const bytes = this.stepBytes;
     const u32 = new Uint32Array(bytes);

@@ -224,11 +224,15 @@ export class ReferenceModel implements ModelRunner {
           `sequence ${s} would reach ${seq.pos + tokens[s].length} positions but the cache holds ${this.maxSeqLen}`,
         );
       }
-      for (const tok of tokens[s]) {
+      for (const [i, tok] of tokens[s].entries()) {
         if (tok === FEEDBACK_TOKEN && seq.sampled < 0) {
           throw new EngineError('bad-argument', `sequence ${s} has no sampled token to feed back yet`);
         }
-        seq.logits = this.forward(seq, tok === FEEDBACK_TOKEN ? seq.sampled : tok);
+        // Only the last row's logits are read (sampled, lastLogits): the LM head, V × D per row, is
+        // most of a small model's work and would make a prompt of thousands of tokens take minutes.
+        const last = i === tokens[s].length - 1;
+        const logits = this.forward(seq, tok === FEEDBACK_TOKEN ? seq.sampled : tok, last);
+        if (last) seq.logits = logits;
       }
       seq.sampled = sampleToken(seq.logits!, this.sampling, seq.rng.next());
       out.push(seq.sampled);
@@ -248,8 +252,8 @@ export class ReferenceModel implements ModelRunner {
     return matVec(W, this.w.q8Inputs.has(W) ? dequantizeActivationsQ8(x) : x, rows, cols);
   }
 
-  /** Logits [V] after feeding `token` at the sequence's next position. */
-  private forward(seq: Sequence, token: number): Float32Array {
+  /** Logits [V] after feeding `token` at the sequence's next position (none unless `withLogits`). */
+  private forward(seq: Sequence, token: number, withLogits: boolean): Float32Array | null {
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = this.config;
     checkTokenIds([token], vocabSize, 'the step');
     const w = this.w;
@@ -280,6 +284,7 @@ export class ReferenceModel implements ModelRunner {
       addInPlace(x, this.linear(L.wDown, hidden, dim, ffnDim));
     }
     seq.pos++;
+    if (!withLogits) return null;
     // Final norm and the LM head.
     const xf = rmsNorm(x, w.outputNorm, normEps); // [D]
     return this.linear(w.output, xf, vocabSize, dim); // [V]
