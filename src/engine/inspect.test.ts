@@ -84,7 +84,7 @@ describe('inspectModel on the fixtures', () => {
       const embedType = o.tied ? o.headType : (o.embedType ?? o.bodyType);
       const wanted = new Set([GgmlType.F32, o.bodyType, embedType, ...(o.tied ? [] : [o.headType])]);
       // Mixed fixtures (Q4_K_M-shaped) add types of their own; the generator's main ones are all there.
-    for (const t of wanted) expect(typeNames).toContain(typeName(t));
+      for (const t of wanted) expect(typeNames).toContain(typeName(t));
       expect(new Set(typeNames).size).toBe(typeNames.length);
       for (const t of info.tensorTypes) expect(t.supported).toBe(true);
       for (let i = 1; i < info.tensorTypes.length; i++) {
