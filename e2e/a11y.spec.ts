@@ -4,10 +4,11 @@
  * axe-core finds no serious or critical WCAG 2.1 AA violation in light, dark and a 390×844 phone.
  * No model is loaded (the address names one that does not exist), so the file takes seconds.
  */
+import { join } from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page, test } from '@playwright/test';
 import { waitForServiceWorker } from './first-run';
-import { appUrl, shot } from './helpers';
+import { appUrl, ROOT, shot } from './helpers';
 
 /** An answer written to break out of its message, and one that uses the Markdown the page renders. */
 const HOSTILE = [
@@ -136,3 +137,30 @@ for (const [name, scheme, viewport] of [
     await shot(page, `chat-${name}`);
   });
 }
+
+test('rename and delete (confirmed) a conversation; the README pictures', async () => {
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const list = page.getByRole('navigation', { name: 'Conversations' });
+  // Delete asks first: dismissed, nothing changes; accepted, it is gone.
+  page.once('dialog', (d) => d.dismiss());
+  await list.getByRole('button', { name: /^Delete <img/ }).click();
+  await expect(list.getByRole('listitem')).toHaveCount(2);
+  page.once('dialog', (d) => d.accept());
+  await list.getByRole('button', { name: /^Delete <img/ }).click();
+  await expect(list.getByRole('listitem')).toHaveCount(1);
+
+  await list.getByRole('button', { name: 'Rename Tell me about llamas' }).click();
+  await page.getByLabel('Conversation name').fill('Llamas');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(list.getByRole('button', { name: 'Llamas', exact: true })).toBeVisible();
+  await list.getByRole('button', { name: 'Llamas', exact: true }).click();
+  await expect(log(page).getByRole('table')).toBeVisible();
+
+  // docs/chat.png and docs/chat-phone.png are copied from these (the chat card; the phone's first screen).
+  await page
+    .locator('section.generate')
+    .screenshot({ path: join(ROOT, 'test-results', 'screens', 'chat-docs.png') });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(ROOT, 'test-results', 'screens', 'chat-phone-docs.png') });
+});

@@ -70,29 +70,35 @@ export async function cliGreedy(modelPath: string, prompt: string, maxTokens: nu
 }
 
 /**
- * The engine's greedy replies in Node to a conversation of these user messages, turn by turn
- * (e2e/chat-oracle.ts: LoadedModel.chat on Dawn, each turn from a fresh cache).
+ * The CLI's greedy reply to a conversation (`generate --messages FILE --json`: the same engine in
+ * Node, an independent host).
  */
-export async function nodeChatGreedy(
+export async function cliChatGreedy(
   modelPath: string,
-  users: string[],
+  messages: { role: string; content: string }[],
   maxTokens: number,
-): Promise<string[]> {
+): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'chat-e2e-'));
-  const file = join(dir, 'users.json');
-  writeFileSync(file, JSON.stringify(users));
+  const file = join(dir, 'messages.json');
+  writeFileSync(file, JSON.stringify(messages));
   try {
     const { stdout } = await promisify(execFile)(
-      process.execPath,
+      'npm',
       [
-        '--import',
-        'tsx',
-        '--import',
-        './scripts/raw-loader.mjs',
-        'e2e/chat-oracle.ts',
+        'run',
+        '--silent',
+        'cli',
+        '--',
+        'generate',
+        '--model-path',
         modelPath,
+        '--messages',
         file,
+        '--temperature',
+        '0',
+        '--max-tokens',
         String(maxTokens),
+        '--json',
       ],
       {
         cwd: ROOT,
@@ -102,10 +108,23 @@ export async function nodeChatGreedy(
       },
     );
     const last = stdout.trim().split('\n').pop() ?? '';
-    return (JSON.parse(last) as { replies: string[] }).replies;
+    return (JSON.parse(last) as { text: string[] }).text[0];
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The greedy replies, turn by turn, to a conversation of these user messages (the CLI, once per turn). */
+export async function cliChatTurns(modelPath: string, users: string[], maxTokens: number): Promise<string[]> {
+  const messages: { role: string; content: string }[] = [];
+  const replies: string[] = [];
+  for (const content of users) {
+    messages.push({ role: 'user', content });
+    const reply = await cliChatGreedy(modelPath, messages, maxTokens);
+    messages.push({ role: 'assistant', content: reply });
+    replies.push(reply);
+  }
+  return replies;
 }
 
 /** The cache manager's line for a model (by its file name). */
