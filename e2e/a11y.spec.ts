@@ -162,5 +162,6 @@ test('rename and delete (confirmed) a conversation; the README pictures', async 
     .locator('section.generate')
     .screenshot({ path: join(ROOT, 'test-results', 'screens', 'chat-docs.png') });
   await page.setViewportSize({ width: 390, height: 844 });
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(ROOT, 'test-results', 'screens', 'chat-phone-docs.png') });
 });
