@@ -1,0 +1,108 @@
+/**
+ * The chat with a model, end to end: the real page, worker and IndexedDB, and a stub instruct model
+ * (fixtures/tiny-q8_0.gguf: random weights, the real Llama 3 vocabulary and Meta's chat template;
+ * served as "…-instruct.gguf", so the page opens it in chat). One model load for the whole file
+ * (SwiftShader is slow); the expected replies come from the CLI's `generate --messages` on the same
+ * conversation (the same engine in Node).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, type Page, test } from '@playwright/test';
+import { waitForServiceWorker } from './first-run';
+import { appUrl, cliChatTurns, ROOT, shot } from './helpers';
+import { type ModelServer, startModelServer } from './model-server';
+
+const STUB = join(ROOT, 'fixtures', 'tiny-q8_0.gguf');
+const FILE = 'tiny-llama3-instruct.gguf';
+const USERS = ['Hello! Who are you?', 'Tell me more.'];
+const N = 6;
+let server: ModelServer;
+let page: Page;
+let expected: Promise<string[]>;
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(async ({ browser }) => {
+  server = await startModelServer({ [FILE]: new Uint8Array(readFileSync(STUB)) });
+  // The CLI computes the expected replies while the browser loads the model.
+  expected = cliChatTurns(STUB, USERS, N);
+  expected.catch(() => {});
+  page = await (await browser.newContext()).newPage();
+});
+test.afterAll(async () => {
+  await page?.context().close();
+  await server?.stop();
+});
+
+const log = () => page.getByRole('log', { name: 'Conversation' });
+const answers = () => log().getByRole('article', { name: 'Assistant' });
+
+/** Sends a message and waits until its answer is complete (the n-th answer in the log). */
+async function send(text: string, n: number) {
+  await page.getByLabel('Message').fill(text);
+  await page.getByLabel('Message').press('Enter');
+  await expect(page.getByLabel('Message')).toHaveValue('');
+  await expect(answers()).toHaveCount(n, { timeout: 300_000 });
+  // The streaming answer has no buttons; the finished last answer has "Regenerate".
+  await expect(
+    answers()
+      .nth(n - 1)
+      .getByRole('button', { name: 'Regenerate' }),
+  ).toBeVisible({
+    timeout: 300_000,
+  });
+}
+
+test('a two-turn greedy conversation equals `generate --messages`, and turn 2 reuses the cache', async () => {
+  // One model load, two turns and the CLI's two runs, all in software on shared cores.
+  test.setTimeout(900_000);
+  await page.goto(appUrl({ model: server.fileUrl(FILE) }));
+  await expect(page.getByRole('status')).toContainText('Downloaded and cached', { timeout: 300_000 });
+  // An instruct model opens in chat.
+  await expect(page.getByRole('radio', { name: 'Chat' })).toBeChecked();
+  await page.getByLabel('Temperature').fill('0');
+  await page.getByLabel('Max tokens').fill(String(N));
+
+  await send(USERS[0], 1);
+  await expect(log().getByRole('article', { name: 'You' })).toHaveText(
+    new RegExp(USERS[0].replace('?', '\\?')),
+  );
+  await expect(answers()).toHaveCount(1);
+  const [reply1, reply2] = await expected;
+  await expect(answers().first().locator('.md')).toHaveText(reply1.trim());
+
+  await send(USERS[1], 2);
+  await expect(answers()).toHaveCount(2);
+  await expect(answers().nth(1).locator('.md')).toHaveText(reply2.trim());
+  // Turn 2 prefilled only what follows the cached conversation.
+  await expect(page.getByLabel('Stats')).toContainText(/\([1-9]\d* tokens, [1-9]\d* reused\)/);
+  await expect(page.getByLabel('Context used')).toBeVisible();
+  await shot(page, 'chat-two-turns');
+});
+
+test('Regenerate at temperature 0.6 draws a new sample', async () => {
+  const before = await answers().nth(1).locator('.md').textContent();
+  await page.getByLabel('Temperature').fill('0.6');
+  await page.getByLabel('Max tokens').fill('16');
+  await page.getByRole('button', { name: 'Regenerate' }).click();
+  // The old answer goes, the new one streams (no buttons), then it is finished.
+  await expect(page.getByRole('button', { name: 'Regenerate' })).toBeHidden();
+  await expect(page.getByRole('button', { name: 'Regenerate' })).toBeVisible({ timeout: 300_000 });
+  await expect(answers()).toHaveCount(2);
+  expect(await answers().nth(1).locator('.md').textContent()).not.toBe(before);
+  await expect(page.getByLabel('Stats')).toContainText(/Seed\s*\d+/);
+});
+
+test('the conversation is restored after a reload, offline', async () => {
+  const texts = await log().getByRole('article').allTextContents();
+  await waitForServiceWorker(page);
+  await page.context().setOffline(true);
+  // No model in the address: the cached model is selected, not loaded; the conversation is there.
+  await page.goto(appUrl());
+  await expect(page.getByRole('radio', { name: 'Chat' })).toBeChecked();
+  await expect(log().getByRole('article')).toHaveCount(texts.length);
+  expect(await log().getByRole('article').allTextContents()).toEqual(texts);
+  await expect(page.getByRole('navigation', { name: 'Conversations' })).toContainText(USERS[0]);
+  await shot(page, 'chat-restored-offline');
+  await page.context().setOffline(false);
+});
