@@ -7,9 +7,20 @@ import { describe, expect, it } from 'vitest';
 import { GgmlType } from '../gguf/types';
 import { dequantize, f16ToF32, kScaleMin } from '../reference/ops';
 import { checkEmbedding, EMBEDDING_KERNELS } from './embedding';
-import { LINEAR_KERNELS, linearKernelName, randomWeight } from './linear';
-import { createTestContext, makeRng, withValidation } from './check/testing';
-import { repackRows, uploadWeight } from './weights';
+import { KernelRegistry } from './check/registry';
+import {
+  createStorage,
+  createTestContext,
+  createUniform,
+  makeRng,
+  poison,
+  randomFloats,
+  readF32,
+  relError,
+  withValidation,
+} from './check/testing';
+import { LINEAR_KERNELS, Linear, linearKernelName, randomWeight, referenceLinear } from './linear';
+import { partTypes, repackRows, uploadConcatenated, uploadWeight } from './weights';
 
 const K_TYPES = [GgmlType.Q4_K, GgmlType.Q5_K];
 
@@ -140,5 +151,57 @@ describe('the self-checks catch wrong q4_K / q5_K kernels', () => {
     expect(broken).not.toBe(s.source);
     const r = await checkEmbedding(device, broken, GgmlType.Q4_K);
     expect(r.ok).toBe(false);
+  });
+});
+
+describe('a llama-quantize mix in one concatenated weight (Q4_K_M: q4_K q and k, q6_K v)', () => {
+  it('each type gets parts of its own and its own kernel; both paths match the reference', async () => {
+    const ctx = await createTestContext();
+    const { device } = ctx;
+    const rng = makeRng(5);
+    const cols = 256;
+    const pieces = [
+      { type: GgmlType.Q4_K, rows: 6 },
+      { type: GgmlType.Q4_K, rows: 3 },
+      { type: GgmlType.Q6_K, rows: 5 },
+    ].map((p) => ({ ...p, ...randomWeight(p.type, p.rows, cols, rng) }));
+    const rows = pieces.reduce((s, p) => s + p.rows, 0);
+    const registry = new KernelRegistry();
+    for (const k of LINEAR_KERNELS) registry.register(k);
+    const W = new Float32Array(rows * cols);
+    let at = 0;
+    for (const p of pieces) {
+      W.set(p.values, at);
+      at += p.values.length;
+    }
+    const w = uploadConcatenated(ctx, 'attn_qkv', pieces, cols);
+    expect(w.rows).toBe(rows);
+    expect(partTypes(w)).toEqual([GgmlType.Q4_K, GgmlType.Q6_K]);
+    expect(w.parts.map((p) => [p.rowStart, p.rows])).toEqual([
+      [0, 9],
+      [9, 5],
+    ]);
+    for (const tokens of [2, 9]) {
+      const x = randomFloats(tokens * cols, rng);
+      const y = createStorage(device, tokens * rows * 4, 'y');
+      poison(device, y);
+      const params = createUniform(device, [tokens], 'params');
+      const linear = new Linear(ctx, registry, w, {
+        x: createStorage(device, x, 'x'),
+        y,
+        params,
+        maxTokens: tokens,
+      });
+      const got = await withValidation(device, async () => {
+        const enc = device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        linear.encode(pass, tokens); // 2: the integer mat-vec; 9: the mat-mat
+        pass.end();
+        device.queue.submit([enc.finish()]);
+        return readF32(device, y);
+      });
+      const ref = referenceLinear(W, x, new Float32Array(tokens * rows), rows, cols, tokens, 'store', true);
+      expect(relError(got, ref).maxRelError, `${tokens} tokens`).toBeLessThan(1e-4);
+    }
   });
 });

@@ -296,11 +296,16 @@ export class Linear {
   readonly epilogue: Epilogue;
   /** Output columns per token: rows, or F = rows / 2 for swiglu. */
   readonly outCols: number;
-  private readonly matvec: GPUComputePipeline;
-  /** The subgroup-reduction mat-vec, where the device has subgroups. */
+  /** The subgroup-reduction mat-vec, where the device has subgroups (float types: never mixed). */
   private readonly matvecSg: GPUComputePipeline | undefined;
-  private readonly matmul: GPUComputePipeline;
-  private readonly groups: { bindGroup: GPUBindGroup; rows: number; meta: GPUBuffer }[] = [];
+  /** Per part: its bind group and its type's pipelines (parts of a llama-quantize mix differ). */
+  private readonly groups: {
+    bindGroup: GPUBindGroup;
+    rows: number;
+    meta: GPUBuffer;
+    matvec: GPUComputePipeline;
+    matmul: GPUComputePipeline;
+  }[] = [];
   private readonly maxTokens: number;
   private readonly maxWorkgroups: number;
   /** Mat-vec threads per row pair (matvecThreadsPerRow of the weight's units). */
@@ -359,30 +364,40 @@ export class Linear {
       );
     }
     const kernel = linearKernelName(weight.type);
-    const module = registry.module(device, kernel);
     this.tpr = matvecThreadsPerRow(weight.cols / UNIT);
+    // Pieces mix types only among the integer layouts (uploadConcatenated), so this holds for all parts.
     this.integer = usesIntegerDot(weight.type);
     const units = weight.cols / UNIT;
-    this.matvec = weightPipeline(
-      device,
-      module,
-      'matvec',
-      this.integer
-        ? {
-            WG: MATVEC_WG,
-            TPR: this.tpr,
-            PPG: MATVEC_PPG,
-            CU:
-              opts.chunkUnits ??
-              matvecChunkUnits(
-                units,
-                ctx.limits.maxComputeWorkgroupStorageSize ?? device.limits.maxComputeWorkgroupStorageSize,
-              ),
-          }
-        : { WG: MATVEC_WG, TPR: this.tpr },
-      `${kernel}.matvec`,
-    );
-    this.matmul = weightPipeline(device, module, 'matmul', {}, `${kernel}.matmul`);
+    const pipelines = new Map<GgmlType, { matvec: GPUComputePipeline; matmul: GPUComputePipeline }>();
+    const pipelinesOf = (type: GgmlType) => {
+      let p = pipelines.get(type);
+      if (!p) {
+        const name = linearKernelName(type);
+        const module = registry.module(device, name);
+        const matvec = weightPipeline(
+          device,
+          module,
+          'matvec',
+          this.integer
+            ? {
+                WG: MATVEC_WG,
+                TPR: this.tpr,
+                PPG: MATVEC_PPG,
+                CU:
+                  opts.chunkUnits ??
+                  matvecChunkUnits(
+                    units,
+                    ctx.limits.maxComputeWorkgroupStorageSize ?? device.limits.maxComputeWorkgroupStorageSize,
+                  ),
+              }
+            : { WG: MATVEC_WG, TPR: this.tpr },
+          `${name}.matvec`,
+        );
+        p = { matvec, matmul: weightPipeline(device, module, 'matmul', {}, `${name}.matmul`) };
+        pipelines.set(type, p);
+      }
+      return p;
+    };
     const subgroups = ctx.features?.subgroups ?? device.features.has('subgroups');
     // The integer mat-vec reduces through workgroup memory only (its lane sums already live there).
     this.matvecSg =
@@ -436,7 +451,7 @@ export class Linear {
             : fusionPlaceholders(device)),
         ],
       });
-      this.groups.push({ bindGroup, rows: part.rows, meta });
+      this.groups.push({ bindGroup, rows: part.rows, meta, ...pipelinesOf(part.type) });
     }
   }
 
@@ -477,14 +492,14 @@ export class Linear {
     for (const g of this.groups) {
       pass.setBindGroup(0, g.bindGroup);
       if (chosen !== 'matmul') {
-        pass.setPipeline(chosen === 'matvec_sg' ? this.matvecSg! : this.matvec);
+        pass.setPipeline(chosen === 'matvec_sg' ? this.matvecSg! : g.matvec);
         const pairs = swiglu ? g.rows / 2 : Math.ceil(g.rows / 2);
         const pairsPerWorkgroup = (MATVEC_WG / this.tpr) * (this.integer ? MATVEC_PPG : 1);
         const wgs = Math.ceil(pairs / pairsPerWorkgroup);
         const x = Math.min(wgs, this.maxWorkgroups);
         pass.dispatchWorkgroups(x, Math.ceil(wgs / x));
       } else {
-        pass.setPipeline(this.matmul);
+        pass.setPipeline(g.matmul);
         const tiles = swiglu ? Math.ceil(g.rows / 2 / 16) : Math.ceil(g.rows / 32);
         pass.dispatchWorkgroups(tiles, Math.ceil(nTokens / 32));
       }

@@ -2,7 +2,8 @@
  * Whole-model parity of the GPU forward pass (Dawn on SwiftShader):
  *  - logits vs the CPU ReferenceModel (≤ 1e-3 of max |logit|; its activations rounded to 8 bits where
  *    the GPU rounds them: activations 'q8') at prefill and after decode steps,
- *    on small-vocab models of each weight type (q4_0 + q6_K head, f16 tied + rope_freqs, q8_0, f32);
+ *    on small-vocab models of each weight type (q4_0 + q6_K head, f16 tied + rope_freqs, q8_0, f32,
+ *    llama-quantize's Q4_K_M and Q4_K_S mixes);
  *  - chunked prefill, the flash-decoding split path, batching (3 prompts together == each alone),
  *    GPU sampling with temperature/top-p == the reference's CPU sampling with the same draws;
  *  - device loss → EngineError('device-lost');
@@ -68,6 +69,32 @@ const MODELS: Record<string, SmallModelOptions> = {
     headType: GgmlType.Q8_0,
     tied: false,
     ropeFreqs: false,
+  },
+  // llama-quantize's Q4_K_M mix: q4_K, q6_K head, q6_K attn_v (a mixed QKV) and ffn_down in layer 1.
+  'Q4_K_M mix (q4_K, q6_K)': {
+    ...base,
+    dim: 256,
+    nHeads: 4,
+    nKvHeads: 2,
+    ffnDim: 256,
+    bodyType: GgmlType.Q4_K,
+    headType: GgmlType.Q6_K,
+    tied: false,
+    ropeFreqs: false,
+    preset: 'Q4_K_M',
+  },
+  // Q4_K_S's q5_K attn_v in every layer, tied (token_embd is the q6_K head) like Llama 3.2.
+  'Q4_K_S mix, tied (q4_K, q5_K, q6_K)': {
+    ...base,
+    dim: 256,
+    nHeads: 2,
+    nKvHeads: 1,
+    ffnDim: 256,
+    bodyType: GgmlType.Q4_K,
+    headType: GgmlType.Q6_K,
+    tied: true,
+    ropeFreqs: true,
+    preset: 'Q4_K_S',
   },
   'f32, MQA (1 KV head)': {
     ...base,

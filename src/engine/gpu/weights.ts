@@ -102,6 +102,8 @@ export function auxRowBytes(aux: AuxKind, units: number): number[] {
 
 export interface GpuWeightPart {
   buffer: GPUBuffer;
+  /** GPU layout type of this part's rows (the weight's `type` unless its pieces mix types). */
+  type: GgmlType;
   /** First row of the whole weight held by this part. */
   rowStart: number;
   rows: number;
@@ -110,6 +112,9 @@ export interface GpuWeightPart {
   /** Offset and size of the aux section (binding 1; a 16-byte placeholder for types without one). */
   scalesOffset: number;
   scalesBytes: number;
+  /** Bytes per row of the quants section and of each aux array (auxRowBytes of the part's type). */
+  quantsRowBytes: number;
+  auxRows: number[];
 }
 
 /**
@@ -125,9 +130,12 @@ export function weightPartEntries(part: GpuWeightPart): GPUBindGroupEntry[] {
 
 export interface GpuWeight {
   name: string;
-  /** Type of the GPU layout (after any --quantization-encoding conversion). */
+  /**
+   * Type of the GPU layout (after any --quantization-encoding conversion): of every part, or of the
+   * first piece's where concatenated pieces mix integer layouts (see `partTypes`).
+   */
   type: GgmlType;
-  /** Type the file stored. */
+  /** Type the file stored (of the first piece). */
   sourceType: GgmlType;
   rows: number;
   cols: number;
@@ -259,15 +267,14 @@ interface UploadSlice {
 interface UploadPlan {
   weight: GpuWeight;
   slices: UploadSlice[];
-  quantsRowBytes: number;
-  /** Per-row bytes of each aux array (auxRowBytes). */
-  auxRows: number[];
 }
 
 /**
  * Checks the shapes, creates the (empty) part buffers and cuts the rows into repack slices. Rows per
  * slice are bounded by the largest per-row footprint of the source bytes, the f32 intermediate of a
- * conversion and the GPU layout, so every transient array stays ≈ SLICE_BYTES.
+ * conversion and the GPU layout, so every transient array stays ≈ SLICE_BYTES. Pieces of different
+ * integer layouts (a llama-quantize mix: q4_K q and k with a q6_K v) go into parts of their own
+ * type: a part never mixes types, and Linear runs each part with its type's kernel.
  */
 function planUpload(
   ctx: UploadContext,
@@ -279,84 +286,111 @@ function planUpload(
   if (pieces.length === 0) throw new EngineError('bad-argument', `${name}: no matrices to upload`);
   const sourceType = pieces[0].type;
   const gpuType = gpuTypeFor(sourceType, opts.encoding);
-  for (const p of pieces) {
-    if (gpuTypeFor(p.type, opts.encoding) !== gpuType) {
+  const pieceTypes = pieces.map((p) => gpuTypeFor(p.type, opts.encoding));
+  for (const [i, p] of pieces.entries()) {
+    // Only the integer layouts mix (every part then runs the integer mat-vec and its fusions).
+    const mixable =
+      GPU_LAYOUTS.get(pieceTypes[i])!.aux !== 'none' && GPU_LAYOUTS.get(gpuType)!.aux !== 'none';
+    if (pieceTypes[i] !== gpuType && !mixable) {
       throw new EngineError(
         'unsupported-model',
         `${name}: cannot concatenate ${typeName(p.type)} rows with ${typeName(sourceType)} rows; convert them to one type (--quantization-encoding float32)`,
       );
     }
   }
-  const blockSize = SUPPORTED_TYPES.get(sourceType)!.blockSize;
-  if (!Number.isInteger(cols) || cols <= 0 || cols % UNIT !== 0 || cols % blockSize !== 0) {
-    throw new EngineError(
-      'unsupported-model',
-      `${name}: ${cols} columns is not a multiple of ${Math.max(UNIT, blockSize)}; the GPU kernels need whole 32-weight units`,
-    );
-  }
   for (const p of pieces) {
+    const blockSize = SUPPORTED_TYPES.get(p.type)!.blockSize;
+    if (!Number.isInteger(cols) || cols <= 0 || cols % UNIT !== 0 || cols % blockSize !== 0) {
+      throw new EngineError(
+        'unsupported-model',
+        `${name}: ${cols} columns is not a multiple of ${Math.max(UNIT, blockSize)}; the GPU kernels need whole 32-weight units`,
+      );
+    }
     if (!Number.isInteger(p.rows) || p.rows <= 0) {
       throw new EngineError('bad-gguf', `${name}: ${p.rows} rows × ${cols} ${typeName(p.type)}: no rows`);
     }
   }
   const rows = pieces.reduce((s, p) => s + p.rows, 0);
-  const layout = GPU_LAYOUTS.get(gpuType)!;
   const units = cols / UNIT;
-  const quantsRowBytes = units * layout.qv * 16;
-  const auxRows = auxRowBytes(layout.aux, units);
-  const scalesRowBytes = auxRows.reduce((a, b) => a + b, 0);
-
   const limit = Math.min(
     opts.maxBindingSize ?? ctx.limits.maxStorageBufferBindingSize,
     ctx.limits.maxStorageBufferBindingSize,
   );
   const maxBuffer = ctx.limits.maxBufferSize;
-  const rowsPerPart = Math.min(
-    Math.floor(limit / Math.max(quantsRowBytes, scalesRowBytes)),
-    Math.floor((maxBuffer - SECTION_ALIGN - 16) / (quantsRowBytes + scalesRowBytes)),
-  );
-  if (rowsPerPart < 1) {
-    throw new EngineError(
-      'gpu-limits',
-      `${name}: one row needs ${quantsRowBytes + scalesRowBytes} bytes but a GPU binding holds ${limit}; this GPU cannot hold the tensor`,
-    );
-  }
 
-  const converting = pieces.some((p) => p.type !== gpuType);
-  const rowFootprint = Math.max(
-    quantsRowBytes + scalesRowBytes,
-    ...pieces.map((p) => fileRowBytes(p.type, cols)),
-    converting ? cols * 4 : 0,
-  );
-  const sliceRows = Math.max(1, Math.floor(SLICE_BYTES / rowFootprint));
+  // Runs of consecutive pieces with one GPU type: [first piece, end piece).
+  const runs: [number, number][] = [];
+  for (let i = 0; i < pieces.length; i++) {
+    if (i > 0 && pieceTypes[i] === pieceTypes[i - 1]) runs[runs.length - 1][1] = i + 1;
+    else runs.push([i, i + 1]);
+  }
+  const single = runs.length === 1;
   const parts: GpuWeightPart[] = [];
   const slices: UploadSlice[] = [];
-  // Walk the pieces' rows in order while filling parts.
-  let piece = 0;
-  let pieceRow = 0;
-  for (let rowStart = 0; rowStart < rows; rowStart += rowsPerPart) {
-    const partRows = Math.min(rowsPerPart, rows - rowStart);
-    const quantsBytes = partRows * quantsRowBytes;
-    const scalesOffset = Math.ceil(quantsBytes / SECTION_ALIGN) * SECTION_ALIGN;
-    const scalesBytes = Math.max(16, partRows * scalesRowBytes);
-    const buffer = ctx.device.createBuffer({
-      label: parts.length === 0 && rowsPerPart >= rows ? name : `${name}[${parts.length}]`,
-      size: scalesOffset + scalesBytes,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    const part = { buffer, rowStart, rows: partRows, quantsBytes, scalesOffset, scalesBytes };
-    parts.push(part);
-    for (let r = 0; r < partRows; ) {
-      const p = pieces[piece];
-      const n = Math.min(sliceRows, partRows - r, p.rows - pieceRow);
-      slices.push({ piece, type: p.type, pieceRow, rows: n, part, partRow: r });
-      r += n;
-      pieceRow += n;
-      if (pieceRow === p.rows) {
-        piece++;
-        pieceRow = 0;
+  let rowStart = 0;
+  for (const [first, end] of runs) {
+    const type = pieceTypes[first];
+    const layout = GPU_LAYOUTS.get(type)!;
+    const quantsRowBytes = units * layout.qv * 16;
+    const auxRows = auxRowBytes(layout.aux, units);
+    const scalesRowBytes = auxRows.reduce((a, b) => a + b, 0);
+    const rowsPerPart = Math.min(
+      Math.floor(limit / Math.max(quantsRowBytes, scalesRowBytes)),
+      Math.floor((maxBuffer - SECTION_ALIGN - 16) / (quantsRowBytes + scalesRowBytes)),
+    );
+    if (rowsPerPart < 1) {
+      throw new EngineError(
+        'gpu-limits',
+        `${name}: one row needs ${quantsRowBytes + scalesRowBytes} bytes but a GPU binding holds ${limit}; this GPU cannot hold the tensor`,
+      );
+    }
+    const runPieces = pieces.slice(first, end);
+    const converting = runPieces.some((p) => p.type !== type);
+    const rowFootprint = Math.max(
+      quantsRowBytes + scalesRowBytes,
+      ...runPieces.map((p) => fileRowBytes(p.type, cols)),
+      converting ? cols * 4 : 0,
+    );
+    const sliceRows = Math.max(1, Math.floor(SLICE_BYTES / rowFootprint));
+    const runRows = runPieces.reduce((s, p) => s + p.rows, 0);
+    // Walk the run's pieces' rows in order while filling parts.
+    let piece = first;
+    let pieceRow = 0;
+    for (let runRow = 0; runRow < runRows; runRow += rowsPerPart) {
+      const partRows = Math.min(rowsPerPart, runRows - runRow);
+      const quantsBytes = partRows * quantsRowBytes;
+      const scalesOffset = Math.ceil(quantsBytes / SECTION_ALIGN) * SECTION_ALIGN;
+      const scalesBytes = Math.max(16, partRows * scalesRowBytes);
+      const buffer = ctx.device.createBuffer({
+        label: parts.length === 0 && single && rowsPerPart >= rows ? name : `${name}[${parts.length}]`,
+        size: scalesOffset + scalesBytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      });
+      const part: GpuWeightPart = {
+        buffer,
+        type,
+        rowStart: rowStart + runRow,
+        rows: partRows,
+        quantsBytes,
+        scalesOffset,
+        scalesBytes,
+        quantsRowBytes,
+        auxRows,
+      };
+      parts.push(part);
+      for (let r = 0; r < partRows; ) {
+        const p = pieces[piece];
+        const n = Math.min(sliceRows, partRows - r, p.rows - pieceRow);
+        slices.push({ piece, type: p.type, pieceRow, rows: n, part, partRow: r });
+        r += n;
+        pieceRow += n;
+        if (pieceRow === p.rows) {
+          piece++;
+          pieceRow = 0;
+        }
       }
     }
+    rowStart += runRows;
   }
   const weight: GpuWeight = {
     name,
@@ -367,14 +401,13 @@ function planUpload(
     parts,
     bytes: parts.reduce((s, p) => s + p.buffer.size, 0),
   };
-  return { weight, slices, quantsRowBytes, auxRows };
+  return { weight, slices };
 }
 
-/** Repacks one slice's file bytes into the GPU layout and writes them into its part. */
+/** Repacks one slice's file bytes into its part's GPU layout and writes them into the part. */
 function writeSlice(device: GPUDevice, plan: UploadPlan, slice: UploadSlice, src: Uint8Array): void {
-  const { weight, quantsRowBytes, auxRows } = plan;
-  const packed = repackRows(slice.type, weight.type, src, slice.rows, weight.cols);
-  const { buffer, scalesOffset, rows } = slice.part;
+  const { buffer, scalesOffset, rows, type, quantsRowBytes, auxRows } = slice.part;
+  const packed = repackRows(slice.type, type, src, slice.rows, plan.weight.cols);
   device.queue.writeBuffer(buffer, slice.partRow * quantsRowBytes, packed.quants as Uint8Array<ArrayBuffer>);
   let arrayOffset = scalesOffset;
   for (const [k, rowBytes] of auxRows.entries()) {
@@ -385,6 +418,11 @@ function writeSlice(device: GPUDevice, plan: UploadPlan, slice: UploadSlice, src
     );
     arrayOffset += rows * rowBytes;
   }
+}
+
+/** The GPU layout types of a weight's parts, in row order, once each (more than one: a mix). */
+export function partTypes(w: GpuWeight): GgmlType[] {
+  return [...new Set(w.parts.map((p) => p.type))];
 }
 
 export function destroyWeight(w: GpuWeight): void {

@@ -16,6 +16,8 @@ function nearest(x: number): number {
   return r - x === 0.5 && (r & 1) !== 0 ? r - 1 : r;
 }
 
+const qkxAux = new Uint8Array(32); // scratch: makeQkx2Quants' trial integers
+
 /**
  * ggml's make_qkx2_quants (use_mad false): fit x ≈ scale·L − min with L in 0..nmax, weights w,
  * starting from the min/max grid and trying nstep + 1 scales (rmin + rdelta·is + nmax)/(max − min),
@@ -59,18 +61,24 @@ function makeQkx2Quants(
     const diff = scale * l + min - x[xo + i];
     bestError += w[i] * diff * diff;
   }
-  const aux = new Uint8Array(n);
+  const aux = qkxAux;
+  let sumX2 = 0;
+  for (let i = 0; i < n; i++) sumX2 += w[i] * x[xo + i] * x[xo + i];
   for (let is = 0; is <= nstep; is++) {
     iscale = fr((rmin + rdelta * is + nmax) / (max - min));
     let sumL = 0;
     let sumL2 = 0;
     let sumXL = 0;
     for (let i = 0; i < n; i++) {
-      const l = Math.max(0, Math.min(nmax, nearest(fr(iscale * (x[xo + i] - min)))));
+      const v = fr(iscale * (x[xo + i] - min));
+      let l = Math.floor(v + 0.5);
+      if (l - v === 0.5 && (l & 1) !== 0) l--;
+      l = Math.max(0, Math.min(nmax, l));
       aux[i] = l;
-      sumL += w[i] * l;
-      sumL2 += w[i] * l * l;
-      sumXL += w[i] * l * x[xo + i];
+      const wl = w[i] * l;
+      sumL += wl;
+      sumL2 += wl * l;
+      sumXL += wl * x[xo + i];
     }
     const D = sumW * sumL2 - sumL * sumL;
     if (D > 0) {
@@ -80,13 +88,13 @@ function makeQkx2Quants(
         thisMin = 0;
         thisScale = sumXL / sumL2;
       }
-      let err = 0;
-      for (let i = 0; i < n; i++) {
-        const diff = thisScale * aux[i] + thisMin - x[xo + i];
-        err += w[i] * diff * diff;
-      }
+      // Σ w·(s·l + m − x)² expanded into the sums above (ggml loops over the values again; the
+      // same quantity up to rounding, and this runs for every 32 weights of a fixture).
+      const s = thisScale;
+      const m = thisMin;
+      const err = s * s * sumL2 + 2 * s * m * sumL - 2 * s * sumXL + m * m * sumW - 2 * m * sumX + sumX2;
       if (err < bestError) {
-        L.set(aux, lo);
+        L.set(aux.subarray(0, n), lo);
         bestError = err;
         scale = thisScale;
         min = thisMin;

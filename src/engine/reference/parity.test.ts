@@ -30,6 +30,10 @@ const CASES: { file: string; prompts: string[] }[] = [
   { file: 'tiny-q8_0.gguf', prompts: ['The weather today is', 'In the beginning'] },
   { file: 'tiny-f32.gguf', prompts: ['Once upon a time', 'I believe the meaning of life is'] },
   { file: 'tiny-bf16.gguf', prompts: ['Once upon a time', 'Water boils at'] },
+  // Shaped like llama-quantize's K-quant mixes (q4_K / q5_K with q6_K, mixed QKV types).
+  { file: 'tiny-q4_k_m.gguf', prompts: ['Once upon a time', 'Hello, my name is'] },
+  { file: 'tiny-q5_k_m.gguf', prompts: ['Once upon a time', 'The quick brown fox'] },
+  { file: 'tiny-q4_k_s.gguf', prompts: ['The weather today is', 'In the beginning'] },
 ];
 
 async function loadReference(path: string) {

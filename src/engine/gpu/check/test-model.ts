@@ -7,6 +7,7 @@
  */
 import { GgmlType, GgufValueType } from '../../gguf/types';
 import { type GgufKv, type GgufTensorIn, writeGguf } from '../../gguf/writer';
+import { type KQuantPreset, kQuantTensorType } from '../../quant/mix';
 import { quantize } from '../../quant/quantize';
 import { makeRng } from './testing';
 
@@ -22,6 +23,8 @@ export interface SmallModelOptions {
   tied: boolean;
   ropeFreqs: boolean;
   seed: number;
+  /** Mix the matrices' types as llama-quantize's K-quant preset does (body/head types then unused). */
+  preset?: KQuantPreset;
 }
 
 export function makeSmallLlama(o: SmallModelOptions): Uint8Array {
@@ -35,8 +38,11 @@ export function makeSmallLlama(o: SmallModelOptions): Uint8Array {
     return a;
   };
   const tensors: GgufTensorIn[] = [];
-  const add = (name: string, dims: number[], type: GgmlType, values: Float32Array) =>
+  const add = (name: string, dims: number[], fileType: GgmlType, values: Float32Array) => {
+    const type =
+      o.preset && dims.length === 2 ? kQuantTensorType(o.preset, name, dims[0], o.nLayers, o.tied) : fileType;
     tensors.push({ name, dims, type, data: quantize(type, values) });
+  };
   const matrix = (rows: number, cols: number) => fill(rows * cols, 1.7 / Math.sqrt(cols));
   add(
     'token_embd.weight',
