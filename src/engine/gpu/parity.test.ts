@@ -341,7 +341,14 @@ describe.skipIf(!FULL)('GpuModel on real-vocab models (GPU_PARITY_FULL=1)', () =
   // Teacher-forced like src/engine/reference/parity.test.ts: fed llama.cpp's own tokens, our greedy
   // pick must equal llama.cpp's at every step that is not a near-tie (≥ 16 checked steps); random
   // fixtures hit near-ties early, so the free-running comparison alone could check only a few.
-  for (const name of ['tiny-q4_0.gguf', 'tiny-f16-tied.gguf', 'tiny-q8_0.gguf']) {
+  for (const name of [
+    'tiny-q4_0.gguf',
+    'tiny-f16-tied.gguf',
+    'tiny-q8_0.gguf',
+    'tiny-q4_k_m.gguf',
+    'tiny-q5_k_m.gguf',
+    'tiny-q4_k_s.gguf',
+  ]) {
     it(`${name}: greedy tokens vs llama.cpp (teacher-forced, ≥ 16 checked steps)`, {
       timeout: 1_800_000,
     }, async () => {
