@@ -33,7 +33,7 @@ const CASES: { file: string; prompts: string[] }[] = [
   // Shaped like llama-quantize's K-quant mixes (q4_K / q5_K with q6_K, mixed QKV types).
   { file: 'tiny-q4_k_m.gguf', prompts: ['Once upon a time', 'Hello, my name is'] },
   { file: 'tiny-q5_k_m.gguf', prompts: ['Once upon a time', 'The quick brown fox'] },
-  { file: 'tiny-q4_k_s.gguf', prompts: ['The weather today is', 'In the beginning'] },
+  { file: 'tiny-q4_k_s.gguf', prompts: ['The weather today is', 'Once upon a time'] },
 ];
 
 async function loadReference(path: string) {
