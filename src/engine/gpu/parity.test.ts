@@ -373,6 +373,64 @@ describe.skipIf(!FULL)('GpuModel on real-vocab models (GPU_PARITY_FULL=1)', () =
   }
 });
 
+// ---------------------------------------------------------------------------------------------
+// Real-vocab fixtures shaped like llama-quantize's Q4_1, Q5_0, Q5_1, IQ4_NL and IQ4_XS files (issue
+// 11) vs llama.cpp, by default: teacher-forced in ONE batched prefill (sequence k is the prompt
+// followed by llama.cpp's first k tokens; its sampled id is our argmax after llama.cpp's context k,
+// so a 24-step comparison costs one mat-mat over the head instead of 24 mat-vecs), then free-running
+// through generate(). Same near-tie rule as src/engine/reference/parity.test.ts.
+// ---------------------------------------------------------------------------------------------
+
+const N_FORCED = 24;
+/** Each fixture's first prompt in src/engine/reference/parity.test.ts. */
+const QUANT_FIXTURES: [string, string][] = [
+  ['tiny-q4_1.gguf', 'Once upon a time'],
+  ['tiny-q5_0.gguf', 'Once upon a time'],
+  ['tiny-q5_1-tied.gguf', 'The weather today is'],
+  ['tiny-iq4_nl.gguf', 'Once upon a time'],
+  ['tiny-iq4_xs.gguf', 'Once upon a time'],
+];
+
+// Opt-in for now (GPU_PARITY_FULL=1): not yet timed on this machine; see the issue 11 note.
+describe.skipIf(!FULL)(
+  'GpuModel vs llama.cpp on the 4/5-bit and IQ4 fixtures (teacher-forced + free-running)',
+  () => {
+    for (const [name, text] of QUANT_FIXTURES) {
+      it(name, { timeout: 1_800_000 }, async () => {
+        const { llamaCppGreedy, llamaCppTokenize, compareForced, compareGreedy } = await import(
+          '../testing/llamacpp'
+        );
+        const path = `fixtures/${name}`;
+        const promptTokens = [128000, ...(await llamaCppTokenize(path, text))];
+        const theirs = await llamaCppGreedy(path, promptTokens, N_FORCED);
+        const ctx = await createTestContext();
+        const { source, file, config } = await open(new Uint8Array(readFileSync(path)), path);
+        const prefixes = theirs.tokens.map((_, k) => [...promptTokens, ...theirs.tokens.slice(0, k)]);
+        const gpu = await GpuModel.load(ctx, source, file, config, {
+          maxSeqLen: 64,
+          maxBatch: N_FORCED,
+          maxTokens: prefixes.reduce((n, p) => n + p.length, 0),
+        });
+        try {
+          gpu.reset(N_FORCED, GREEDY);
+          const forced = compareForced(await gpu.step(prefixes), theirs, 16);
+          expect(forced.ok, `${name} teacher-forced: ${forced.message}`).toBe(true);
+          const free = await generate(gpu, {
+            prompts: [promptTokens],
+            maxTokens: N_FORCED,
+            sampling: GREEDY,
+            stopTokens: new Set(),
+          });
+          const cmp = compareGreedy(free.tokens[0], theirs, 1);
+          expect(cmp.ok, `${name} free-running: ${cmp.message}`).toBe(true);
+        } finally {
+          gpu.dispose();
+        }
+      });
+    }
+  },
+);
+
 // tiny-f32 has ffn 200: the GPU weight layouts need columns in whole 32-weight units.
 describe('GpuModel refuses what its layouts cannot hold', () => {
   it('tiny-f32.gguf (ffn 200) is refused with unsupported-model, naming the tensor', async () => {

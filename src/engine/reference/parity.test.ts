@@ -34,6 +34,14 @@ const CASES: { file: string; prompts: string[] }[] = [
   { file: 'tiny-q4_k_m.gguf', prompts: ['Once upon a time', 'Hello, my name is'] },
   { file: 'tiny-q5_k_m.gguf', prompts: ['Once upon a time', 'The quick brown fox'] },
   { file: 'tiny-q4_k_s.gguf', prompts: ['The weather today is', 'Once upon a time'] },
+  // Shaped like llama-quantize's Q4_1, Q5_0, Q5_1 (tied), IQ4_NL and IQ4_XS files (issue 11).
+  { file: 'tiny-q4_1.gguf', prompts: ['Once upon a time', 'The capital of France is'] },
+  { file: 'tiny-q5_0.gguf', prompts: ['Once upon a time', 'My favourite colour is'] },
+  // Prompts chosen where llama.cpp's own continuation is not stuck and has ≥ 16 non-near-tie steps
+  // (random tied/IQ4 models repeat one token after some prompts).
+  { file: 'tiny-q5_1-tied.gguf', prompts: ['The weather today is', 'In the beginning'] },
+  { file: 'tiny-iq4_nl.gguf', prompts: ['Once upon a time', 'Hello, my name is'] },
+  { file: 'tiny-iq4_xs.gguf', prompts: ['Once upon a time', 'Hello, my name is'] },
 ];
 
 async function loadReference(path: string) {
