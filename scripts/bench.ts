@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- [--model-path F | --preset 8b|3b|1b|tiny] [--all-q4_0] [--layers N]
  *                   [--prefill N] [--decode N] [--profile] [--json] [--heap-check] [--keep]
- *                   [--compare llama.cpp [--llamacpp-backend auto|vulkan|cpu]] [--cost]`
+ *                   [--compare llama.cpp [--llamacpp-backend auto|vulkan|cpu]] [--cost]
+ *                   [--max-seq-len N]`
  *
  * Load time, prefill (512 tokens) and decode (128 tokens) tok/s of the WebGPU engine, and with
  * --profile the GPU time per kernel (timestamp queries where the device has them). Presets write a
@@ -10,7 +11,9 @@
  * peaks above 256 MB. --compare llama.cpp runs llama.cpp (node-llama-cpp) on the same file with
  * the same prompt length and decode count, after ours, and reports both and ours ÷ theirs.
  * --cost counts, at the WebGPU API, what one decode token and one prefill chunk ask of the GPU
- * (src/engine/gpu/cost.ts). Output: a table, or one JSON line with --json.
+ * (src/engine/gpu/cost.ts). Always: load and repack MB/s, and the GPU memory counted at the API (the
+ * sum of live buffers: peak and parts) beside memory.ts's estimate. --max-seq-len sets the KV cache
+ * length (default: prefill + decode + 8). Output: a table, or one JSON line with --json.
  *
  * SwiftShader (no GPU) runs it for correctness only: its numbers are not GPU speed.
  */
@@ -20,8 +23,10 @@ import { join } from 'node:path';
 import { llamaConfigFromGguf } from '../src/engine/gguf/config';
 import { readGguf } from '../src/engine/gguf/reader';
 import { createGpuContext } from '../src/engine/gpu/device';
-import { type CostCounts, countingContext, scaleCounts } from '../src/engine/gpu/cost';
+import { type CostCounts, countingContext, memoryCountingContext, scaleCounts } from '../src/engine/gpu/cost';
 import { GpuModel } from '../src/engine/gpu/model';
+import { repackTotals } from '../src/engine/gpu/weights';
+import { estimateGpuMemory, memoryPart } from '../src/engine/memory';
 import { Profiler } from '../src/engine/gpu/profiler';
 import { NodeFileSource } from '../src/node/file-source';
 import { nodeGpu } from '../src/node/gpu';
@@ -42,6 +47,7 @@ interface Args {
   compare?: 'llama.cpp';
   llamacppBackend: LlamaCppBackendChoice;
   cost: boolean;
+  maxSeqLen?: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -83,6 +89,7 @@ function parseArgs(argv: string[]): Args {
         throw new Error('--llamacpp-backend is auto, vulkan or cpu');
       a.llamacppBackend = v;
     } else if (k === '--cost') a.cost = true;
+    else if (k === '--max-seq-len') a.maxSeqLen = Number(val());
     else throw new Error(`unknown option ${k}; see the header of scripts/bench.ts`);
   }
   if (a.preset && !PRESETS[a.preset])
@@ -92,6 +99,7 @@ function parseArgs(argv: string[]): Args {
     ['--prefill', a.prefill, 1],
     ['--decode', a.decode, 1],
     ['--layers', a.layers ?? 1, 1],
+    ['--max-seq-len', a.maxSeqLen ?? 2, 2],
   ] as const) {
     if (!(Number.isInteger(v) && v >= min)) throw new Error(`${name} must be an integer ≥ ${min}`);
   }
@@ -128,7 +136,8 @@ async function main() {
     // --cost: the model gets a counting device, counting only around the counted steps below.
     const counting = args.cost ? countingContext(realCtx) : null;
     if (counting) counting.counter.active = false;
-    const ctx = counting?.ctx ?? realCtx;
+    // Buffer memory is counted on every run (createBuffer only: the timed steps pay nothing for it).
+    const { ctx, memory } = memoryCountingContext(counting?.ctx ?? realCtx);
     const source = await NodeFileSource.open(path);
     const file = await readGguf(source);
     const config = llamaConfigFromGguf(file);
@@ -148,16 +157,20 @@ async function main() {
     };
     const timer = setInterval(sample, 20);
     const t0 = performance.now();
-    const maxSeqLen = Math.min(config.contextLength, args.prefill + args.decode + 8);
-    const model = await GpuModel.load(ctx, source, file, config, {
-      maxBatch: 1,
-      maxSeqLen,
-      maxTokens: Math.max(1, Math.min(512, args.prefill)),
-      onProgress: sample,
-    });
+    const maxSeqLen = args.maxSeqLen ?? Math.min(config.contextLength, args.prefill + args.decode + 8);
+    const loadOpts = { maxBatch: 1, maxSeqLen, maxTokens: Math.max(1, Math.min(512, args.prefill)) };
+    const repackBefore = { ...repackTotals };
+    const model = await GpuModel.load(ctx, source, file, config, { ...loadOpts, onProgress: sample });
     const loadMs = performance.now() - t0;
     clearInterval(timer);
     sample();
+    const tensorBytes = file.tensors.reduce((a, t) => a + t.byteLength, 0);
+    const repackBytes = repackTotals.sourceBytes - repackBefore.sourceBytes;
+    const repackMs = repackTotals.ms - repackBefore.ms;
+    // GPU memory: the live buffers after load, by part, beside the estimate (memory.ts).
+    const parts = { weights: 0, kvCache: 0, activations: 0, scratch: 0 };
+    for (const b of memory.buffers) if (!b.destroyed) parts[memoryPart(b.label)] += b.size;
+    const estimate = estimateGpuMemory(file, config, { ...loadOpts, limits: ctx.limits });
     const result: Record<string, unknown> = {
       model:
         args.modelPath ??
@@ -166,6 +179,13 @@ async function main() {
       fileBytes: source.size,
       gpuWeightBytes: model.weightBytes,
       loadMs: Math.round(loadMs),
+      loadMBPerS: +(tensorBytes / 1e6 / (loadMs / 1000)).toFixed(1),
+      repackMBPerS:
+        repackBytes > 0 && repackMs > 0 ? +(repackBytes / 1e6 / (repackMs / 1000)).toFixed(1) : null,
+      maxSeqLen,
+      peakGpuMB: +(memory.memory().peakBytes / MB).toFixed(1),
+      gpuMemoryMB: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, +(v / MB).toFixed(1)])),
+      estimatedGpuMB: +(estimate.total / MB).toFixed(1),
       peakHeapMB: +(peakHeap / MB).toFixed(1),
       peakArrayBuffersMB: +(peakArrayBuffers / MB).toFixed(1),
       peakRssMB: +(peakRss / MB).toFixed(1),
@@ -259,10 +279,11 @@ async function main() {
     if (args.json) {
       console.log(JSON.stringify(result));
     } else {
-      const nested = ['perKernelMs', 'cost', 'llamacpp', 'ratio'];
+      const nested = ['perKernelMs', 'cost', 'llamacpp', 'ratio', 'gpuMemoryMB'];
       const rows = Object.entries(result).filter(([k]) => !nested.includes(k));
       const w = Math.max(...rows.map(([k]) => k.length));
       for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
+      console.log(`${'gpuMemoryMB'.padEnd(w)}  ${JSON.stringify(result.gpuMemoryMB)}`);
       if (result.llamacpp) {
         console.log(`\nllama.cpp: ${JSON.stringify(result.llamacpp)}`);
         console.log(`ours ÷ llama.cpp: ${JSON.stringify(result.ratio)}`);

@@ -57,7 +57,10 @@ export interface LoadModelOptions {
   customKernels?: Map<string, string>;
   /** Sequences per batch, 1..64; default META_DEFAULTS.maxBatchSize (4). */
   maxBatch?: number;
-  /** Positions per sequence (KV cache length); default min(context length, 2048). See limits.ts. */
+  /**
+   * Positions per sequence (KV cache length); default on the GPU the model's own context capped by
+   * the adapter (defaultGpuMaxSeqLen in memory.ts), on the CPU min(context length, 4096) (limits.ts).
+   */
   maxSeqLen?: number;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
@@ -292,6 +295,7 @@ export class LoadedModel {
         `the tokenizer has ${tokenizer.vocabSize} tokens but the model ${config.vocabSize}; use the model's own tokenizer`,
       );
     }
+    // Checked here (before any byte is read); the GPU picks its default context with the adapter's limits.
     const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
 
     // 2. Weights, through a counting source so every backend reports progress the same way.
@@ -319,7 +323,7 @@ export class LoadedModel {
           : undefined;
         runner = await backend.GpuModel.load(gpuContext, tracked, file, config, {
           maxBatch,
-          maxSeqLen,
+          maxSeqLen: opts.maxSeqLen,
           encoding: quantizationEncoding,
           registry,
         });

@@ -8,8 +8,12 @@ import type { LlamaConfig } from './gguf/types';
 
 /** Sequences per step: the GPU's per-step sequence table and sampler dispatch are sized for this. */
 export const MAX_BATCH = 64;
-/** Default positions per sequence when the caller does not choose (the model's own if smaller). */
-export const DEFAULT_MAX_SEQ_LEN = 2048;
+/**
+ * Default positions per sequence of the CPU reference (the model's own if smaller): its f32 cache
+ * is allocated per sequence. The GPU's default is the model's own context, capped by the adapter
+ * (defaultGpuMaxSeqLen in memory.ts).
+ */
+export const CPU_DEFAULT_MAX_SEQ_LEN = 4096;
 
 export interface RunnerLimits {
   /** Sequences per step, 1..MAX_BATCH. */
@@ -18,14 +22,20 @@ export interface RunnerLimits {
   maxSeqLen: number;
 }
 
-/** Fills in the defaults and checks the ranges (bad-argument naming the value and the range). */
+/**
+ * Fills in the defaults and checks the ranges (bad-argument naming the value and the range).
+ * `defaultMaxSeqLen(maxBatch)` gives the context when the caller chose none (the backend's rule;
+ * default: the CPU reference's, min(context length, CPU_DEFAULT_MAX_SEQ_LEN)).
+ */
 export function resolveRunnerLimits(
   config: Pick<LlamaConfig, 'contextLength'>,
   opts: { maxBatch?: number; maxSeqLen?: number } = {},
+  defaultMaxSeqLen: (maxBatch: number) => number = () =>
+    Math.min(config.contextLength, CPU_DEFAULT_MAX_SEQ_LEN),
 ): RunnerLimits {
   const maxBatch = opts.maxBatch ?? META_DEFAULTS.maxBatchSize;
-  const maxSeqLen = opts.maxSeqLen ?? Math.min(config.contextLength, DEFAULT_MAX_SEQ_LEN);
   checkIntegerInRange('batch size', maxBatch, 1, MAX_BATCH);
+  const maxSeqLen = opts.maxSeqLen ?? defaultMaxSeqLen(maxBatch);
   // A prompt needs one position and generation at least one more.
   checkIntegerInRange('max sequence length', maxSeqLen, 2, Math.max(2, config.contextLength));
   return { maxBatch, maxSeqLen };

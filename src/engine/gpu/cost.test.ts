@@ -14,6 +14,7 @@ import { FEEDBACK_TOKEN } from '../generation';
 import { GpuModel } from './model';
 import { makeSmallLlama } from './check/test-model';
 import { createTestContext } from './check/testing';
+import { estimateGpuMemory, memoryPart } from '../memory';
 
 // Adds w + k to the first n values of x: one storage buffer of each category and a uniform.
 const PROBE = /* wgsl */ `
@@ -237,8 +238,27 @@ describe('GpuModel cost per step (counted at the WebGPU API)', () => {
       expect(counter.created().filter((b) => b.category === 'kv').length).toBe(2 * nLayers);
       expect(decode.bound.activations).toBeGreaterThan(0);
       expect(next).toBeGreaterThanOrEqual(0);
+
+      // memory.ts's estimate is what the load allocated, part by part (the sum of live buffers).
+      const estimate = estimateGpuMemory(file, config, {
+        maxBatch,
+        maxSeqLen,
+        maxTokens,
+        limits: ctx.limits,
+      });
+      const parts = { weights: 0, kvCache: 0, activations: 0, scratch: 0 };
+      for (const b of counter.created()) if (!b.destroyed) parts[memoryPart(b.label)] += b.size;
+      expect(parts.kvCache).toBe(estimate.kvCache);
+      expect(parts.activations).toBe(estimate.activations);
+      expect(parts.scratch).toBe(estimate.scratch);
+      // Concatenated matrices (QKV, gate+up) share one alignment pad: within 256 bytes per tensor.
+      expect(Math.abs(parts.weights - estimate.weights)).toBeLessThan(256 * file.tensors.length);
+      const { liveBytes, peakBytes } = counter.memory();
+      expect(liveBytes).toBe(parts.weights + parts.kvCache + parts.activations + parts.scratch);
+      expect(peakBytes).toBeGreaterThanOrEqual(liveBytes);
     } finally {
       model.dispose();
     }
+    expect(counter.memory().liveBytes).toBe(0);
   });
 });

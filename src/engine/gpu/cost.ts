@@ -124,7 +124,10 @@ export function scaleCounts(c: CostCounts, k: number): CostCounts {
 export interface BufferInfo {
   label: string;
   size: number;
+  usage: number;
   category: CostCategory;
+  /** Set when `destroy()` was called on it. */
+  destroyed: boolean;
 }
 
 interface BoundRange {
@@ -170,6 +173,67 @@ function writtenBytes(data: BufferSource | SharedArrayBuffer, dataOffset = 0, si
   return data.byteLength - dataOffset * element;
 }
 
+/**
+ * GPU memory as the API sees it: every buffer created (its label, size, usage) and whether it was
+ * destroyed; the sum of live sizes now and at its peak. `destroy` is shadowed by an own property
+ * that calls Dawn's on the real object.
+ */
+export class BufferMemory {
+  private liveBytes = 0;
+  private peakBytes = 0;
+  readonly buffers: BufferInfo[] = [];
+
+  track(
+    b: GPUBuffer,
+    d: GPUBufferDescriptor,
+    category: CostCategory = classifyBuffer(d.label ?? '', d.usage),
+  ) {
+    const info: BufferInfo = {
+      label: d.label ?? '',
+      size: d.size,
+      usage: d.usage,
+      category,
+      destroyed: false,
+    };
+    this.buffers.push(info);
+    this.liveBytes += d.size;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
+    const destroy = b.destroy;
+    Object.defineProperty(b, 'destroy', {
+      configurable: true,
+      value: () => {
+        if (!info.destroyed) {
+          info.destroyed = true;
+          this.liveBytes -= d.size;
+        }
+        destroy.call(b);
+      },
+    });
+    return info;
+  }
+
+  memory(): { liveBytes: number; peakBytes: number } {
+    return { liveBytes: this.liveBytes, peakBytes: this.peakBytes };
+  }
+}
+
+/**
+ * `ctx` with a device that only tracks buffer memory (BufferMemory): encoders, passes and the queue
+ * are the real objects, so a timed run through it pays for nothing but createBuffer.
+ */
+export function memoryCountingContext(ctx: GpuContext): { ctx: GpuContext; memory: BufferMemory } {
+  const memory = new BufferMemory();
+  const real = ctx.device;
+  const device = forwarding(real, {
+    createBuffer: (d: GPUBufferDescriptor) => {
+      const b = real.createBuffer(d);
+      memory.track(b, d);
+      return b;
+    },
+  });
+  return { ctx: { ...ctx, device }, memory };
+}
+
 export class CostCounter {
   /** Counting on (the wrappers always forward; while false they only describe new objects). */
   active = true;
@@ -182,6 +246,7 @@ export class CostCounter {
   private readonly pipelines = new WeakMap<GPUComputePipeline, string>();
   /** The workgroup grid of each pipeline's latest counted dispatch (e.g. the attention split count). */
   readonly lastGrid = new Map<string, [number, number, number]>();
+  private readonly bufferMemory = new BufferMemory();
 
   constructor(
     readonly real: GPUDevice,
@@ -226,9 +291,13 @@ export class CostCounter {
     return this.createdBuffers;
   }
 
+  /** GPU memory as the API sees it: the sum of live buffer sizes, now and at its peak (counting or not). */
+  memory(): { liveBytes: number; peakBytes: number } {
+    return this.bufferMemory.memory();
+  }
+
   private describeBuffer(b: GPUBuffer, d: GPUBufferDescriptor): GPUBuffer {
-    const label = d.label ?? '';
-    const info = { label, size: d.size, category: this.classify(label, d.usage) };
+    const info = this.bufferMemory.track(b, d, this.classify(d.label ?? '', d.usage));
     this.buffers.set(b, info);
     this.createdBuffers.push(info);
     if (d.usage & (MAP_READ | MAP_WRITE)) {

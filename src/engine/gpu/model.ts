@@ -19,7 +19,8 @@ import {
   type SamplingOptions,
   sequenceSeed,
 } from '../generation';
-import { checkTokenIds, resolveRunnerLimits } from '../limits';
+import { checkTokenIds } from '../limits';
+import { estimateGpuBytes, resolveGpuLimits } from '../memory';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
 import type { GgufFile, LlamaConfig, TensorInfo } from '../gguf/types';
@@ -56,7 +57,7 @@ import {
 export interface GpuLoadOptions {
   /** Largest number of sequences per step (default 4). */
   maxBatch?: number;
-  /** KV cache length per sequence (default min(contextLength, 2048)). */
+  /** KV cache length per sequence (default: the model's own, capped by the adapter: defaultGpuMaxSeqLen in memory.ts). */
   maxSeqLen?: number;
   /** Token rows per command buffer; longer prefills run in chunks (default 512). */
   maxTokens?: number;
@@ -260,7 +261,7 @@ export class GpuModel implements ModelRunner {
     config: LlamaConfig,
     opts: GpuLoadOptions = {},
   ): Promise<GpuModel> {
-    const bytes = estimateGpuBytes(file, config, opts);
+    const bytes = estimateGpuBytes(file, config, { ...opts, limits: ctx.limits });
     const model = await withGpuErrorScopes(ctx.device, 'while loading the model', bytes, () =>
       GpuModel.loadUnscoped(ctx, source, file, config, opts),
     );
@@ -277,7 +278,7 @@ export class GpuModel implements ModelRunner {
   ): Promise<GpuModel> {
     const { device, limits } = ctx;
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = config;
-    const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
+    const { maxBatch, maxSeqLen } = resolveGpuLimits(file, config, { ...opts, limits });
     const maxTokens = opts.maxTokens ?? 512;
     const maxRows = limits.maxComputeWorkgroupsPerDimension;
     if (!(Number.isInteger(maxTokens) && maxTokens >= 1 && maxTokens <= maxRows)) {
@@ -879,13 +880,5 @@ export class GpuModel implements ModelRunner {
   }
 }
 
-/** GPU bytes a model needs, roughly: weights as in the file, K and V caches, activations. */
-export function estimateGpuBytes(file: GgufFile, config: LlamaConfig, opts: GpuLoadOptions = {}): number {
-  const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, nLayers } = config;
-  const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
-  const maxTokens = opts.maxTokens ?? 512;
-  const weights = file.tensors.reduce((a, t) => a + t.byteLength, 0);
-  const kv = 2 * nLayers * kvCacheBytes(maxBatch, maxSeqLen, nKvHeads * headDim);
-  const rows = maxTokens * (3 * dim + (nHeads + 2 * nKvHeads) * headDim + nHeads * headDim + ffnDim) * 4;
-  return weights + kv + rows + 2 * maxBatch * vocabSize * 4;
-}
+/** GPU bytes of a load (memory.ts; kept here for callers that import it from the GPU backend). */
+export { estimateGpuBytes } from '../memory';
