@@ -9,7 +9,13 @@
 import { randomFillSync } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { f32ToF16 } from '../../src/engine/reference/ops';
-import { GgmlType, GgufValueType, tensorBytes } from '../../src/engine/gguf/types';
+import {
+  GgmlType,
+  GgufValueType,
+  type LlamaConfig,
+  type TensorInfo,
+  tensorBytes,
+} from '../../src/engine/gguf/types';
 
 export interface ModelShape {
   dim: number;
@@ -97,6 +103,38 @@ export function tensorList(s: ModelShape, allQ4: boolean): TensorSpec[] {
   t.push({ name: 'output_norm.weight', dims: [s.dim], type: GgmlType.F32 });
   if (!s.tied) t.push({ name: 'output.weight', dims: [s.dim, s.vocab], type: headType });
   return t;
+}
+
+/**
+ * What a preset's GGUF header says, without writing it: the tensor table (offsets 0) and the config
+ * (memory.ts estimates from these alone). `contextLength` overrides the preset's (Llama 3.2 3B/1B
+ * files declare 131,072).
+ */
+export function presetHeader(
+  name: string,
+  opts: { allQ4?: boolean; contextLength?: number } = {},
+): { file: { tensors: TensorInfo[] }; config: LlamaConfig } {
+  const s = PRESETS[name];
+  const tensors = tensorList(s, !!opts.allQ4).map((t) => {
+    const elements = t.dims.reduce((a, b) => a * b, 1);
+    return { ...t, offset: 0, elements, byteLength: tensorBytes(t.type, elements) };
+  });
+  const config: LlamaConfig = {
+    name,
+    vocabSize: s.vocab,
+    dim: s.dim,
+    nLayers: s.nLayers,
+    nHeads: s.nHeads,
+    nKvHeads: s.nKvHeads,
+    headDim: s.dim / s.nHeads,
+    ffnDim: s.ffnDim,
+    normEps: 1e-5,
+    ropeTheta: 500000,
+    contextLength: opts.contextLength ?? s.contextLength,
+    tiedEmbeddings: s.tied,
+    hasRopeFreqs: false,
+  };
+  return { file: { tensors }, config };
 }
 
 class Header {

@@ -4,38 +4,10 @@
  * WebGPU API (cost.ts), part by part, on a small model (Dawn on SwiftShader).
  */
 import { describe, expect, it } from 'vitest';
-import { PRESETS, tensorList } from '../../scripts/bench/random-model';
-import { type LlamaConfig, type TensorInfo, tensorBytes } from './gguf/types';
+import { presetHeader } from '../../scripts/bench/random-model';
 import { defaultGpuMaxSeqLen, estimateGpuMemory, MIN_DEFAULT_SEQ_LEN } from './memory';
 
-/** A header-only view of a preset: its tensor table and config (no weights). */
-function preset(
-  name: string,
-  contextLength?: number,
-): { file: { tensors: TensorInfo[] }; config: LlamaConfig } {
-  const s = PRESETS[name];
-  const tensors = tensorList(s, false).map((t) => {
-    const elements = t.dims.reduce((a, b) => a * b, 1);
-    return { ...t, offset: 0, elements, byteLength: tensorBytes(t.type, elements) };
-  });
-  const headDim = s.dim / s.nHeads;
-  const config: LlamaConfig = {
-    name,
-    vocabSize: s.vocab,
-    dim: s.dim,
-    nLayers: s.nLayers,
-    nHeads: s.nHeads,
-    nKvHeads: s.nKvHeads,
-    headDim,
-    ffnDim: s.ffnDim,
-    normEps: 1e-5,
-    ropeTheta: 500000,
-    contextLength: contextLength ?? s.contextLength,
-    tiedEmbeddings: s.tied,
-    hasRopeFreqs: false,
-  };
-  return { file: { tensors }, config };
-}
+const preset = (name: string, contextLength?: number) => presetHeader(name, { contextLength });
 
 const GiB = 1 << 30;
 const bigLimits = { maxBufferSize: 4 * GiB, maxStorageBufferBindingSize: 4 * GiB - 4 };
