@@ -169,7 +169,7 @@ async function main() {
     const repackMs = repackTotals.ms - repackBefore.ms;
     // GPU memory: the live buffers after load, by part, beside the estimate (memory.ts).
     const parts = { weights: 0, kvCache: 0, activations: 0, scratch: 0 };
-    for (const b of memory.buffers) if (!b.destroyed) parts[memoryPart(b.label)] += b.size;
+    for (const b of memory.buffers) if (!b.destroyed) parts[memoryPart(b.label, b.usage)] += b.size;
     const estimate = estimateGpuMemory(file, config, { ...loadOpts, limits: ctx.limits });
     const result: Record<string, unknown> = {
       model:

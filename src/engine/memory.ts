@@ -157,7 +157,9 @@ export function estimateGpuMemory(
     (opts.keepLogits ? 2 : 1) * buf(S * vocabSize * 4);
   // RoPE table [L, Dh/2] (cos, sin) in its own buffer and again at the head of the fusion constants
   // (with 2·layers + 1 norms); the step upload and its copies; 2 readbacks; sampler records
-  // (per sequence, per 1,024 logits: 528 bytes, sampling.ts); uniforms.
+  // (per sequence, per 1,024 logits: 528 bytes, sampling.ts); uniforms: the step's two, and about
+  // 64 bytes per mat-vec (6 per layer with the decode fusions, 2 for the head) and the embedding's,
+  // plus the mat-vecs' 1 KiB of fusion placeholders (linear.ts) — small, and approximate.
   const table = maxSeqLen * headDim * 4;
   const steps = align(512 + align(4 * T, 256) + align(8 * T, 256) + 16 * S, 256);
   const scratch =
@@ -169,7 +171,9 @@ export function estimateGpuMemory(
     buf(16 * S) +
     3 * buf(4 * S) +
     buf(S * Math.ceil(vocabSize / 1024) * 528) +
-    2 * 16;
+    2 * 16 +
+    64 * (6 * nLayers + 3) +
+    1024;
   return {
     maxBatch,
     maxSeqLen,
@@ -190,6 +194,9 @@ export function estimateGpuBytes(
   return estimateGpuMemory(file, config, opts).total;
 }
 
+/** GPUBufferUsage.UNIFORM (a literal: no WebGPU globals here). */
+const UNIFORM_USAGE = 0x40;
+
 /** Activation buffers of GpuModel.load, by label (the estimate's `activations`). */
 const ACTIVATION_LABELS = new Set([
   'x',
@@ -208,7 +215,8 @@ const ACTIVATION_LABELS = new Set([
  * Which part of GpuMemoryEstimate a buffer of GpuModel.load belongs to, by its label: the bench and
  * the tests sum the buffers they counted at the API this way and set them beside the estimate.
  */
-export function memoryPart(label: string): 'weights' | 'kvCache' | 'activations' | 'scratch' {
+export function memoryPart(label: string, usage = 0): 'weights' | 'kvCache' | 'activations' | 'scratch' {
+  if (usage & UNIFORM_USAGE) return 'scratch'; // kernel parameters, even when labelled by their layer
   if (/^blk\.\d+\.[kv]_cache$/.test(label)) return 'kvCache';
   if (/^(blk\.\d+\.|token_embd\b|output\b|output_norm\b|rope_freqs\b)/.test(label)) return 'weights';
   if (ACTIVATION_LABELS.has(label)) return 'activations';

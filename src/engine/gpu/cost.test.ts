@@ -247,10 +247,11 @@ describe('GpuModel cost per step (counted at the WebGPU API)', () => {
         limits: ctx.limits,
       });
       const parts = { weights: 0, kvCache: 0, activations: 0, scratch: 0 };
-      for (const b of counter.created()) if (!b.destroyed) parts[memoryPart(b.label)] += b.size;
+      for (const b of counter.created()) if (!b.destroyed) parts[memoryPart(b.label, b.usage)] += b.size;
       expect(parts.kvCache).toBe(estimate.kvCache);
       expect(parts.activations).toBe(estimate.activations);
-      expect(parts.scratch).toBe(estimate.scratch);
+      // Scratch counts the kernels' parameter uniforms approximately (64 bytes per mat-vec).
+      expect(Math.abs(parts.scratch - estimate.scratch)).toBeLessThanOrEqual(0.05 * estimate.scratch);
       // Concatenated matrices (QKV, gate+up) share one alignment pad: within 256 bytes per tensor.
       expect(Math.abs(parts.weights - estimate.weights)).toBeLessThan(256 * file.tensors.length);
       const { liveBytes, peakBytes } = counter.memory();
