@@ -106,7 +106,10 @@ describe('inspectModel on the fixtures', () => {
     const at = async (maxSeqLen: number, maxBatch = 1) =>
       (await describeGguf(file, 'tiny', { maxSeqLen, maxBatch })).gpu?.bytes ?? 0;
     const perPosition = 2 * 2 * 32 * 2; // K and V, 2 layers, KV dim 2 × 16, f16
-    expect((await at(256)) - (await at(128))).toBe(128 * perPosition);
+    // …and the RoPE table (Dh/2 (cos, sin) f32 pairs per position), which the GPU keeps twice: its
+    // own buffer and the decode fusions' constants (memory.ts).
+    const ropePerPosition = 2 * 16 * 4;
+    expect((await at(256)) - (await at(128))).toBe(128 * (perPosition + ropePerPosition));
     expect((await at(128, 3)) - (await at(128, 1))).toBeGreaterThanOrEqual(2 * 128 * perPosition);
     expect((await describeGguf(file, 'tiny')).gpu?.maxSeqLen).toBe(256); // the model's context
     const err = await engineError(() => describeGguf(file, 'tiny', { maxSeqLen: 257 }));
