@@ -60,5 +60,16 @@ describe('bench harness', () => {
     expect(p).toMatchObject({ tokens: prefill, chunks: 1, dispatchesPerChunk: 13, submits: 1 });
     expect(d.boundBytes.weights).toBeGreaterThanOrEqual(r.gpuWeightBytes);
     expect(d.boundBytes.kv).toBeGreaterThan(0);
+
+    // Load and memory fields: the tiny preset is q4_0, so the load repacked; the live GPU buffers
+    // by part add up to no more than the peak, and memory.ts's estimate is within 1% of them.
+    expect(r.loadMBPerS).toBeGreaterThan(0);
+    expect(r.repackMBPerS).toBeGreaterThan(0);
+    expect(r.maxSeqLen).toBe(prefill + decode + 8);
+    const parts = r.gpuMemoryMB as Record<string, number>;
+    expect(Object.keys(parts).sort()).toEqual(['activations', 'kvCache', 'scratch', 'weights']);
+    const live = Object.values(parts).reduce((a, b) => a + b, 0);
+    expect(live).toBeLessThanOrEqual(r.peakGpuMB + 0.1);
+    expect(Math.abs(r.estimatedGpuMB - live)).toBeLessThanOrEqual(0.01 * live + 0.1);
   });
 });
