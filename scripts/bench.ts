@@ -179,13 +179,13 @@ async function main() {
       fileBytes: source.size,
       gpuWeightBytes: model.weightBytes,
       loadMs: Math.round(loadMs),
-      loadMBPerS: +(tensorBytes / 1e6 / (loadMs / 1000)).toFixed(1),
+      loadMBPerS: +(tensorBytes / 1e6 / (loadMs / 1000)).toPrecision(4),
       repackMBPerS:
-        repackBytes > 0 && repackMs > 0 ? +(repackBytes / 1e6 / (repackMs / 1000)).toFixed(1) : null,
+        repackBytes > 0 && repackMs > 0 ? +(repackBytes / 1e6 / (repackMs / 1000)).toPrecision(4) : null,
       maxSeqLen,
-      peakGpuMB: +(memory.memory().peakBytes / MB).toFixed(1),
-      gpuMemoryMB: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, +(v / MB).toFixed(1)])),
-      estimatedGpuMB: +(estimate.total / MB).toFixed(1),
+      peakGpuBytes: memory.memory().peakBytes,
+      gpuMemoryBytes: parts,
+      estimatedGpuBytes: estimate.total,
       peakHeapMB: +(peakHeap / MB).toFixed(1),
       peakArrayBuffersMB: +(peakArrayBuffers / MB).toFixed(1),
       peakRssMB: +(peakRss / MB).toFixed(1),
@@ -279,11 +279,11 @@ async function main() {
     if (args.json) {
       console.log(JSON.stringify(result));
     } else {
-      const nested = ['perKernelMs', 'cost', 'llamacpp', 'ratio', 'gpuMemoryMB'];
+      const nested = ['perKernelMs', 'cost', 'llamacpp', 'ratio', 'gpuMemoryBytes'];
       const rows = Object.entries(result).filter(([k]) => !nested.includes(k));
       const w = Math.max(...rows.map(([k]) => k.length));
       for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
-      console.log(`${'gpuMemoryMB'.padEnd(w)}  ${JSON.stringify(result.gpuMemoryMB)}`);
+      console.log(`${'gpuMemoryBytes'.padEnd(w)}  ${JSON.stringify(result.gpuMemoryBytes)}`);
       if (result.llamacpp) {
         console.log(`\nllama.cpp: ${JSON.stringify(result.llamacpp)}`);
         console.log(`ours ÷ llama.cpp: ${JSON.stringify(result.ratio)}`);

@@ -66,10 +66,10 @@ describe('bench harness', () => {
     expect(r.loadMBPerS).toBeGreaterThan(0);
     expect(r.repackMBPerS).toBeGreaterThan(0);
     expect(r.maxSeqLen).toBe(prefill + decode + 8);
-    const parts = r.gpuMemoryMB as Record<string, number>;
+    const parts = r.gpuMemoryBytes as Record<string, number>;
     expect(Object.keys(parts).sort()).toEqual(['activations', 'kvCache', 'scratch', 'weights']);
     const live = Object.values(parts).reduce((a, b) => a + b, 0);
-    expect(live).toBeLessThanOrEqual(r.peakGpuMB + 0.1);
-    expect(Math.abs(r.estimatedGpuMB - live)).toBeLessThanOrEqual(0.01 * live + 0.1);
+    expect(live).toBeLessThanOrEqual(r.peakGpuBytes);
+    expect(Math.abs(r.estimatedGpuBytes - live)).toBeLessThanOrEqual(0.01 * live);
   });
 });
