@@ -84,13 +84,14 @@ const MODELS: Record<string, SmallModelOptions> = {
     tied: false,
     ropeFreqs: false,
   },
-  // Q4_K_S's q5_K attn_v in every layer, tied (token_embd is the q6_K head) like Llama 3.2.
-  'Q4_K_S mix, tied (q4_K, q5_K, q6_K)': {
+  // Q4_K_S's q5_K attn_v in every layer, tied (token_embd is the q6_K head) like Llama 3.2; ffn
+  // 288 is not whole 256-blocks, so ffn_down falls back to q5_0 as llama-quantize does.
+  'Q4_K_S mix, tied (q4_K, q5_K, q6_K, q5_0)': {
     ...base,
     dim: 256,
     nHeads: 2,
     nKvHeads: 1,
-    ffnDim: 256,
+    ffnDim: 288,
     bodyType: GgmlType.Q4_K,
     headType: GgmlType.Q6_K,
     tied: true,
