@@ -12,6 +12,7 @@ import { readGguf } from '../engine/gguf';
 import { escapeControls, safeText } from '../engine/safe-text';
 import { Llama3Tokenizer } from '../engine/tokenizer';
 import { readCustomOps } from '../node/custom-ops';
+import { fileSelfCheckStore, selfCheckFile } from '../node/self-check-store';
 import { type DownloadProgress, ensureDefaultModel, formatBytes, formatDuration } from '../node/download';
 import { nodeGpu } from '../node/gpu';
 import { loadTokenizerFile } from '../node/tokenizer-file';
@@ -191,6 +192,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
       quantizationEncoding: cmd.quantizationEncoding,
       tokenizer,
       customKernels,
+      kernelSelfCheck: fileSelfCheckStore(selfCheckFile(io.env)),
       maxBatch: cmd.batchSize,
       maxSeqLen: cmd.maxSeqLen,
       signal,

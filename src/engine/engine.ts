@@ -55,6 +55,14 @@ export interface LoadModelOptions {
   tokenizer?: Llama3Tokenizer;
   /** Kernel name → WGSL replacing the built-in kernel (GPU only; checked by the kernel registry). */
   customKernels?: Map<string, string>;
+  /**
+   * GPU: before the weights upload, the quick self-checks of the kernels this model uses run on
+   * the adapter against the CPU reference (gpu/check/self-check.ts); a wrong kernel fails the load
+   * with EngineError('kernel-rejected'). Passes are remembered per adapter and kernel source in
+   * this store (default: this process's memory; the worker keeps them in IndexedDB, the CLI in a
+   * file). `false` skips the checks (tests that check the kernels themselves).
+   */
+  kernelSelfCheck?: import('./gpu/check/self-check').SelfCheckStore | false;
   /** Sequences per batch, 1..64; default META_DEFAULTS.maxBatchSize (4). */
   maxBatch?: number;
   /**
@@ -228,17 +236,23 @@ interface GpuBackend {
     device: GPUDevice,
     custom: Map<string, string>,
   ): Promise<import('./gpu/check/registry').KernelRegistry>;
+  selfCheckModel: typeof import('./gpu/check/self-check').selfCheckModel;
 }
 
 /** The GPU backend is loaded on demand so CPU-only hosts never pull in the WebGPU code. */
 async function importGpuBackend(): Promise<GpuBackend> {
-  const [{ GpuModel }, { registryWithCustomOps }] = await Promise.all([
+  const [{ GpuModel }, { registryWithCustomOps }, { selfCheckModel }] = await Promise.all([
     import('./gpu/model'),
     import('./gpu/custom-ops'),
+    import('./gpu/check/self-check'),
   ]);
   // Each custom kernel compiles and passes the built-in's self-check against the CPU reference on
   // random inputs; an unknown name or a wrong kernel is EngineError('kernel-rejected').
-  return { GpuModel, registryWith: (device, custom) => registryWithCustomOps({ device }, custom) };
+  return {
+    GpuModel,
+    registryWith: (device, custom) => registryWithCustomOps({ device }, custom),
+    selfCheckModel,
+  };
 }
 
 export class LoadedModel {
@@ -318,9 +332,14 @@ export class LoadedModel {
         gpuContext = ownedGpu;
       }
       try {
-        const registry = opts.customKernels?.size
-          ? await backend.registryWith(gpuContext.device, opts.customKernels)
-          : undefined;
+        const registry = await backend.registryWith(gpuContext.device, opts.customKernels ?? new Map());
+        if (opts.kernelSelfCheck !== false) {
+          await backend.selfCheckModel(gpuContext, registry, file, {
+            encoding: quantizationEncoding,
+            store: opts.kernelSelfCheck,
+            shape: { ...config, maxSeqLen },
+          });
+        }
         runner = await backend.GpuModel.load(gpuContext, tracked, file, config, {
           maxBatch,
           maxSeqLen: opts.maxSeqLen,

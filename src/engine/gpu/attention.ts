@@ -6,7 +6,7 @@
  */
 import attentionSource from '../../../shaders/attention.wgsl?raw';
 import * as ref from '../reference/ops';
-import type { CheckResult, KernelSpec } from './check/registry';
+import type { CheckResult, KernelSpec, ModelShape } from './check/registry';
 import {
   createStorage,
   createUniform,
@@ -21,7 +21,7 @@ import {
   runCases,
 } from './check/testing';
 import { encodeF16Pairs, randomSlots } from './kv-cache';
-import { computePipeline, shaderModule } from './pipelines';
+import { cachedPipeline, shaderModule } from './pipelines';
 
 /** Floats per (token, head, split) of the decode_split output: o[HEAD_DIM], m, l. */
 export const partialStride = (headDim: number) => headDim + 2;
@@ -103,14 +103,14 @@ async function runAttentionCase(
   ];
   const made = [...inputs, outBuf];
   if (splitLen === 0) {
-    const pipeline = computePipeline(device, module, 'prefill', constants, 'attention.prefill');
+    const pipeline = cachedPipeline(device, module, 'prefill', constants, 'attention.prefill');
     await dispatch(device, pipeline, [...inputs, outBuf], [columns, n + 1]);
   } else {
     const partial = createStorage(device, (n + 1) * H * nSplits * partialStride(Dh) * 4, 'partial');
     poison(device, partial);
     made.push(partial);
-    const split = computePipeline(device, module, 'decode_split', constants, 'attention.split');
-    const reduce = computePipeline(device, module, 'decode_reduce', constants, 'attention.reduce');
+    const split = cachedPipeline(device, module, 'decode_split', constants, 'attention.split');
+    const reduce = cachedPipeline(device, module, 'decode_reduce', constants, 'attention.reduce');
     await dispatch(device, split, [...inputs, partial], [nSplits, columns, n + 1]);
     await dispatch(device, reduce, [params, partial, outBuf], [H, n + 1]);
   }
@@ -161,6 +161,28 @@ export const ATTENTION_CASES: readonly AttentionCase[] = [
   { n: 5, H: 2, Hkv: 2, Dh: 34, maxSeq: 40, batch: 3, splitLen: 0, qScale: 2 },
 ];
 
+/**
+ * The load-time check: the first case above (prefill, GQA 2, three tiles, the Llama 3 head dim) and
+ * one decode (GQA 8, five splits and a one-position sequence): the three entry points, 3 pipelines.
+ */
+export const ATTENTION_QUICK_CASES: readonly AttentionCase[] = [
+  ATTENTION_CASES[0],
+  lensCase([65, 1], { H: 8, Hkv: 1, Dh: 128, splitLen: 17, qScale: 3 }),
+];
+
+/**
+ * The load-time cases at a model's shapes (its pipelines): a prefill over two tiles and a decode
+ * over several splits, each beside a one-position sequence.
+ */
+export function attentionQuickCasesFor(shape: ModelShape): AttentionCase[] {
+  const at = (len: number) => Math.min(len, shape.maxSeqLen);
+  const common = { H: shape.nHeads, Hkv: shape.nKvHeads, Dh: shape.headDim, maxSeq: shape.maxSeqLen };
+  return [
+    { ...common, n: 2, lens: [at(70), 1], batch: 2, splitLen: 0, qScale: 3 },
+    { ...common, n: 2, lens: [at(65), 1], batch: 2, splitLen: 17, qScale: 3 },
+  ];
+}
+
 export function checkAttentionCases(
   device: GPUDevice,
   source: string,
@@ -182,4 +204,11 @@ export const attentionSpec: KernelSpec = {
   name: 'attention',
   source: attentionSource,
   check: (device, source) => checkAttentionCases(device, source, ATTENTION_CASES, 0x5eed03 ^ Date.now()),
+  quickCheck: (device, source, shape?: ModelShape) =>
+    checkAttentionCases(
+      device,
+      source,
+      shape ? attentionQuickCasesFor(shape) : ATTENTION_QUICK_CASES,
+      0x5eed03 ^ Date.now(),
+    ),
 };

@@ -213,6 +213,11 @@ export const EMBEDDING_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) =
   name: embeddingKernelName(type),
   source: `${decoderSource(type)}\n${body}`,
   check: (device, source) => checkEmbedding(device, source, type),
+  // One pipeline for every case (no override constants): repeated and unordered ids.
+  quickCheck: (device, source) =>
+    checkEmbedding(device, source, type, [
+      { rows: 17, cols: type === GgmlType.Q6_K ? 512 : 96, tokens: [16, 3, 3, 0, 9, 16], nTokens: 6 },
+    ]),
 }));
 
 export function registerEmbeddingKernels(registry: KernelRegistry): void {

@@ -14,14 +14,16 @@
  * checks. Pipelines and modules: pipelines.ts. Binding contracts: each .wgsl header and
  * docs/kernels.md.
  */
+import type { GgufFile } from '../gguf/types';
 import { attentionSpec } from './attention';
 import type { KernelRegistry, KernelSpec } from './check/registry';
-import { registerEmbeddingKernels } from './embedding';
+import { embeddingKernelName, registerEmbeddingKernels } from './embedding';
 import { elementwiseSpec } from './elementwise';
-import { registerLinearKernels } from './linear';
+import { linearKernelName, registerLinearKernels } from './linear';
 import { rmsnormSpec } from './rmsnorm';
 import { ropeSpec } from './rope';
 import { samplingSpec } from './sampling';
+import { gpuTypeFor, type WeightEncoding } from './weights';
 
 /** The kernels that do not depend on a weight type. */
 export const CORE_KERNELS: readonly KernelSpec[] = [
@@ -39,4 +41,24 @@ export function registerAllKernels(registry: KernelRegistry): KernelRegistry {
   if (!have.has('linear_q4_0')) registerLinearKernels(registry);
   if (!have.has('embedding_q4_0')) registerEmbeddingKernels(registry);
   return registry;
+}
+
+/**
+ * The registry names of the kernels a model runs: the core kernels, `embedding_<type>` of
+ * token_embd and `linear_<type>` of every other matrix (and of token_embd when the head is tied),
+ * each type as uploaded under `encoding`.
+ */
+export function modelKernelNames(file: GgufFile, encoding?: WeightEncoding): string[] {
+  const names = new Set(CORE_KERNELS.map((k) => k.name));
+  const tied = !file.tensors.some((t) => t.name === 'output.weight');
+  for (const t of file.tensors) {
+    if (t.dims.length < 2 || t.dims[1] === 1) continue; // norms, rope_freqs
+    const type = gpuTypeFor(t.type, encoding);
+    if (t.name === 'token_embd.weight') {
+      names.add(embeddingKernelName(type));
+      if (!tied) continue;
+    }
+    names.add(linearKernelName(type));
+  }
+  return [...names];
 }

@@ -42,7 +42,7 @@ import {
   silu,
 } from '../reference/ops';
 import type { GpuContext } from './device';
-import type { CheckResult, KernelRegistry, KernelSpec } from './check/registry';
+import type { CheckResult, KernelRegistry, KernelSpec, ModelShape } from './check/registry';
 import {
   createStorage,
   createUniform,
@@ -872,6 +872,33 @@ function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
   ];
 }
 
+/**
+ * The load-time check: one column count (so the mat-vec cases share one pipeline), the default
+ * mat-vec path (several tokens, accumulate), the tiled mat-mat (swiglu) and, for the integer
+ * types, the decode fusion (RMSNorm + RoPE + KV store). Two or three pipelines; the mat-mat one is
+ * the model's own (pipelines.ts caches it per module).
+ */
+function quickCasesFor(type: GgmlType, modelDim?: number): LinearCase[] {
+  const unit = type === GgmlType.Q6_K ? 256 : 32;
+  // At the model's dim the mat-vec pipeline is the one of its qkv, gate_up and head.
+  const cols = modelDim && modelDim % unit === 0 ? modelDim : type === GgmlType.Q6_K ? 256 : 96;
+  return [
+    { rows: 17, cols, tokens: 3, epilogue: 'accumulate' },
+    { rows: 66, cols, tokens: 17, epilogue: 'swiglu' },
+    ...(usesIntegerDot(type)
+      ? [
+          {
+            rows: 64,
+            cols,
+            tokens: 3,
+            epilogue: 'store' as const,
+            fusion: { norm: true, rope: { heads: 2, kvHeads: 1, headDim: 16, maxSeq: 9, batch: 2 } },
+          },
+        ]
+      : []),
+  ];
+}
+
 function describeCase(type: GgmlType, c: LinearCase, subgroups: boolean): string {
   const sg = subgroups && !usesIntegerDot(type);
   const path = c.path ?? (c.tokens > MATVEC_MAX_TOKENS ? 'matmul' : sg ? 'matvec_sg' : 'matvec');
@@ -919,6 +946,8 @@ export const LINEAR_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) => (
   name: linearKernelName(type),
   source: linearSource(type),
   check: (device, source) => checkLinear(device, source, type),
+  quickCheck: (device, source, shape?: ModelShape) =>
+    checkLinear(device, source, type, quickCasesFor(type, shape?.dim)),
 }));
 
 export function registerLinearKernels(registry: KernelRegistry): void {

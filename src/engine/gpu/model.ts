@@ -34,6 +34,7 @@ import { attentionConstants, attentionGroupColumns, partialStride } from './atte
 import { EmbeddingLookup } from './embedding';
 import { registerAllKernels } from './kernels';
 import { kvCacheBytes } from './kv-cache';
+import { cachedPipeline } from './pipelines';
 import { Linear, MATVEC_MAX_TOKENS, type MatvecFusion, usesIntegerDot } from './linear';
 import { ropeTable } from './rope';
 import { UncapturedErrors, withGpuErrorScopes } from './errors';
@@ -370,12 +371,9 @@ export class GpuModel implements ModelRunner {
 
     // Pipelines: one per (kernel, entry point), shared by all layers.
     const customKernels = registry.names().filter((n) => registry.source(n) !== registry.spec(n).source);
+    // Cached (pipelines.ts): the load-time self-check compiled these very pipelines already.
     const pipeline = (name: string, entryPoint: string, constants: Record<string, number>) =>
-      device.createComputePipeline({
-        label: `${name}.${entryPoint}`,
-        layout: 'auto',
-        compute: { module: registry.module(device, name), entryPoint, constants },
-      });
+      cachedPipeline(device, registry.module(device, name), entryPoint, constants, `${name}.${entryPoint}`);
     const attnConsts = attentionConstants(nHeads, nKvHeads, headDim, maxSeqLen);
     const pRmsnorm = pipeline('rmsnorm', 'main', { DIM: dim, EPS: normEps });
     const pRope = pipeline('rope', 'main', {

@@ -3,7 +3,8 @@
  * once per (device, WGSL source): the registry's kernels, a checked custom source and the subgroup
  * variant of a linear kernel all come through `shaderModule`, so the same text is never compiled
  * twice on one device. A pipeline is cached per (module, layout, entry point, override constants):
- * the 32 layers of a model share theirs. On SwiftShader each pipeline costs 0.3–1 s, which is why
+ * the 32 layers of a model share theirs, and the load-time self-check, run at the model's shapes,
+ * compiles the model's own pipelines. On SwiftShader each pipeline costs 0.3–50 s, which is why
  * both caches exist.
  */
 
@@ -57,18 +58,4 @@ export function cachedPipeline(
     perLayout.set(key, p);
   }
   return p;
-}
-
-/**
- * An uncached compute pipeline with the 'auto' layout: the self-checks make one per case, each
- * with its own shapes, so caching would only keep them alive.
- */
-export function computePipeline(
-  device: GPUDevice,
-  module: GPUShaderModule,
-  entryPoint: string,
-  constants: Record<string, number>,
-  label: string,
-): GPUComputePipeline {
-  return device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint, constants }, label });
 }

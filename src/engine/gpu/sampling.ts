@@ -10,7 +10,8 @@
 import samplingSource from '../../../shaders/sampling.wgsl?raw';
 import { EngineError } from '../errors';
 import { sampleToken } from '../sampling/sampler';
-import type { CheckResult, KernelSpec } from './check/registry';
+import type { CheckResult, KernelSpec, ModelShape } from './check/registry';
+import { cachedPipeline, shaderModule } from './pipelines';
 import { createStorage, createUniform, makeRng, poison, readU32, runCases } from './check/testing';
 
 /**
@@ -52,11 +53,7 @@ export function samplingPipelines(
   vocab: number,
 ): SamplingPipelines {
   const make = (entryPoint: string) =>
-    device.createComputePipeline({
-      label: `sampling.${entryPoint}`,
-      layout: 'auto',
-      compute: { module, entryPoint, constants: { VOCAB: vocab } },
-    });
+    cachedPipeline(device, module, entryPoint, { VOCAB: vocab }, `sampling.${entryPoint}`);
   return { partials: make('partials'), pick: make('pick'), vocab };
 }
 
@@ -187,7 +184,7 @@ export async function checkSamplingCases(
   cases: readonly SamplingCase[],
   seed: number,
 ): Promise<CheckResult> {
-  const module = device.createShaderModule({ code: source, label: 'check:sampling' });
+  const module = shaderModule(device, source, 'check:sampling');
   const rng = makeRng(seed);
   const pipelines = new Map<number, SamplingPipelines>();
   return runCases(
@@ -229,14 +226,16 @@ export async function checkSamplingCases(
 
 const EDGES = [0, LAST_DRAW];
 
-/** Small cases for the load-time check on the user's adapter (both passes, fast path and fallback). */
+/**
+ * The load-time check on the user's adapter: one vocabulary (each is 2 pipelines to compile) of
+ * three groups, the last one short; greedy, the top-k/top-p fast path, the exact fallback (equal
+ * logits: a nucleus past the 64 candidates) and a NaN logit.
+ */
 export const SAMPLING_QUICK_CASES: readonly SamplingCase[] = [
-  { vocab: 7, seqs: 2, temperature: 0, topK: 0, topP: 1, scale: 2 },
-  { vocab: 1000, seqs: 3, temperature: 0.6, topK: 0, topP: 0.9, scale: 4, draws: EDGES },
+  { vocab: 2100, seqs: 2, temperature: 0, topK: 0, topP: 1, scale: 2 },
   { vocab: 2100, seqs: 3, temperature: 0.8, topK: 40, topP: 0.9, scale: 4, draws: EDGES },
-  // Equal logits: a nucleus of 901 tokens, past the 64 candidates: the exact fallback.
-  { vocab: 1000, seqs: 3, temperature: 0.6, topK: 0, topP: 0.9, scale: 0, draws: EDGES },
-  { vocab: 300, seqs: 1, temperature: 0.6, topK: 0, topP: 0.9, scale: 4, poison: Number.NaN },
+  { vocab: 2100, seqs: 3, temperature: 0.6, topK: 0, topP: 0.9, scale: 0, draws: EDGES },
+  { vocab: 2100, seqs: 1, temperature: 0.6, topK: 0, topP: 0.9, scale: 4, poison: Number.NaN },
 ];
 
 /**
@@ -277,6 +276,15 @@ export const samplingSpec: KernelSpec = {
   name: 'sampling',
   source: samplingSource,
   check: (device, source) => checkSamplingCases(device, source, SAMPLING_CASES, 0x5eed04 ^ Date.now()),
-  quickCheck: (device, source) =>
-    checkSamplingCases(device, source, SAMPLING_QUICK_CASES, 0x5eed04 ^ Date.now()),
+  quickCheck: (device, source, shape?: ModelShape) =>
+    checkSamplingCases(
+      device,
+      source,
+      // At the model's vocabulary (seconds per dispatch on SwiftShader at 128256): both passes,
+      // the fast path and the exact fallback.
+      shape
+        ? SAMPLING_QUICK_CASES.slice(1, 3).map((c) => ({ ...c, vocab: shape.vocabSize }))
+        : SAMPLING_QUICK_CASES,
+      0x5eed04 ^ Date.now(),
+    ),
 };

@@ -15,6 +15,22 @@ export interface CheckResult {
   detail: string;
 }
 
+/**
+ * The shapes of the model being loaded. A quick check given them uses the model's own override
+ * constants, so the pipelines it compiles are the ones the model runs (pipelines.ts caches them):
+ * the check tests the code this model will use and adds almost no compile time at load.
+ */
+export interface ModelShape {
+  dim: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  normEps: number;
+  vocabSize: number;
+  /** KV positions per sequence (the runner's maxSeqLen). */
+  maxSeqLen: number;
+}
+
 export interface KernelSpec {
   /** Registry name, e.g. "rmsnorm", "matvec_q4_0". A custom op file is `<name>.wgsl`. */
   name: string;
@@ -26,7 +42,7 @@ export interface KernelSpec {
    * A few small cases of `check` (well under a second), run once per adapter and app version at
    * load (src/engine/gpu/check/self-check.ts); `check` itself when absent.
    */
-  quickCheck?(device: GPUDevice, source: string): Promise<CheckResult>;
+  quickCheck?(device: GPUDevice, source: string, shape?: ModelShape): Promise<CheckResult>;
 }
 
 export class KernelRegistry {

@@ -1,8 +1,16 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { LoadedModel } from '../../engine';
 import { EngineError } from '../../errors';
+import { readGguf } from '../../gguf';
+import { GgmlType } from '../../gguf/types';
+import { MemorySource } from '../../source';
 import { elementwiseSpec } from '../elementwise';
+import { modelKernelNames, registerAllKernels } from '../kernels';
 import { type KernelSpec, KernelRegistry } from './registry';
-import { SelfCheckCache, selfCheckKernels } from './self-check';
+import { SelfCheckCache, selfCheckKernels, selfCheckModel } from './self-check';
+import { makeSmallLlama } from './test-model';
 import { createTestContext } from './testing';
 
 /** The gather kernel (small, fast to compile), counting how often its check runs. */
@@ -69,4 +77,98 @@ describe('load-time kernel self-checks (SwiftShader)', () => {
       expect(runs()).toBe(attempt);
     }
   });
+});
+
+const MINUTES = 60_000;
+
+describe('the load-time self-check of a model (SwiftShader)', () => {
+  it(
+    'checks the kernels the model uses once, then takes them from the cache',
+    async () => {
+      const ctx = await createTestContext();
+      const bytes = makeSmallLlama({
+        vocab: 200,
+        dim: 64,
+        nLayers: 1,
+        nHeads: 4,
+        nKvHeads: 2,
+        ffnDim: 96,
+        bodyType: GgmlType.Q4_0,
+        headType: GgmlType.Q8_0,
+        tied: false,
+        ropeFreqs: false,
+        seed: 5,
+      });
+      const file = await readGguf(new MemorySource(bytes));
+      const expected = [
+        'rmsnorm',
+        'rope',
+        'attention',
+        'sampling',
+        'elementwise',
+        'embedding_q4_0',
+        'linear_q4_0',
+        'linear_q8_0',
+      ];
+      expect(modelKernelNames(file).sort()).toEqual([...expected].sort());
+      // Under --quantization-encoding float32 every matrix is f32.
+      expect(modelKernelNames(file, 'float32')).toEqual(
+        expect.arrayContaining(['embedding_f32', 'linear_f32']),
+      );
+      expect(modelKernelNames(file, 'float32')).not.toContain('linear_q4_0');
+      const registry = registerAllKernels(new KernelRegistry());
+      const store = new SelfCheckCache();
+      // At the model's shapes, as LoadedModel.load runs it (small pipelines: quick to compile).
+      const shape = {
+        dim: 64,
+        nHeads: 4,
+        nKvHeads: 2,
+        headDim: 16,
+        normEps: 1e-5,
+        vocabSize: 200,
+        maxSeqLen: 80,
+      };
+      const first = await selfCheckModel(ctx, registry, file, { store, shape });
+      expect(first.ran.sort()).toEqual([...expected].sort());
+      expect(first.cached).toEqual([]);
+      const second = await selfCheckModel(ctx, registry, file, { store, shape });
+      expect(second.ran).toEqual([]);
+      expect(second.cached.sort()).toEqual([...expected].sort());
+    },
+    10 * MINUTES,
+  );
+
+  it(
+    'a kernel this GPU computes wrongly fails LoadedModel.load before any weight is read',
+    async () => {
+      const ctx = await createTestContext();
+      // A "driver" that miscompiles RMSNorm (the mean square halved): the shader text the GPU gets differs from
+      // the registry's, as a compiler bug would make it behave.
+      const real = ctx.device;
+      const miscompiling = new Proxy(real, {
+        get(target, prop) {
+          if (prop === 'createShaderModule') {
+            return (d: GPUShaderModuleDescriptor) =>
+              target.createShaderModule({ ...d, code: d.code.replace('f32(DIM) + EPS', '2.0 * f32(DIM) + EPS') });
+          }
+          const v = Reflect.get(target, prop, target);
+          return typeof v === 'function' ? v.bind(target) : v;
+        },
+      });
+      const fixture = readFileSync(join(__dirname, '../../../../fixtures/tiny-q4_0.gguf'));
+      const phases = new Set<string>();
+      const err = await LoadedModel.load(new MemorySource(fixture, 'tiny-q4_0.gguf'), {
+        device: 'gpu',
+        gpuContext: { ...ctx, device: miscompiling },
+        kernelSelfCheck: new SelfCheckCache(),
+        onProgress: (p) => phases.add(p.phase),
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EngineError);
+      expect((err as EngineError).code).toBe('kernel-rejected');
+      expect((err as EngineError).message).toMatch(/kernel rmsnorm gives wrong results on this GPU \(.+\)/);
+      expect((err as EngineError).message).toMatch(/--device cpu/);
+      expect(phases.has('weights')).toBe(false);
+    },
+    10 * MINUTES,
+  );
 });

@@ -1,14 +1,24 @@
 /**
  * Load-time self-checks on the user's own adapter: a driver, compiler or subgroup-size difference
  * that breaks a kernel becomes a clear EngineError('kernel-rejected') naming the kernel and the
- * adapter, instead of wrong text. Each kernel's quick cases (`KernelSpec.quickCheck`, else `check`)
- * run once per adapter, app version and kernel source; passes are remembered in a small injectable
- * store (in-memory by default; the browser can persist through IndexedDB, Node through a file).
+ * adapter, instead of wrong text. `selfCheckModel` runs the quick cases (`KernelSpec.quickCheck`,
+ * else `check`) of the kernels one model uses, once per adapter, check version and kernel source;
+ * passes are remembered in a small injectable store (this process's memory by default; the worker
+ * persists it in IndexedDB, the Node hosts in a JSON file under the cache dir).
  * Engine code: no Node built-ins, no DOM.
  */
 import { EngineError } from '../../errors';
+import type { GgufFile } from '../../gguf/types';
 import type { GpuContext } from '../device';
-import type { KernelRegistry } from './registry';
+import { modelKernelNames } from '../kernels';
+import type { WeightEncoding } from '../weights';
+import type { KernelRegistry, ModelShape } from './registry';
+
+/**
+ * Part of every key: bump it when the check cases or the CPU reference change, so adapters that
+ * passed the old checks run the new ones. (The kernel sources are hashed into the key already.)
+ */
+export const SELF_CHECK_VERSION = 'checks-1';
 
 /** Where passes are remembered: key → true. Failures are never stored (a fix must re-check). */
 export interface SelfCheckStore {
@@ -42,6 +52,9 @@ export class SelfCheckCache implements SelfCheckStore {
     await this.persist?.save([...this.passed]).catch(() => {});
   }
 }
+
+/** Passes remembered by this process (the default store of `selfCheckModel`). */
+export const processSelfCheckCache = new SelfCheckCache();
 
 /** FNV-1a of a string, hex: a changed kernel source gets a new key. */
 function hash(text: string): string {
@@ -85,7 +98,7 @@ export async function selfCheckKernels(
   ctx: Pick<GpuContext, 'device' | 'adapterInfo'>,
   registry: KernelRegistry,
   names: readonly string[],
-  opts: { appVersion: string; store: SelfCheckStore },
+  opts: { appVersion: string; store: SelfCheckStore; shape?: ModelShape },
 ): Promise<SelfCheckReport> {
   const report: SelfCheckReport = { ran: [], cached: [] };
   for (const name of names) {
@@ -98,7 +111,8 @@ export async function selfCheckKernels(
     }
     const { device } = ctx;
     device.pushErrorScope('validation');
-    const outcome = await (spec.quickCheck ?? spec.check).call(spec, device, source).then(
+    const quick = spec.quickCheck ? spec.quickCheck(device, source, opts.shape) : spec.check(device, source);
+    const outcome = await quick.then(
       (result) => ({ result }),
       (error: unknown) => ({ error }),
     );
@@ -132,4 +146,25 @@ export async function selfCheckKernels(
     await opts.store.add(key);
   }
   return report;
+}
+
+/**
+ * The load-time check of one model: the quick checks of the kernels it uses (its weight types
+ * after `encoding`, RMSNorm, RoPE, attention, sampling, gather). Custom kernels are left out: they
+ * passed their full check on this device when they were installed (KernelRegistry.override).
+ */
+export function selfCheckModel(
+  ctx: Pick<GpuContext, 'device' | 'adapterInfo'>,
+  registry: KernelRegistry,
+  file: GgufFile,
+  opts: { encoding?: WeightEncoding; store?: SelfCheckStore; shape?: ModelShape } = {},
+): Promise<SelfCheckReport> {
+  const names = modelKernelNames(file, opts.encoding).filter(
+    (n) => registry.source(n) === registry.spec(n).source,
+  );
+  return selfCheckKernels(ctx, registry, names, {
+    appVersion: SELF_CHECK_VERSION,
+    store: opts.store ?? processSelfCheckCache,
+    shape: opts.shape,
+  });
 }
