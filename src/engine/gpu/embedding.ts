@@ -216,7 +216,12 @@ export const EMBEDDING_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) =
   // One pipeline for every case (no override constants): repeated and unordered ids.
   quickCheck: (device, source) =>
     checkEmbedding(device, source, type, [
-      { rows: 17, cols: type === GgmlType.Q6_K ? 512 : 96, tokens: [16, 3, 3, 0, 9, 16], nTokens: 6 },
+      {
+        rows: 17,
+        cols: SUPPORTED_TYPES.get(type)?.blockSize === 256 ? 512 : 96,
+        tokens: [16, 3, 3, 0, 9, 16],
+        nTokens: 6,
+      },
     ]),
 }));
 

@@ -879,9 +879,10 @@ function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
  * the model's own (pipelines.ts caches it per module).
  */
 function quickCasesFor(type: GgmlType, modelDim?: number): LinearCase[] {
-  const unit = type === GgmlType.Q6_K ? 256 : 32;
+  // K-quant and iq4_xs rows are whole 256-blocks.
+  const unit = SUPPORTED_TYPES.get(type)?.blockSize === 256 ? 256 : 32;
   // At the model's dim the mat-vec pipeline is the one of its qkv, gate_up and head.
-  const cols = modelDim && modelDim % unit === 0 ? modelDim : type === GgmlType.Q6_K ? 256 : 96;
+  const cols = modelDim && modelDim % unit === 0 ? modelDim : unit === 256 ? 256 : 96;
   return [
     { rows: 17, cols, tokens: 3, epilogue: 'accumulate' },
     { rows: 66, cols, tokens: 17, epilogue: 'swiglu' },

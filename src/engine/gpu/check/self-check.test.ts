@@ -149,7 +149,10 @@ describe('the load-time self-check of a model (SwiftShader)', () => {
         get(target, prop) {
           if (prop === 'createShaderModule') {
             return (d: GPUShaderModuleDescriptor) =>
-              target.createShaderModule({ ...d, code: d.code.replace('f32(DIM) + EPS', '2.0 * f32(DIM) + EPS') });
+              target.createShaderModule({
+                ...d,
+                code: d.code.replace('f32(DIM) + EPS', '2.0 * f32(DIM) + EPS'),
+              });
           }
           const v = Reflect.get(target, prop, target);
           return typeof v === 'function' ? v.bind(target) : v;
