@@ -282,9 +282,7 @@ export const samplingSpec: KernelSpec = {
       source,
       // At the model's vocabulary one case, one sequence (a dispatch at 128256 takes seconds on
       // SwiftShader): both passes, top-k then top-p, at both ends of the draw.
-      shape
-        ? [{ ...SAMPLING_QUICK_CASES[1], seqs: 2, vocab: shape.vocabSize }]
-        : SAMPLING_QUICK_CASES,
+      shape ? [{ ...SAMPLING_QUICK_CASES[1], seqs: 2, vocab: shape.vocabSize }] : SAMPLING_QUICK_CASES,
       0x5eed04 ^ Date.now(),
     ),
 };
