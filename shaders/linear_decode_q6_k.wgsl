@@ -75,3 +75,22 @@ fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
   let sb = q6_scales(row1, u);
   return vec2<f32>(sa.s0 * f32(a.x) + sa.s1 * f32(a.y), sb.s0 * f32(b.x) + sb.s1 * f32(b.y)) * xd[ub];
 }
+
+/** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8 (q − 32), four per word. */
+fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
+  let idx = row * part.units + u;
+  let lo = quants[idx];
+  let hi = scales[2u * idx + h];
+  return vec4<u32>(
+    q6_to_i8(q6_bytes(lo, hi, h, 0u)),
+    q6_to_i8(q6_bytes(lo, hi, h, 1u)),
+    q6_to_i8(q6_bytes(lo, hi, h, 2u)),
+    q6_to_i8(q6_bytes(lo, hi, h, 3u)),
+  );
+}
+
+/** d · sc of elements 16h..16h+15. */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> f32 {
+  let s = q6_scales(row, u);
+  return select(s.s0, s.s1, h == 1u);
+}

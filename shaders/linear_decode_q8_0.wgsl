@@ -40,3 +40,12 @@ fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
   }
   return vec2<f32>(f32(s0) * unit_scale(row0, u), f32(s1) * unit_scale(row1, u)) * xd[ub];
 }
+
+/** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8, four per word (the file's bytes). */
+fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
+  return quants[2u * (row * part.units + u) + h];
+}
+
+fn unit_half_scale(row: u32, u: u32, h: u32) -> f32 {
+  return unit_scale(row, u);
+}

@@ -1,7 +1,5 @@
 // The float mat-vec (f16, bf16, f32 weights), appended to linear_body.wgsl.
 
-/** Float weights multiply f32 activations, in the prefill mat-mat too (linear_body.wgsl). */
-const QUANTIZED_ACTIVATIONS: bool = false;
 // ---------------------------------------------------------------------------------------------
 // Decode: each group of TPR threads owns a row pair (swiglu: gate row f and up row F + f) and
 // strides over the units of K; each x unit is loaded once and used for both rows. Tokens are done

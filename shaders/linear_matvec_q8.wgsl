@@ -15,8 +15,6 @@
 // ceil(pairs / ((WG/TPR)·PPG)) workgroups, folded into (x, y) above maxComputeWorkgroupsPerDimension.
 // Lane sums meet in a workgroup-memory tree.
 
-/** The prefill mat-mat rounds its activations the same way (linear_body.wgsl). */
-const QUANTIZED_ACTIVATIONS: bool = true;
 
 /** Row pairs per thread group (≤ MAX_PPG). */
 override PPG: u32 = 4u;

@@ -3,7 +3,8 @@
  *
  * Kernels `linear_<type>` (type = q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32) are shaders/linear_body.wgsl
  * behind that type's decoder (shaders/linear_decode_<type>.wgsl). Each has two entry points:
- * `matvec` for n_tokens ≤ 8 (decode) and `matmul` (tiled, prefill); the epilogue is the Meta uniform
+ * `matvec` for n_tokens ≤ 8 (decode) and `matmul` (tiled, prefill: the integer types run the 64×64
+ * dot4I8Packed GEMM of shaders/linear_matmul_q8.wgsl); the epilogue is the Meta uniform
  * part.epilogue. Binding contract: see the header of shaders/linear_body.wgsl and docs/kernels.md.
  *
  * Axis legend: T = tokens in this step (≤ maxTokens), R = weight rows, C = weight cols, F = SwiGLU
@@ -25,6 +26,8 @@ import q8Decode from '../../../shaders/linear_decode_q8_0.wgsl?raw';
 import body from '../../../shaders/linear_body.wgsl?raw';
 import iq4Levels from '../../../shaders/linear_iq4_levels.wgsl?raw';
 import matvecFloat from '../../../shaders/linear_matvec_float.wgsl?raw';
+import matmulFloat from '../../../shaders/linear_matmul_float.wgsl?raw';
+import matmulQ8 from '../../../shaders/linear_matmul_q8.wgsl?raw';
 import matvecQ8 from '../../../shaders/linear_matvec_q8.wgsl?raw';
 import q8Activations from '../../../shaders/linear_q8_activations.wgsl?raw';
 import subgroupMatvec from '../../../shaders/linear_matvec_subgroups.wgsl?raw';
@@ -77,6 +80,9 @@ const MATVEC_MAX_TPR = 32;
 /** Integer mat-vec: row pairs per thread group (≤ MAX_PPG in the WGSL), so 2·(WG/TPR)·PPG rows share x. */
 const MATVEC_PPG = 4;
 const MATVEC_MAX_PPG = 4;
+/** Prefill tiles (rows × tokens): the integer GEMM (linear_matmul_q8.wgsl), the float mat-mat. */
+export const GEMM_TILE = { rows: 64, tokens: 64 } as const;
+const FLOAT_TILE = { rows: 32, tokens: 32 } as const;
 
 /** Whether `type`'s mat-vec multiplies 8-bit activations with dot4I8Packed (linear_matvec_q8.wgsl). */
 export function usesIntegerDot(type: GgmlType): boolean {
@@ -305,6 +311,8 @@ export class Linear {
     meta: GPUBuffer;
     matvec: GPUComputePipeline;
     matmul: GPUComputePipeline;
+    /** The part's type runs the integer GEMM, else the 32×32 mat-mat. */
+    gemm: boolean;
   }[] = [];
   private readonly maxTokens: number;
   private readonly maxWorkgroups: number;
@@ -312,7 +320,7 @@ export class Linear {
   private readonly tpr: number;
   /** Integer mat-vec (8-bit activations, PPG row pairs per thread group). */
   private readonly integer: boolean;
-  /** With a RMSNorm prologue or RoPE epilogue: mat-vec only. */
+  /** With a RMSNorm prologue or RoPE epilogue (integer types: mat-vec and GEMM). */
   private readonly fused: boolean;
 
   constructor(
@@ -339,7 +347,7 @@ export class Linear {
     const fusion = opts.fusion;
     this.fused = !!fusion;
     if (fusion && !usesIntegerDot(weight.type)) {
-      throw new EngineError('bad-argument', `${label}: only the integer mat-vec fuses RMSNorm / RoPE`);
+      throw new EngineError('bad-argument', `${label}: only the integer kernels fuse RMSNorm / RoPE`);
     }
     if (fusion?.rope) {
       const r = fusion.rope;
@@ -451,7 +459,13 @@ export class Linear {
             : fusionPlaceholders(device)),
         ],
       });
-      this.groups.push({ bindGroup, rows: part.rows, meta, ...pipelinesOf(part.type) });
+      this.groups.push({
+        bindGroup,
+        rows: part.rows,
+        meta,
+        ...pipelinesOf(part.type),
+        gemm: usesIntegerDot(part.type),
+      });
     }
   }
 
@@ -482,8 +496,8 @@ export class Linear {
     if (chosen !== 'matmul' && nTokens > MATVEC_MAX_TOKENS) {
       throw new EngineError('bad-argument', `the mat-vec path takes at most ${MATVEC_MAX_TOKENS} tokens`);
     }
-    if (this.fused && chosen !== 'matvec') {
-      throw new EngineError('bad-argument', `${this.weight.name}: a fused Linear runs the mat-vec only`);
+    if (this.fused && chosen === 'matvec_sg') {
+      throw new EngineError('bad-argument', `${this.weight.name}: a fused Linear has no subgroup mat-vec`);
     }
     if (chosen === 'matvec_sg' && !this.matvecSg) {
       throw new EngineError('bad-argument', 'this device has no subgroups: no matvec_sg path');
@@ -500,8 +514,16 @@ export class Linear {
         pass.dispatchWorkgroups(x, Math.ceil(wgs / x));
       } else {
         pass.setPipeline(g.matmul);
-        const tiles = swiglu ? Math.ceil(g.rows / 2 / 16) : Math.ceil(g.rows / 32);
-        pass.dispatchWorkgroups(tiles, Math.ceil(nTokens / 32));
+        // Swiglu tiles hold half a tile of gate rows and the matching up rows.
+        const tile = g.gemm ? GEMM_TILE : FLOAT_TILE;
+        const rowTiles = Math.ceil((swiglu ? g.rows / 2 : g.rows) / (swiglu ? tile.rows / 2 : tile.rows));
+        const tokenTiles = Math.ceil(nTokens / tile.tokens);
+        if (g.gemm) {
+          // Token tiles in x: neighbouring workgroups share a weight tile (read once, then from L2).
+          pass.dispatchWorkgroups(tokenTiles, rowTiles);
+        } else {
+          pass.dispatchWorkgroups(rowTiles, tokenTiles);
+        }
       }
     }
   }
@@ -810,7 +832,8 @@ function roundingSlack(W: Float32Array, x: Float32Array, ref: Float32Array, c: L
 
 export const LINEAR_TOLERANCE = 1e-4;
 
-function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
+/** The self-check's cases for `type` (exported so tests can run a subset, e.g. the GEMM's). */
+export function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
   // K-quant and iq4_xs rows are whole 256-blocks.
   const kQuant = SUPPORTED_TYPES.get(type)?.blockSize === 256;
   const c = kQuant ? [256, 512] : [32, 96, 256];
@@ -866,6 +889,17 @@ function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
             epilogue: 'store' as const,
             chunkUnits: 3,
             fusion: { norm: true, rope: { heads: 3, kvHeads: 1, headDim: 6, maxSeq: 5, batch: 1 } },
+          },
+          // The prefill GEMM: more than one 64×64 tile each way, partial tiles, an odd unit count
+          // (the last unit in the second buffer), and its fusions.
+          { rows: 130, cols: long, tokens: 70, epilogue: 'accumulate' as const },
+          { rows: 130, cols: c[1], tokens: 67, epilogue: 'swiglu' as const, fusion: { norm: true } },
+          {
+            rows: 98,
+            cols: c[0],
+            tokens: 67,
+            epilogue: 'store' as const,
+            fusion: { norm: true, rope: { heads: 5, kvHeads: 1, headDim: 14, maxSeq: 40, batch: 2 } },
           },
         ]
       : []),
@@ -940,7 +974,9 @@ export function decoderSource(type: GgmlType): string {
 
 /** The built-in source of `linear_<type>`: decoder + body + the mat-vec of its kind. */
 export function linearSource(type: GgmlType): string {
-  return `${decoderSource(type)}\n${body}\n${usesIntegerDot(type) ? matvecQ8 : matvecFloat}`;
+  return usesIntegerDot(type)
+    ? `${decoderSource(type)}\n${body}\n${matvecQ8}\n${matmulQ8}`
+    : `${decoderSource(type)}\n${body}\n${matvecFloat}\n${matmulFloat}`;
 }
 
 export const LINEAR_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) => ({
