@@ -163,7 +163,7 @@ describe('GpuModel cost per step (counted at the WebGPU API)', () => {
     const file = await readGguf(source);
     const config = llamaConfigFromGguf(file);
     const { ctx, counter } = countingContext(await createTestContext());
-    const [maxBatch, maxSeqLen, maxTokens] = [1, 32, 16];
+    const [maxBatch, maxSeqLen, maxTokens] = [1, 32, 24];
     const model = await GpuModel.load(ctx, source, file, config, { maxBatch, maxSeqLen, maxTokens });
     try {
       model.reset(1, { temperature: 0, topP: 1, topK: 0, seed: 1 });
@@ -192,6 +192,12 @@ describe('GpuModel cost per step (counted at the WebGPU API)', () => {
       }
       expect((await Promise.all(queued)).map(([t]) => t)).toEqual(plain);
 
+      // A prefill chunk past the mat-vec (20 rows > 8): the GEMM takes the same fusions.
+      model.reset(1, { temperature: 0, topP: 1, topK: 0, seed: 1 });
+      counter.reset();
+      await model.step([Array.from({ length: 20 }, (_, i) => (7 * i + 3) % 300)]);
+      const chunk = counter.snapshot();
+
       // The forward pass (model.ts encodeForward), every weight in one buffer part. Steps of ≤ 8
       // rows (decode, and this 6-token prompt) fuse RMSNorm into the integer mat-vecs and RoPE + the
       // KV write into QKV's: per layer qkv, [attention_split + attention_reduce | attention_prefill],
@@ -201,9 +207,14 @@ describe('GpuModel cost per step (counted at the WebGPU API)', () => {
       expect(decode.global.dispatches).toBeLessThanOrEqual(steps * 6);
       expect(decode.dispatches).toBeLessThanOrEqual(steps * (6 * nLayers + 6));
       expect(decode.layerIds.sort()).toEqual([0, 1]);
-      expect(prefill.layers.dispatches).toBe(5 * nLayers);
-      expect(prefill.global.dispatches).toBe(decode.global.dispatches / steps);
-      for (const c of [prefill]) expect(c).toMatchObject({ computePasses: 1, submits: 1, maps: 1 });
+      // Issue 9's budget for a prefill chunk: ≤ 6 per layer + 6 (here 5 per layer + 5).
+      for (const c of [prefill, chunk]) {
+        expect(c.layers.dispatches).toBe(5 * nLayers);
+        expect(c.global.dispatches).toBe(decode.global.dispatches / steps);
+        expect(c.dispatches).toBeLessThanOrEqual(6 * nLayers + 6);
+        expect(c).toMatchObject({ computePasses: 1, submits: 1, maps: 1 });
+      }
+      expect(Object.keys(chunk.byKernel).some((k) => k.endsWith('.matmul'))).toBe(true);
       expect(decode).toMatchObject({
         computePasses: steps,
         submits: steps,

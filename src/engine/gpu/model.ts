@@ -35,7 +35,7 @@ import { EmbeddingLookup } from './embedding';
 import { registerAllKernels } from './kernels';
 import { kvCacheBytes } from './kv-cache';
 import { cachedPipeline } from './pipelines';
-import { Linear, MATVEC_MAX_TOKENS, type MatvecFusion, usesIntegerDot } from './linear';
+import { Linear, type MatvecFusion, usesIntegerDot } from './linear';
 import { ropeTable } from './rope';
 import { UncapturedErrors, withGpuErrorScopes } from './errors';
 import {
@@ -99,7 +99,7 @@ interface Layer {
   ffnNorm: Kernel; // xb = rmsnorm(x) · ffn_norm
   gateUp: Linear; // hb[T, F] = silu(Wg · xb) ⊙ (Wu · xb)
   down: Linear; // x += Wdown · hb
-  // Decode (≤ MATVEC_MAX_TOKENS rows), integer weights: one dispatch each instead of three / two.
+  // Integer weights (decode mat-vec and prefill GEMM): one dispatch each instead of three / two.
   qkvFused: Linear | null; // rmsnorm(x) · attn_norm → Wqkv → rotate q, k; q → qkv, k, v → cache[seq, pos]
   gateUpFused: Linear | null; // hb = silu(Wg · n) ⊙ (Wu · n), n = rmsnorm(x) · ffn_norm
   kCache: GPUBuffer; // [maxBatch, L, Hkv·Dh] f16 pairs (shaders/attention.wgsl)
@@ -793,12 +793,12 @@ export class GpuModel implements ModelRunner {
     const [H, T, S] = [nHeads, n, nSeqs];
     const groups = attentionGroupColumns(nHeads, nKvHeads, headDim); // KV heads × query-head chunks
     rec.op('embedding', (p) => this.embed.encode(p, T)); // x[T, D] = token_embd[tokens]
-    // Decode-sized steps run the integer mat-vec with RMSNorm, RoPE and the KV write fused in.
-    const fuse = T <= MATVEC_MAX_TOKENS;
+    // Integer weights fuse RMSNorm, RoPE and the KV write into their mat-vec (decode) or GEMM
+    // (prefill): 5 dispatches per layer.
     for (const l of this.layers) {
-      if (fuse && l.qkvFused) {
+      if (l.qkvFused) {
         const qkvFused = l.qkvFused;
-        rec.op('qkv', (p) => qkvFused.encode(p, T)); // the three below in one mat-vec
+        rec.op('qkv', (p) => qkvFused.encode(p, T)); // the three below in one mat-vec / GEMM
       } else {
         rec.kernel('attn_norm', l.attnNorm, T); // xb[T, D] = rmsnorm(x) · attn_norm
         rec.op('qkv', (p) => l.qkv.encode(p, T)); // qkv[T, (H + 2Hkv)·Dh] = Wqkv · xb
@@ -811,7 +811,7 @@ export class GpuModel implements ModelRunner {
         rec.kernel('attention_prefill', l.attnPrefill, groups, T); // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos
       }
       rec.op('wo', (p) => l.wo.encode(p, T)); // x += Wo · att
-      if (fuse && l.gateUpFused) {
+      if (l.gateUpFused) {
         const gateUpFused = l.gateUpFused;
         rec.op('gate_up', (p) => gateUpFused.encode(p, T)); // ffn_norm fused in
       } else {
@@ -823,7 +823,7 @@ export class GpuModel implements ModelRunner {
     if (S === 0) return;
     rec.kernel('gather', this.gather, S); // last[S, D] = x[last row of each sequence]
     const headFused = this.headFused;
-    if (headFused && S <= MATVEC_MAX_TOKENS) {
+    if (headFused) {
       rec.op('output', (p) => headFused.encode(p, S)); // output_norm fused in
     } else {
       rec.kernel('output_norm', this.finalNorm, S); // lastNorm[S, D] = rmsnorm(last) · output_norm
