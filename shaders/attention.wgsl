@@ -300,3 +300,139 @@ fn decode_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
     merged[(t * N_HEADS + h) * HEAD_DIM + d] = a / big_l;
   }
 }
+
+// ── Prefill as FlashAttention-2: `prefill_flash` ───────────────────────────────────────────────
+// grid (⌈n_tokens / FA_TOKENS⌉, N_KV_HEADS·chunks); bindings as `prefill`. One workgroup serves a
+// query tile of FA_ROWS = 32 rows: FA_TOKENS = 32 / GROUP_HEADS consecutive token rows × the
+// GROUP_HEADS query heads of one group chunk, so every K/V tile is read from memory once per query
+// tile (not once per token). Thread tid owns row r = tid / 4 (token r / GROUP_HEADS, head
+// r % GROUP_HEADS) and quarter c = tid % 4 of head_dim: its q quarter and output quarter live in
+// registers (HEAD_DIM ≤ 128, a multiple of 8). Per tile of FA_KT key positions:
+//   1. the K tile goes to workgroup memory, word w of quarter c at w·4 + c (the 4 threads of a row
+//      read 4 consecutive words: no bank conflict);
+//   2. each thread scores its quarter of q against the tile's keys (partial dot products);
+//   3. the V tile replaces K; each thread sums its row's 4 partials, masks positions past its own
+//      (causal) or past the sequence, and does the online-softmax step (m, l, o rescaled);
+//   4. o += Σ_p e^(s_p − m) · v_p over its quarter.
+// Token rows of several sequences (a chunk holds them sequence after sequence) are served run by
+// run: each run of one sequence streams that sequence's K/V up to its last position.
+
+const FA_ROWS: u32 = 32u;
+const FA_KT: u32 = 16u; // key positions per tile
+const FA_MAX_QW: u32 = 16u; // words per quarter row: HEAD_DIM / 8 ≤ 16
+override FA_TOKENS: u32 = FA_ROWS / GROUP_HEADS;
+
+var<workgroup> fa_kv: array<u32, FA_KT * 4u * FA_MAX_QW>; // [position][word w][quarter c]
+var<workgroup> fa_part: array<f32, 4u * FA_ROWS * FA_KT>; // [quarter][row][position] partial scores
+var<workgroup> fa_run: vec3<u32>; // (seq, end row, positions) of the current run
+
+@compute @workgroup_size(WG)
+fn prefill_flash(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let gr = group_of(wg.y);
+  let t0 = wg.x * FA_TOKENS;
+  let t_end = min(t0 + FA_TOKENS, params.n_tokens);
+  let r = tid / 4u;
+  let c = tid % 4u;
+  let t = t0 + r / GROUP_HEADS;
+  let hg = r % GROUP_HEADS;
+  let valid = r < FA_TOKENS * GROUP_HEADS && t < t_end && hg < gr.gn;
+  let words = HEAD_DIM / 2u;
+  let qw = HEAD_DIM / 8u; // words per quarter
+  let q_dim = N_HEADS * HEAD_DIM;
+  let kv_dim = N_KV_HEADS * HEAD_DIM;
+  let head = gr.kvh * (N_HEADS / N_KV_HEADS) + gr.g0 + hg;
+  let kv_col = gr.kvh * HEAD_DIM;
+  let scale = 1.0 / sqrt(f32(HEAD_DIM));
+  var q: array<vec2<f32>, FA_MAX_QW>;
+  var o: array<vec2<f32>, FA_MAX_QW>;
+  var my_pos = 0u;
+  if (valid) {
+    my_pos = rows[t].y;
+    let q_off = t * (q_dim + 2u * kv_dim) + head * HEAD_DIM + c * 2u * qw;
+    for (var w = 0u; w < qw; w++) {
+      q[w] = vec2<f32>(qkv[q_off + 2u * w], qkv[q_off + 2u * w + 1u]);
+      o[w] = vec2<f32>(0.0);
+    }
+  }
+  var m = NEG_BIG;
+  var l = 0.0;
+  var run0 = t0;
+  loop {
+    if (run0 >= t_end) {
+      break;
+    }
+    if (tid == 0u) {
+      let seq = rows[run0].x;
+      var e = run0;
+      var last = 0u;
+      while (e < t_end && rows[e].x == seq) {
+        last = max(last, rows[e].y);
+        e++;
+      }
+      fa_run = vec3<u32>(seq, e, last + 1u);
+    }
+    let run = workgroupUniformLoad(&fa_run);
+    let mine = valid && t >= run0 && t < run.y;
+    for (var base = 0u; base < run.z; base += FA_KT) {
+      let n = min(FA_KT, run.z - base);
+      workgroupBarrier(); // the previous V tile is consumed
+      for (var i = tid; i < n * words; i += WG) {
+        let p = i / words;
+        let j = i - p * words;
+        fa_kv[(p * FA_MAX_QW + j % qw) * 4u + j / qw] = k_cache[kv_pair_index(run.x, base + p, kv_col) + j];
+      }
+      workgroupBarrier();
+      for (var p = 0u; p < FA_KT; p++) {
+        var s = 0.0;
+        if (p < n) {
+          for (var w = 0u; w < qw; w++) {
+            let k = unpack2x16float(fa_kv[(p * FA_MAX_QW + w) * 4u + c]);
+            s += q[w].x * k.x + q[w].y * k.y;
+          }
+        }
+        fa_part[(c * FA_ROWS + r) * FA_KT + p] = s;
+      }
+      workgroupBarrier(); // partial scores stored, K consumed: V replaces it
+      for (var i = tid; i < n * words; i += WG) {
+        let p = i / words;
+        let j = i - p * words;
+        fa_kv[(p * FA_MAX_QW + j % qw) * 4u + j / qw] = v_cache[kv_pair_index(run.x, base + p, kv_col) + j];
+      }
+      var e: array<f32, FA_KT>;
+      var m_new = m;
+      for (var p = 0u; p < FA_KT; p++) {
+        let s = (fa_part[r * FA_KT + p] + fa_part[(FA_ROWS + r) * FA_KT + p] +
+          fa_part[(2u * FA_ROWS + r) * FA_KT + p] + fa_part[(3u * FA_ROWS + r) * FA_KT + p]) * scale;
+        let seen = p < n && base + p <= my_pos; // causal: up to the row's own position
+        e[p] = select(NEG_BIG, s, seen);
+        m_new = max(m_new, e[p]);
+      }
+      var sum = 0.0;
+      for (var p = 0u; p < FA_KT; p++) {
+        e[p] = select(0.0, exp(e[p] - m_new), p < n && base + p <= my_pos);
+        sum += e[p];
+      }
+      workgroupBarrier(); // the V tile is stored
+      if (mine) {
+        let corr = exp(m - m_new);
+        l = l * corr + sum;
+        m = m_new;
+        for (var w = 0u; w < qw; w++) {
+          var a = o[w] * corr;
+          for (var p = 0u; p < n; p++) {
+            a += e[p] * unpack2x16float(fa_kv[(p * FA_MAX_QW + w) * 4u + c]);
+          }
+          o[w] = a;
+        }
+      }
+    }
+    run0 = run.y;
+  }
+  if (valid) {
+    let d = (t * N_HEADS + head) * HEAD_DIM + c * 2u * qw;
+    for (var w = 0u; w < qw; w++) {
+      out[d + 2u * w] = o[w].x / l;
+      out[d + 2u * w + 1u] = o[w].y / l;
+    }
+  }
+}
