@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { llamaConfigFromGguf } from '../src/engine/gguf/config';
 import { readGguf } from '../src/engine/gguf/reader';
 import { createGpuContext } from '../src/engine/gpu/device';
+import { prefillKvBytesRead } from '../src/engine/gpu/attention';
 import { type CostCounts, countingContext, memoryCountingContext, scaleCounts } from '../src/engine/gpu/cost';
 import { GpuModel } from '../src/engine/gpu/model';
 import { repackTotals } from '../src/engine/gpu/weights';
@@ -255,6 +256,10 @@ async function main() {
             chunks,
             maxTokensPerChunk: maxTokens,
             ...costFields(prefill, config.nLayers, 'dispatchesPerChunk'),
+            // Counted from the kernels' loops (attention.ts): K/V bytes one layer's attention reads
+            // per chunk, with the FlashAttention-2 prefill and with one workgroup per token row.
+            kvReadBytesPerLayer: kvReadPerChunk(prompt.length, maxTokens, config, 'flash') / chunks,
+            kvReadBytesPerLayerPerRow: kvReadPerChunk(prompt.length, maxTokens, config, 'perRow') / chunks,
           },
         };
       }
@@ -307,6 +312,24 @@ async function main() {
 }
 
 /** The JSON of one phase's counts (per decode token or per prefill chunk), with a per-layer split. */
+/** K/V bytes one layer's prefill attention reads for a prompt of `n` tokens in chunks of `maxTokens`. */
+function kvReadPerChunk(
+  n: number,
+  maxTokens: number,
+  config: { nHeads: number; nKvHeads: number; headDim: number },
+  kind: 'flash' | 'perRow',
+): number {
+  let total = 0;
+  for (let start = 0; start < n; start += maxTokens) {
+    const rows = Array.from({ length: Math.min(maxTokens, n - start) }, (_, i) => ({
+      seq: 0,
+      pos: start + i,
+    }));
+    total += prefillKvBytesRead(rows, config.nHeads, config.nKvHeads, config.headDim)[kind];
+  }
+  return total;
+}
+
 function costFields(c: CostCounts, nLayers: number, dispatchesName: string) {
   const perLayer = scaleCounts(c, 1 / nLayers).layers;
   return {
@@ -339,6 +362,11 @@ function printCost(cost: Record<string, Record<string, unknown>>) {
         `${c.maps} maps (${c.readBytes} B), ${c.writes} writeBuffer (${c.writeBytes} B), ` +
         `bound: weights ${mb(b.weights)}, KV ${mb(b.kv)}, activations ${mb(b.activations)}, other ${mb(b.other)}`,
     );
+    if (c.kvReadBytesPerLayer !== undefined) {
+      console.log(
+        `  attention K/V read per layer per chunk: ${mb(c.kvReadBytesPerLayer)} (one workgroup per token row would read ${mb(c.kvReadBytesPerLayerPerRow)})`,
+      );
+    }
   }
 }
 

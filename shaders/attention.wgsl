@@ -409,7 +409,7 @@ fn prefill_flash(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
       }
       var sum = 0.0;
       for (var p = 0u; p < FA_KT; p++) {
-        e[p] = select(0.0, exp(e[p] - m_new), p < n && base + p <= my_pos);
+        e[p] = select(0.0, exp(e[p] - m_new), e[p] != NEG_BIG); // masked: exactly 0
         sum += e[p];
       }
       workgroupBarrier(); // the V tile is stored

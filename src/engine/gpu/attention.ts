@@ -39,6 +39,16 @@ export function attentionGroupColumns(nHeads: number, nKvHeads: number, headDim:
   return nKvHeads * Math.ceil(nHeads / nKvHeads / attentionGroupHeads(nHeads, nKvHeads, headDim));
 }
 
+/**
+ * Token rows per `prefill_flash` workgroup (its FA_TOKENS: 32 query rows ÷ the group chunk's
+ * heads), or 0 where the FlashAttention-2 prefill does not apply (head_dim > 128 or not a multiple
+ * of 8: a thread holds a quarter of a head in registers) and `prefill` serves instead.
+ */
+export function flashPrefillTokens(nHeads: number, nKvHeads: number, headDim: number): number {
+  if (headDim > 128 || headDim % 8 !== 0) return 0;
+  return Math.floor(32 / attentionGroupHeads(nHeads, nKvHeads, headDim));
+}
+
 /** Override constants of the attention pipelines. */
 export function attentionConstants(nHeads: number, nKvHeads: number, headDim: number, maxSeq: number) {
   return {
@@ -51,6 +61,11 @@ export function attentionConstants(nHeads: number, nKvHeads: number, headDim: nu
 }
 
 export interface AttentionCase {
+  /**
+   * Prompt-like rows instead (`n` must be their total): sequence i's rows are positions
+   * from, from + 1, …, from + count − 1, sequence after sequence, as a prefill chunk has them.
+   */
+  runs?: readonly { from: number; count: number }[];
   /**
    * Token rows. With `lens`, token t is sequence t at position lens[t] − 1 (it sees lens[t]
    * positions); else the slots are random and token 0 sits at the last position of a sequence.
@@ -83,9 +98,14 @@ async function runAttentionCase(
   // The cache holds f16 values: the reference reads exactly what the kernel unpacks.
   const kCache = ref.roundToF16InPlace(randomFloats(batch * maxSeq * kvDim, rng, 1));
   const vCache = ref.roundToF16InPlace(randomFloats(batch * maxSeq * kvDim, rng, 1));
-  const rows = c.lens
-    ? Uint32Array.from(c.lens.flatMap((len, t) => [t, len - 1]))
-    : randomSlots(n, batch, maxSeq, rng, true); // token 0 sees the whole cache
+  const rows = c.runs
+    ? Uint32Array.from(
+        c.runs.flatMap((r, s) => Array.from({ length: r.count }, (_, i) => [s, r.from + i]).flat()),
+      )
+    : c.lens
+      ? Uint32Array.from(c.lens.flatMap((len, t) => [t, len - 1]))
+      : randomSlots(n, batch, maxSeq, rng, true); // token 0 sees the whole cache
+  if (rows.length !== 2 * n) throw new Error(`case has ${rows.length / 2} rows, n = ${n}`);
   const maxLen = Math.max(...Array.from({ length: n }, (_, t) => rows[2 * t + 1] + 1));
   const nSplits = splitLen > 0 ? Math.ceil(maxLen / splitLen) : 1;
   const constants = attentionConstants(H, Hkv, Dh, maxSeq);
@@ -102,9 +122,20 @@ async function runAttentionCase(
     createStorage(device, encodeF16Pairs(vCache), 'v_cache'),
   ];
   const made = [...inputs, outBuf];
+  // Prefill cases run `prefill` and, where it applies, `prefill_flash` (a second poisoned output):
+  // both must match the reference.
+  const flashTokens = splitLen === 0 ? flashPrefillTokens(H, Hkv, Dh) : 0;
+  const flashBuf = createStorage(device, (n + 1) * qDim * 4, 'out-flash');
+  poison(device, flashBuf);
+  made.push(flashBuf);
   if (splitLen === 0) {
     const pipeline = cachedPipeline(device, module, 'prefill', constants, 'attention.prefill');
     await dispatch(device, pipeline, [...inputs, outBuf], [columns, n + 1]);
+    if (flashTokens > 0) {
+      const flash = computePipeline(device, module, 'prefill_flash', constants, 'attention.prefill_flash');
+      // One more query tile than n_tokens needs: it must write nothing.
+      await dispatch(device, flash, [...inputs, flashBuf], [Math.ceil(n / flashTokens) + 1, columns]);
+    }
   } else {
     const partial = createStorage(device, (n + 1) * H * nSplits * partialStride(Dh) * 4, 'partial');
     poison(device, partial);
@@ -114,12 +145,15 @@ async function runAttentionCase(
     await dispatch(device, split, [...inputs, partial], [nSplits, columns, n + 1]);
     await dispatch(device, reduce, [params, partial, outBuf], [H, n + 1]);
   }
-  const out = await readF32(device, outBuf);
-  const slack = await readU32(device, outBuf, n * qDim * 4, qDim);
-  const got = new Float32Array(n * qDim + 1);
-  got.set(out.subarray(0, n * qDim));
-  // Last element: 0 when the slack row is still all poison, else NaN (fails the comparison).
-  got[n * qDim] = slack.every((w) => w === POISON_NAN_BITS) ? 0 : Number.NaN;
+  const outputs = flashTokens > 0 ? [outBuf, flashBuf] : [outBuf];
+  const got = new Float32Array(outputs.length * (n * qDim + 1));
+  for (const [i, b] of outputs.entries()) {
+    const out = await readF32(device, b);
+    const slack = await readU32(device, b, n * qDim * 4, qDim);
+    got.set(out.subarray(0, n * qDim), i * (n * qDim + 1));
+    // Last element: 0 when the slack row is still all poison, else NaN (fails the comparison).
+    got[(i + 1) * (n * qDim + 1) - 1] = slack.every((w) => w === POISON_NAN_BITS) ? 0 : Number.NaN;
+  }
   const want = new Float32Array(n * qDim + 1);
   for (let t = 0; t < n; t++) {
     const [seq, pos] = [rows[2 * t], rows[2 * t + 1]];
@@ -128,7 +162,9 @@ async function runAttentionCase(
     want.set(ref.attention(q, cache(kCache), cache(vCache), pos + 1, H, Hkv, Dh), t * qDim);
   }
   for (const b of made) b.destroy();
-  return { got, ref: want };
+  const refAll = new Float32Array(got.length);
+  for (let i = 0; i < outputs.length; i++) refAll.set(want, i * want.length);
+  return { got, ref: refAll };
 }
 
 /** `lens` cases: one sequence per token row, as long as the longest. */
@@ -142,6 +178,22 @@ const lensCase = (
   batch: lens.length,
   maxSeq: Math.max(...lens),
 });
+
+/** `runs` cases: prefill rows of `runs.length` sequences (see AttentionCase.runs). */
+function runsCase(
+  runs: { from: number; count: number }[],
+  c: Omit<AttentionCase, 'n' | 'runs' | 'batch' | 'maxSeq' | 'splitLen'>,
+): AttentionCase {
+  const n = runs.reduce((a, r) => a + r.count, 0);
+  return {
+    ...c,
+    n,
+    runs,
+    batch: runs.length,
+    maxSeq: Math.max(...runs.map((r) => r.from + r.count)),
+    splitLen: 0,
+  };
+}
 
 /**
  * Attention self-check cases: context lengths 1, 2, 63, 64, 65, 301 and random up to 333 (several
@@ -159,6 +211,18 @@ export const ATTENTION_CASES: readonly AttentionCase[] = [
   lensCase([301, 64], { H: 6, Hkv: 2, Dh: 80, splitLen: 0, qScale: 4 }),
   lensCase([70, 2], { H: 8, Hkv: 1, Dh: 256, splitLen: 40, qScale: 3 }),
   { n: 5, H: 2, Hkv: 2, Dh: 34, maxSeq: 40, batch: 3, splitLen: 0, qScale: 2 },
+  // Prompt chunks for prefill_flash: query tiles of 8 (G 4), 10 (G 3: 30 of 32 rows) and 4 (G 8)
+  // tokens, partial last tiles, tiles spanning two sequences, chunks after a cached prefix.
+  runsCase([{ from: 0, count: 21 }], { H: 4, Hkv: 1, Dh: 64, qScale: 3 }),
+  runsCase(
+    [
+      { from: 5, count: 7 },
+      { from: 0, count: 9 },
+      { from: 20, count: 3 },
+    ],
+    { H: 6, Hkv: 2, Dh: 128, qScale: 3 },
+  ),
+  runsCase([{ from: 3, count: 6 }], { H: 8, Hkv: 1, Dh: 16, qScale: 4 }),
 ];
 
 /**
@@ -196,7 +260,7 @@ export function checkAttentionCases(
     (c) => runAttentionCase(device, module, c, rng),
     F32_TOLERANCE,
     (c) =>
-      `tokens=${c.n}${c.lens ? ` context=${c.lens.join('/')}` : ''} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} ${c.splitLen ? `decode split_len=${c.splitLen}` : 'prefill'}`,
+      `tokens=${c.n}${c.lens ? ` context=${c.lens.join('/')}` : ''}${c.runs ? ` runs=${c.runs.map((r) => `${r.from}+${r.count}`).join('/')}` : ''} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} ${c.splitLen ? `decode split_len=${c.splitLen}` : 'prefill'}`,
   );
 }
 
@@ -212,3 +276,36 @@ export const attentionSpec: KernelSpec = {
       0x5eed03 ^ Date.now(),
     ),
 };
+
+/**
+ * K and V bytes one layer's prefill attention reads from the f16 cache for a chunk of token `rows`
+ * (sequence after sequence), following the kernels' loops (the cost report's `kvReadBytesPerLayer`;
+ * the API counter only sees whole caches bound). Per workgroup column (a KV head × a chunk of its
+ * group), `prefill` reads positions 0..pos once per token row; `prefill_flash` reads 0..(last pos of
+ * the run) once per run of one sequence within each query tile of `flashPrefillTokens` rows.
+ */
+export function prefillKvBytesRead(
+  rows: readonly { seq: number; pos: number }[],
+  nHeads: number,
+  nKvHeads: number,
+  headDim: number,
+): { perRow: number; flash: number } {
+  const perPosition = attentionGroupColumns(nHeads, nKvHeads, headDim) * 2 * headDim * 2; // K + V, f16
+  let perRow = 0;
+  for (const r of rows) perRow += (r.pos + 1) * perPosition;
+  const tile = flashPrefillTokens(nHeads, nKvHeads, headDim);
+  if (tile === 0) return { perRow, flash: perRow };
+  let flash = 0;
+  for (let t0 = 0; t0 < rows.length; t0 += tile) {
+    let run = t0;
+    const end = Math.min(t0 + tile, rows.length);
+    while (run < end) {
+      let e = run;
+      let last = 0;
+      while (e < end && rows[e].seq === rows[run].seq) last = Math.max(last, rows[e++].pos);
+      flash += (last + 1) * perPosition;
+      run = e;
+    }
+  }
+  return { perRow, flash };
+}

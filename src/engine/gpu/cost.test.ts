@@ -4,6 +4,7 @@
  * The model's per-layer dispatch counts are exact, so any change to the forward pass shows here;
  * issue 8's budget holds: ≤ 6 per layer + 6 per decode token, one submit, one map.
  */
+import { prefillKvBytesRead } from './attention';
 import { describe, expect, it } from 'vitest';
 import { llamaConfigFromGguf } from '../gguf/config';
 import { readGguf } from '../gguf/reader';
@@ -139,6 +140,27 @@ describe('CostCounter', () => {
     counter.reset();
     expect(counter.snapshot()).toMatchObject({ dispatches: 0, writes: 0, maps: 0, bound: { weights: 0 } });
     for (const b of [w, x, k, n, readback]) b.destroy();
+  });
+});
+
+describe('prefill attention K/V reads (counted from the kernels loops)', () => {
+  it('the FlashAttention-2 prefill reads K/V once per query tile, not once per token row', () => {
+    // 8B / 3B: 32 / 24 query heads, 8 KV heads, head_dim 128 → query tiles of 8 / 10 token rows.
+    const prompt = Array.from({ length: 256 }, (_, pos) => ({ seq: 0, pos }));
+    const kvRow = 8 * 2 * 128 * 2; // bytes of K + V per position (8 KV heads, f16)
+    const b8 = prefillKvBytesRead(prompt, 32, 8, 128);
+    expect(b8.perRow).toBe(((256 * 257) / 2) * kvRow);
+    let flash = 0;
+    for (let t0 = 0; t0 < 256; t0 += 8) flash += (t0 + 8) * kvRow; // tile t0 reads 0..t0 + 7
+    expect(b8.flash).toBe(flash);
+    expect(b8.perRow / b8.flash).toBeGreaterThan(7.5);
+    const b3 = prefillKvBytesRead(prompt, 24, 8, 128);
+    expect(b3.perRow / b3.flash).toBeGreaterThan(9);
+    // A tile spanning two sequences streams each one's own range; head_dim 256 falls back.
+    const mixed = [0, 1, 2, 0, 1].map((pos, i) => ({ seq: i < 3 ? 0 : 1, pos }));
+    expect(prefillKvBytesRead(mixed, 4, 4, 64).flash).toBe((3 + 2) * 4 * 2 * 64 * 2);
+    const wide = prefillKvBytesRead(prompt, 8, 1, 256);
+    expect(wide.flash).toBe(wide.perRow);
   });
 });
 

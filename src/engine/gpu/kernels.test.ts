@@ -91,6 +91,30 @@ describe('core kernels vs the CPU reference (SwiftShader)', () => {
       attentionSpec,
       (s) => s.replace('big_l += exp(partial[o + HEAD_DIM] - big_m) *', 'big_l += '),
     ],
+    [
+      'flash prefill not causal',
+      attentionSpec,
+      (s) => s.replace('let seen = p < n && base + p <= my_pos;', 'let seen = p < n;'),
+    ],
+    [
+      'flash prefill without the online-softmax rescale of the output',
+      attentionSpec,
+      (s) => s.replace('var a = o[w] * corr;', 'var a = o[w];'),
+    ],
+    [
+      'flash prefill unpacking the f16 halves of K in the wrong order',
+      attentionSpec,
+      (s) =>
+        s.replace(
+          'let k = unpack2x16float(fa_kv[(p * FA_MAX_QW + w) * 4u + c]);',
+          'let k = unpack2x16float(fa_kv[(p * FA_MAX_QW + w) * 4u + c]).yx;',
+        ),
+    ],
+    [
+      'flash prefill streaming one position too few per sequence run',
+      attentionSpec,
+      (s) => s.replace('fa_run = vec3<u32>(seq, e, last + 1u);', 'fa_run = vec3<u32>(seq, e, last);'),
+    ],
     // The sampler's mutants: src/engine/gpu/sampling.test.ts.
     ['gather off by one', elementwiseSpec, (s) => s.replace('seqs[s].x * DIM', '(seqs[s].x + 1u) * DIM')],
   ];

@@ -30,7 +30,7 @@ import type { RandomAccessSource } from '../source';
 import type { GpuContext } from './device';
 import { type Kernel, type Profiler, passRecorder, type Recorder } from './profiler';
 
-import { attentionConstants, attentionGroupColumns, partialStride } from './attention';
+import { attentionConstants, attentionGroupColumns, flashPrefillTokens, partialStride } from './attention';
 import { EmbeddingLookup } from './embedding';
 import { registerAllKernels } from './kernels';
 import { kvCacheBytes } from './kv-cache';
@@ -92,7 +92,7 @@ interface Layer {
   attnNorm: Kernel; // xb = rmsnorm(x) · attn_norm
   qkv: Linear; // qkv[T, (H + 2Hkv)·Dh] = [Wq; Wk; Wv] · xb
   rope: Kernel; // rotate q, k; k, v → cache[seq, pos]
-  attnPrefill: Kernel; // att[T, H·Dh]; grid (Hkv · group chunks, T)
+  attnPrefill: Kernel; // att[T, H·Dh]; grid (⌈T / flash tokens⌉, Hkv · group chunks) (prefill_flash) or (Hkv · group chunks, T)
   attnSplit: Kernel; // partial[T, H, splits, Dh + 2]; grid (splits, Hkv · group chunks, T)
   attnReduce: Kernel; // att[T, H·Dh]
   wo: Linear; // x += Wo · att
@@ -382,7 +382,9 @@ export class GpuModel implements ModelRunner {
       HEAD_DIM: headDim,
       MAX_SEQ: maxSeqLen,
     });
-    const pPrefill = pipeline('attention', 'prefill', attnConsts);
+    // FlashAttention-2 prefill (a query tile per workgroup) where the head size allows it.
+    const flashTokens = flashPrefillTokens(nHeads, nKvHeads, headDim);
+    const pPrefill = pipeline('attention', flashTokens > 0 ? 'prefill_flash' : 'prefill', attnConsts);
     const pSplit = pipeline('attention', 'decode_split', attnConsts);
     const pReduce = pipeline('attention', 'decode_reduce', attnConsts);
     const pGather = pipeline('elementwise', 'gather', { DIM: dim });
@@ -808,7 +810,10 @@ export class GpuModel implements ModelRunner {
         rec.kernel('attention_split', l.attnSplit, nSplits, groups, T); // partial[T, H, splits]: online softmax per KV split, a GQA group per workgroup
         rec.kernel('attention_reduce', l.attnReduce, H, T); // att[T, H·Dh] = merge of the splits
       } else {
-        rec.kernel('attention_prefill', l.attnPrefill, groups, T); // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos
+        // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos: query tiles × columns (flash), else columns × rows
+        const flash = flashPrefillTokens(nHeads, nKvHeads, headDim);
+        if (flash > 0) rec.kernel('attention_prefill', l.attnPrefill, Math.ceil(T / flash), groups);
+        else rec.kernel('attention_prefill', l.attnPrefill, groups, T);
       }
       rec.op('wo', (p) => l.wo.encode(p, T)); // x += Wo · att
       if (l.gateUpFused) {

@@ -124,7 +124,9 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
       try {
         gpu.reset(1, GREEDY);
         cpu.reset(1, GREEDY);
-        let toks = [prompt(7, opts.vocab, 1)];
+        // 19 prompt rows: past the mat-vec (≤ 8), so prefill runs the GEMM (integer types, norm and
+        // RoPE fused) and the FlashAttention-2 prefill (query tiles of 8, 8, 4 and 10 rows here).
+        let toks = [prompt(19, opts.vocab, 1)];
         for (let step = 0; step < 5; step++) {
           const [g] = await gpu.step(toks);
           const [c] = await cpu.step(toks);
