@@ -84,6 +84,18 @@ const MATVEC_MAX_PPG = 4;
 export const GEMM_TILE = { rows: 64, tokens: 64 } as const;
 const FLOAT_TILE = { rows: 32, tokens: 32 } as const;
 
+/**
+ * Types whose prefill runs the integer GEMM (linear_matmul_q8.wgsl: their decoders define
+ * unit_half_i8 / unit_half_scale) with the RMSNorm / RoPE fusions; the other types run the 32×32
+ * mat-mat of linear_matmul_float.wgsl and no prefill fusions.
+ */
+const GEMM_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K]);
+
+/** Whether `type`'s prefill runs the integer GEMM (and so fuses RMSNorm / RoPE there too). */
+export function usesGemm(type: GgmlType): boolean {
+  return GEMM_TYPES.has(type);
+}
+
 /** Whether `type`'s mat-vec multiplies 8-bit activations with dot4I8Packed (linear_matvec_q8.wgsl). */
 export function usesIntegerDot(type: GgmlType): boolean {
   return GPU_LAYOUTS.get(type)?.aux !== 'none';
@@ -464,7 +476,7 @@ export class Linear {
         rows: part.rows,
         meta,
         ...pipelinesOf(part.type),
-        gemm: usesIntegerDot(part.type),
+        gemm: usesGemm(part.type),
       });
     }
   }
@@ -472,6 +484,11 @@ export class Linear {
   /** Free the per-part uniforms (the weight and the io buffers belong to the caller). */
   destroy(): void {
     for (const g of this.groups) g.meta.destroy();
+  }
+
+  /** Whether `encode` may run this Linear (fused or not) for `nTokens` rows: fusions need the mat-vec or the GEMM. */
+  runsAt(nTokens: number): boolean {
+    return !this.fused || nTokens <= MATVEC_MAX_TOKENS || this.groups.every((g) => g.gemm);
   }
 
   /** The path `encode` takes by default for `nTokens`. */
@@ -498,6 +515,12 @@ export class Linear {
     }
     if (this.fused && chosen === 'matvec_sg') {
       throw new EngineError('bad-argument', `${this.weight.name}: a fused Linear has no subgroup mat-vec`);
+    }
+    if (this.fused && chosen === 'matmul' && !this.groups.every((g) => g.gemm)) {
+      throw new EngineError(
+        'bad-argument',
+        `${this.weight.name}: only the integer GEMM (q4_0, q8_0, q6_K) fuses RMSNorm / RoPE in prefill`,
+      );
     }
     if (chosen === 'matvec_sg' && !this.matvecSg) {
       throw new EngineError('bad-argument', 'this device has no subgroups: no matvec_sg path');
@@ -890,8 +913,12 @@ export function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
             chunkUnits: 3,
             fusion: { norm: true, rope: { heads: 3, kvHeads: 1, headDim: 6, maxSeq: 5, batch: 1 } },
           },
-          // The prefill GEMM: more than one 64×64 tile each way, partial tiles, an odd unit count
-          // (the last unit in the second buffer), and its fusions.
+        ]
+      : []),
+    // The prefill GEMM: more than one 64×64 tile each way, partial tiles, an odd unit count (the
+    // last unit in the second buffer), and its fusions.
+    ...(usesGemm(type)
+      ? [
           { rows: 130, cols: long, tokens: 70, epilogue: 'accumulate' as const },
           { rows: 130, cols: c[1], tokens: 67, epilogue: 'swiglu' as const, fusion: { norm: true } },
           {
@@ -974,9 +1001,10 @@ export function decoderSource(type: GgmlType): string {
 
 /** The built-in source of `linear_<type>`: decoder + body + the mat-vec of its kind. */
 export function linearSource(type: GgmlType): string {
-  return usesIntegerDot(type)
-    ? `${decoderSource(type)}\n${body}\n${matvecQ8}\n${matmulQ8}`
-    : `${decoderSource(type)}\n${body}\n${matvecFloat}\n${matmulFloat}`;
+  if (usesGemm(type)) return `${decoderSource(type)}\n${body}\n${matvecQ8}\n${matmulQ8}`;
+  const quantized = `const QUANTIZED_ACTIVATIONS: bool = ${usesIntegerDot(type)};`;
+  const matvec = usesIntegerDot(type) ? matvecQ8 : matvecFloat;
+  return `${decoderSource(type)}\n${body}\n${matvec}\n${quantized}\n${matmulFloat}`;
 }
 
 export const LINEAR_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) => ({
