@@ -132,7 +132,7 @@ async function runAttentionCase(
     const pipeline = cachedPipeline(device, module, 'prefill', constants, 'attention.prefill');
     await dispatch(device, pipeline, [...inputs, outBuf], [columns, n + 1]);
     if (flashTokens > 0) {
-      const flash = computePipeline(device, module, 'prefill_flash', constants, 'attention.prefill_flash');
+      const flash = cachedPipeline(device, module, 'prefill_flash', constants, 'attention.prefill_flash');
       // One more query tile than n_tokens needs: it must write nothing.
       await dispatch(device, flash, [...inputs, flashBuf], [Math.ceil(n / flashTokens) + 1, columns]);
     }
