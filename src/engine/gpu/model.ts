@@ -55,6 +55,18 @@ import {
   type WeightEncoding,
 } from './weights';
 
+/**
+ * Whether GpuModel's prefill runs `prefill_flash` (FlashAttention-2). OFF for now: it passes its
+ * self-check and 19-row parity on four small models, but on the Q4_K_S-mix parity model (2 heads,
+ * 1 KV head, head_dim 128: query tiles of 16 rows) the first decode step after a 19-row prefill
+ * differs from the reference by 6e-3 of max |logit| (with `prefill`: within 1e-3). Unexplained.
+ */
+const PREFILL_FLASH = false;
+
+function modelFlashTokens(nHeads: number, nKvHeads: number, headDim: number): number {
+  return PREFILL_FLASH ? flashPrefillTokens(nHeads, nKvHeads, headDim) : 0;
+}
+
 export interface GpuLoadOptions {
   /** Largest number of sequences per step (default 4). */
   maxBatch?: number;
@@ -383,7 +395,7 @@ export class GpuModel implements ModelRunner {
       MAX_SEQ: maxSeqLen,
     });
     // FlashAttention-2 prefill (a query tile per workgroup) where the head size allows it.
-    const flashTokens = flashPrefillTokens(nHeads, nKvHeads, headDim);
+    const flashTokens = modelFlashTokens(nHeads, nKvHeads, headDim);
     const pPrefill = pipeline('attention', flashTokens > 0 ? 'prefill_flash' : 'prefill', attnConsts);
     const pSplit = pipeline('attention', 'decode_split', attnConsts);
     const pReduce = pipeline('attention', 'decode_reduce', attnConsts);
@@ -811,7 +823,7 @@ export class GpuModel implements ModelRunner {
         rec.kernel('attention_reduce', l.attnReduce, H, T); // att[T, H·Dh] = merge of the splits
       } else {
         // att[T, H·Dh] = softmax(q·Kᵀ/√Dh)·V over 0..pos: query tiles × columns (flash), else columns × rows
-        const flash = flashPrefillTokens(nHeads, nKvHeads, headDim);
+        const flash = modelFlashTokens(nHeads, nKvHeads, headDim);
         if (flash > 0) rec.kernel('attention_prefill', l.attnPrefill, Math.ceil(T / flash), groups);
         else rec.kernel('attention_prefill', l.attnPrefill, groups, T);
       }
