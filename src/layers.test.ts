@@ -17,8 +17,12 @@ const RULES: Record<string, { may: string[]; forbiddenPackages: RegExp }> = {
   engine: { may: ['engine'], forbiddenPackages: /^(node:|react|idb-keyval|comlink|webgpu$)/ },
   storage: { may: ['storage', 'engine'], forbiddenPackages: /^(node:|react)/ },
   worker: { may: ['worker', 'engine', 'storage'], forbiddenPackages: /^(node:|react)/ },
-  // The page talks to the engine only through the worker's typed API.
-  ui: { may: ['ui', 'worker/api.ts', 'worker/client.ts'], forbiddenPackages: /^(node:|webgpu$)/ },
+  // The page talks to the engine only through the worker's typed API; its saved conversations are
+  // the page's own records (IndexedDB), not engine state.
+  ui: {
+    may: ['ui', 'worker/api.ts', 'worker/client.ts', 'storage/conversations.ts'],
+    forbiddenPackages: /^(node:|webgpu$)/,
+  },
   // Node hosts: the download recipe is shared with the browser (storage's pure modules).
   node: {
     may: ['node', 'engine', 'storage/resumable-download.ts', 'storage/manifest.ts'],

@@ -3,10 +3,9 @@
  * `stream: true`, src/worker/openai.ts): the page embeds the engine the way another web app
  * would. The whole conversation goes in; the worker reuses the KV cache for the part it has seen.
  */
-import type { FinishReason } from '../engine/generation';
 import type { Role } from '../storage/conversations';
 import { openAiClient, type RemoteEngine } from '../worker/client';
-import type { CompletionUsage } from '../worker/openai';
+import type { CompletionUsage, FinishReason } from '../worker/api';
 
 /** What the stats line shows about a run. */
 export interface RunStats {

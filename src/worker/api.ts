@@ -109,7 +109,8 @@ export interface ChatOutcome {
 }
 
 /** The engine's token event, unchanged across the worker boundary (see engine/generation.ts). */
-export type { TokenEvent } from '../engine/generation';
+export type { FinishReason, TokenEvent } from '../engine/generation';
+export type { ChatCompletion, ChatCompletionChunk, CompletionUsage, OpenAiApi } from './openai';
 /** Error codes the page acts on (EngineError.code, rebuilt from "[code] message" on the page). */
 export type { EngineErrorCode } from '../engine/errors';
 /** The cache chunk sizes the worker accepts (the page checks a test build's `?chunkSize=` with it). */
