@@ -188,7 +188,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
    */
   const confirmedLoad = async (u: string, refresh?: boolean) => {
     const cachedCopy = cache.cached.find((c) => c.url === u && c.complete);
-    if (!cachedCopy || refresh) {
+    // Without WebGPU the load is refused before any byte is fetched: no size question, no HEAD.
+    if ((!cachedCopy || refresh) && env?.webgpu !== false) {
       const size = await engine.probe(u).then(
         (p) => (p.complete && !refresh ? 0 : (p.size ?? 0) - p.cachedBytes),
         () => 0,
