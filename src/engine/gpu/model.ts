@@ -890,7 +890,14 @@ export class GpuModel implements ModelRunner {
     this.disposed = true;
     this.uncaptured?.dispose();
     for (const b of this.buffers) b.destroy();
-    for (const l of this.layers) for (const w of l.weights) destroyWeight(w);
+    // Each Linear and the embedding lookup own their per-part Meta uniforms.
+    this.embed.destroy();
+    for (const l of this.layers) {
+      for (const lin of [l.qkv, l.wo, l.gateUp, l.down, l.qkvFused, l.gateUpFused]) lin?.destroy();
+      for (const w of l.weights) destroyWeight(w);
+    }
+    this.head.destroy();
+    this.headFused?.destroy();
     for (const w of this.globalWeights) destroyWeight(w);
   }
 }
