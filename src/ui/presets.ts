@@ -2,10 +2,11 @@
  * Models offered in the picker. One entry per model: adding a model (e.g. a bundled demo file under
  * public/models/) is a one-line change. Each preset's default file is its q4_0 GGUF; each Llama 3
  * preset also offers the same repository's Q4_K_M file (`alternatives`), the most downloaded
- * quantization, which the K-quant kernels run. Sizes are those the Hugging Face pages list (bartowski's
- * and QuantFactory's tables, rounded to 10 MB; not checkable from here: no network) and are shown with
- * "≈"; the exact size comes from the server before the download starts. docs/models.md lists the
- * same files with their type mix.
+ * quantization, which the K-quant kernels run. Sizes are computed, rounded to 10 MB: the tensor bytes
+ * of each model's shapes in llama-quantize's mix (`llamaTensorBytes`, src/engine/quant/mix.ts) plus a
+ * Llama 3 header (presets.test.ts checks every entry); they agree with the Hugging Face pages' tables.
+ * They are shown with "≈"; the exact size comes from the server before the download starts.
+ * docs/models.md lists the same files with their type mix.
  */
 export interface PresetFile {
   /** llama-quantize's name for the file's mix: "Q4_0", "Q4_K_M". */

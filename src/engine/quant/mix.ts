@@ -12,7 +12,7 @@
  *     q5_K → q5_1, q6_K → q8_0.
  */
 import { EngineError } from '../errors';
-import { GgmlType } from '../gguf/types';
+import { GgmlType, tensorBytes } from '../gguf/types';
 
 export type KQuantPreset = 'Q4_K_M' | 'Q5_K_M' | 'Q4_K_S' | 'Q5_K_S';
 
@@ -62,4 +62,52 @@ export function kQuantTensorType(
     throw new EngineError('bad-argument', `kQuantTensorType: no fallback for ${name}`);
   }
   return type;
+}
+
+/** The shapes that fix a Llama file's tensor bytes (docs/models.md, "Shapes"). */
+export interface LlamaShape {
+  nLayers: number;
+  dim: number;
+  nKvHeads: number;
+  headDim: number;
+  ffnDim: number;
+  vocab: number;
+  /** The head is token_embd.weight (no output.weight), as in Llama 3.2. */
+  tied: boolean;
+  /** The file carries rope_freqs.weight (headDim / 2 F32 factors), as Llama 3.1 / 3.2 do. */
+  ropeFreqs: boolean;
+}
+
+/**
+ * Bytes of every tensor of a Llama file of `shape` written by llama-quantize with `preset`: Q4_0
+ * (every matrix q4_0, the head q6_K) or a K-quant mix (kQuantTensorType); norms and rope_freqs F32.
+ * The file adds its header (tokenizer and other metadata, ≈ 7.5 MB for Llama 3's vocabulary) and
+ * alignment padding (< 32 bytes per tensor).
+ */
+export function llamaTensorBytes(shape: LlamaShape, preset: KQuantPreset | 'Q4_0'): number {
+  const { nLayers, dim, ffnDim, vocab, tied } = shape;
+  const kvDim = shape.nKvHeads * shape.headDim;
+  const typeOf = (name: string, cols: number): GgmlType => {
+    if (preset !== 'Q4_0') return kQuantTensorType(preset, name, cols, nLayers, tied);
+    return name === 'output.weight' || (tied && name === 'token_embd.weight') ? GgmlType.Q6_K : GgmlType.Q4_0;
+  };
+  // [name, cols (ggml ne[0]), rows]
+  const matrices: [string, number, number][] = [['token_embd.weight', dim, vocab]];
+  if (!tied) matrices.push(['output.weight', dim, vocab]);
+  for (let l = 0; l < nLayers; l++) {
+    const p = `blk.${l}.`;
+    matrices.push(
+      [`${p}attn_q.weight`, dim, dim],
+      [`${p}attn_k.weight`, dim, kvDim],
+      [`${p}attn_v.weight`, dim, kvDim],
+      [`${p}attn_output.weight`, dim, dim],
+      [`${p}ffn_gate.weight`, dim, ffnDim],
+      [`${p}ffn_up.weight`, dim, ffnDim],
+      [`${p}ffn_down.weight`, ffnDim, dim],
+    );
+  }
+  let bytes = 0;
+  for (const [name, cols, rows] of matrices) bytes += tensorBytes(typeOf(name, cols), cols * rows);
+  const f32Values = (2 * nLayers + 1) * dim + (shape.ropeFreqs ? shape.headDim / 2 : 0);
+  return bytes + 4 * f32Values;
 }
