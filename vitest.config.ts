@@ -1,7 +1,9 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import { defineConfig } from 'vitest/config';
+import { slowestFirst } from './scripts/test-budget.js';
 
 /**
  * Dawn's Vulkan path loads libwayland-client, which prints "XDG_RUNTIME_DIR is invalid or not set"
@@ -21,6 +23,13 @@ function runtimeDir(): string {
   return dir;
 }
 
+/** Starts the slowest files first (scripts/test-budget.ts says why), on any clone. */
+class SlowestFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    return slowestFirst(files, (f) => relative(this.ctx.config.root, f.moduleId).split(sep).join('/'));
+  }
+}
+
 // Unit, kernel and parity tests run in Node. GPU tests use Dawn (npm `webgpu`) on SwiftShader;
 // e2e tests live in e2e/ and run under Playwright, not here.
 export default defineConfig({
@@ -29,6 +38,11 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 300_000,
     pool: 'forks',
+    // One file per core. Vitest's default for `run` is cores − 1, i.e. one file at a time on this
+    // 2-core machine, which left a core idle whenever a file waits (llama.cpp, child processes,
+    // single-threaded JS). Each file still runs its own tests one after another.
+    maxWorkers: 2,
+    sequence: { sequencer: SlowestFirst },
     env: { VK_ICD_FILENAMES: '/usr/lib/chromium/vk_swiftshader_icd.json', XDG_RUNTIME_DIR: runtimeDir() },
   },
   assetsInclude: ['**/*.wgsl'],

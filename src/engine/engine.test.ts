@@ -1,6 +1,7 @@
 /**
  * The facade in-process on the CPU reference, over the tiny fixtures (`npm run fixtures`). The
- * llama.cpp parity of the same path is checked through the real CLI in src/cli/generate.test.ts.
+ * llama.cpp parity of the same path is checked through the real CLI in src/cli/generate.test.ts
+ * and src/cli/generate-gpu.test.ts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
