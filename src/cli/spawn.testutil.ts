@@ -1,11 +1,23 @@
 /** Runs the real CLI as a child process, the way `npm run cli` does. */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEMO_MODEL_PATH } from '../node/paths';
 
 export const ROOT = join(__dirname, '../..');
 export const FIXTURES = join(ROOT, 'fixtures');
 export const DEMO_MODEL = DEMO_MODEL_PATH;
+
+/**
+ * The CLI's cache dir (`LLAMA3_WEBGPU_CACHE_DIR`: downloads and the kernel self-check record) for
+ * every run of this test file, unless a test passes its own: fresh per file, so the first GPU run
+ * of a file really runs the kernel self-check (a record in ~/.cache from an earlier run would skip
+ * it) and the file's later runs reuse that record instead of checking again; nothing is written
+ * under the home directory. Vitest runs each file in its own process, so this is one dir per file.
+ */
+const fileCacheDir = mkdtempSync(join(tmpdir(), 'llama3-webgpu-cli-test-'));
+process.on('exit', () => rmSync(fileCacheDir, { recursive: true, force: true }));
 
 export interface CliRun {
   code: number | null;
@@ -22,7 +34,11 @@ export function runCliProcess(
     const child = spawn(
       process.execPath,
       ['--import', 'tsx', '--import', './scripts/raw-loader.mjs', 'src/cli/main.ts', ...args],
-      { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        cwd: ROOT,
+        env: { ...process.env, LLAMA3_WEBGPU_CACHE_DIR: fileCacheDir, ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
     );
     let stdout = '';
     let stderr = '';
