@@ -213,10 +213,10 @@ test('a full disk (quota) stops the download with storage-full and keeps nothing
   // The demo model (28.7 MB) that loads on open does not fit either.
   const alert = page.getByRole('alert');
   await expect(alert).toContainText('Not enough storage');
-  await expect(alert).toContainText('needs 27.4 MiB');
+  await expect(alert).toContainText('needs 28.7 MB');
   await page.getByLabel('Model URL').fill(server.fileUrl('tiny.gguf'));
   await page.getByRole('button', { name: 'Load model' }).click();
-  await expect(alert).toContainText('needs 51.4 MiB');
+  await expect(alert).toContainText('needs 53.9 MB');
   await expect(alert).toContainText('Not enough storage');
   await shot(page, '10-storage-full');
   await expect(cacheEntry(page, 'tiny.gguf')).toHaveCount(0);

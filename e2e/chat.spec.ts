@@ -14,6 +14,8 @@ import { type ModelServer, startModelServer } from './model-server';
 
 const STUB = join(ROOT, 'fixtures', 'tiny-q8_0.gguf');
 const FILE = 'tiny-llama3-instruct.gguf';
+/** The same bytes under another name, for a download that is cancelled. */
+const SLOW = 'slow-download.gguf';
 const USERS = ['Hello! Who are you?', 'Tell me more.'];
 const N = 6;
 let server: ModelServer;
@@ -23,7 +25,8 @@ let expected: Promise<string[]>;
 test.describe.configure({ mode: 'serial' });
 
 test.beforeAll(async ({ browser }) => {
-  server = await startModelServer({ [FILE]: new Uint8Array(readFileSync(STUB)) });
+  const stub = new Uint8Array(readFileSync(STUB));
+  server = await startModelServer({ [FILE]: stub, [SLOW]: stub });
   // The CLI computes the expected replies while the browser loads the model.
   expected = cliChatTurns(STUB, USERS, N);
   expected.catch(() => {});
@@ -91,6 +94,29 @@ test('Regenerate at temperature 0.6 draws a new sample', async () => {
   await expect(answers()).toHaveCount(2);
   expect(await answers().nth(1).locator('.md').textContent()).not.toBe(before);
   await expect(page.getByLabel('Stats')).toContainText(/Seed\s*\d+/);
+});
+
+test('a load that fails or is cancelled keeps the loaded model, which still answers', async () => {
+  const alert = page.getByRole('alert');
+  await page.getByLabel('Model URL').fill(server.fileUrl('missing.gguf'));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(alert).toContainText('Loading missing.gguf failed');
+  await expect(alert).toContainText('404');
+  await expect(alert).toContainText('Still using tiny');
+  await shot(page, 'load-failed-still-using');
+
+  // Cancelled mid-download (a slow server): the model loaded before is still the one in use.
+  server.faults = { delayMsPerPiece: 50 };
+  await page.getByLabel('Model URL').fill(server.fileUrl(SLOW));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.getByText(/Downloading .* of /)).toBeVisible();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(alert).toContainText(`Loading ${SLOW} was cancelled. Still using tiny`);
+  server.faults = {};
+
+  await page.getByLabel('Max tokens').fill('1');
+  await send('Still there?', 3);
+  await expect(page.getByRole('alert')).toHaveCount(0);
 });
 
 test('the conversation is restored after a reload, offline', async () => {

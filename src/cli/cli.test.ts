@@ -299,7 +299,7 @@ describe('default model download', () => {
     const lines = r.stderr.trimEnd().split('\n');
     expect(lines.length).toBe(1);
     expect(lines[0]).toMatch(
-      /^error: could not download http:\/\/127\.0\.0\.1:\d+\/Meta-Llama-3-8B\.Q4_0\.gguf \(ECONNREFUSED/,
+      /^error: could not download http:\/\/127\.0\.0\.1:\d+\/Meta-Llama-3-8B\.Q4_0\.gguf \(connection refused: nothing answers at 127\.0\.0\.1:\d+\); are you offline\?/,
     );
     expect(lines[0]).toContain('--model-path /path/to/tinystories-llama3-q4_0.gguf');
   });

@@ -6,7 +6,7 @@
 import { EngineError } from '../engine/errors';
 import { inspectModel, type ModelInspection } from '../engine/inspect';
 import { inspectionFacts } from '../engine/inspect-facts';
-import { formatBytes } from '../node/download';
+import { formatBytes } from '../engine/format-bytes';
 import { int, parse, UsageError } from './args';
 import { openModelSource } from './source';
 

@@ -211,19 +211,6 @@ export async function ensureDefaultModel(
   });
 }
 
-/** "1.2 GB", "35.0 MB": decimal units, as download tools print them. */
-export function formatBytes(n: number): string {
-  if (n < 1e3) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let v = n / 1e3;
-  let i = 0;
-  while (v >= 1e3 && i < units.length - 1) {
-    v /= 1e3;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
-
 /** "12:05", "1:02:03", "?" for an unknown ETA. */
 export function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return '?';

@@ -41,8 +41,7 @@ export interface DownloadOptions
   validate?: (m: ModelManifest) => Promise<void>;
 }
 
-export const BROWSER_UNREACHABLE_HINT =
-  'check the address and your connection; the server must allow cross-origin requests (CORS)';
+export const BROWSER_UNREACHABLE_HINT = 'check the address and your connection';
 
 /** Chunk records in a ModelStore: whole chunks are committed, a partial one is only held in memory. */
 class ChunkSink implements DownloadSink {

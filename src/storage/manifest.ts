@@ -8,6 +8,7 @@
  * Chunks are written strictly in file order, so "usable bytes" is always a prefix of the file.
  */
 import { EngineError } from '../engine/errors';
+import { formatBytes } from '../engine/format-bytes';
 
 /** One stored chunk (format 2): the bytes and the hash they are checked against when read back. */
 export interface StoredChunk {
@@ -79,7 +80,7 @@ export function checkChunkSize(n: number | undefined, opts: { allowSmall?: boole
   if (!Number.isSafeInteger(n) || n < min || n > MAX_CHUNK_SIZE) {
     throw new EngineError(
       'bad-argument',
-      `The cache chunk size must be a whole number of bytes from ${formatBytes(min)} to ${formatBytes(MAX_CHUNK_SIZE)}; got ${String(n).slice(0, 40)}.`,
+      `The cache chunk size must be a whole number of bytes from ${formatBytes(min, 'binary')} to ${formatBytes(MAX_CHUNK_SIZE, 'binary')}; got ${String(n).slice(0, 40)}.`,
     );
   }
   return n;
@@ -103,7 +104,7 @@ export function newManifest(
   if (Math.ceil(remote.size / chunkSize) > MAX_CHUNKS) {
     throw new EngineError(
       'bad-argument',
-      `${fileNameFromUrl(url)} (${formatBytes(remote.size)}) would need more than ${MAX_CHUNKS} chunks of ${formatBytes(chunkSize)}; use a larger chunk size.`,
+      `${fileNameFromUrl(url)} (${formatBytes(remote.size)}) would need more than ${MAX_CHUNKS} chunks of ${formatBytes(chunkSize, 'binary')}; use a larger chunk size.`,
     );
   }
   const t = Date.now();
@@ -405,16 +406,4 @@ export class ProgressMeter {
     const left = total - this.samples[this.samples.length - 1].bytes;
     return Math.max(0, left / v);
   }
-}
-
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return '?';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }

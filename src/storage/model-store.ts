@@ -4,11 +4,11 @@
  * are kept for resuming. Recording a chunk is two puts of constant size, whatever the file's size.
  */
 import { EngineError } from '../engine/errors';
+import { formatBytes } from '../engine/format-bytes';
 import type { KeyValueStore } from './kv';
 import {
   chunkLength,
   contiguousBytes,
-  formatBytes,
   type ModelManifest,
   type StoredChunk,
   upgradeManifest,

@@ -21,11 +21,11 @@
  * No Node built-ins, no DOM beyond fetch/AbortController: both hosts run it.
  */
 import { EngineError } from '../engine/errors';
+import { formatBytes } from '../engine/format-bytes';
 import {
   decideResponse,
   describeStart,
   fileChanged,
-  formatBytes,
   hasGgufMagic,
   ProgressMeter,
   type RemoteInfo,
@@ -86,6 +86,8 @@ export interface ResumableOptions {
   stallBytes?: number;
   /** What to do when the server cannot be reached at all, appended to that error. */
   unreachableHint?: string;
+  /** Tests only: the page's origin and online state (by default the real ones). */
+  place?: RequestPlace;
   onProgress?: (p: DownloadProgress) => void;
   /** Stored bytes were dropped and the download starts over from byte 0. */
   onRestart?: (reason: string) => void;
@@ -95,6 +97,9 @@ export const retrySchedule =
   (baseMs = 500, maxMs = 8000) =>
   (attempt: number): number =>
     Math.min(maxMs, baseMs * 2 ** (attempt - 1));
+
+/** probeRemote's errors that the user must act on (offline, host not found, CORS): not retried. */
+const notWorthRetrying = new WeakSet<Error>();
 
 /** Errors that say the host cannot be reached at all: retrying at once will not help. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
@@ -174,7 +179,14 @@ export interface ProbeResult extends RemoteInfo {
  */
 export async function probeRemote(
   url: string,
-  opts: { fetch?: typeof fetch; signal?: AbortSignal; timeoutMs?: number; unreachableHint?: string } = {},
+  opts: {
+    fetch?: typeof fetch;
+    signal?: AbortSignal;
+    timeoutMs?: number;
+    unreachableHint?: string;
+    /** Tests only: the page's origin and online state (by default the real ones). */
+    place?: RequestPlace;
+  } = {},
 ): Promise<ProbeResult> {
   const f = opts.fetch ?? fetch;
   const timeoutMs = opts.timeoutMs ?? 30_000;
@@ -186,12 +198,93 @@ export async function probeRemote(
     return { ok: res.ok, status: res.status, ...remoteInfoFrom(res.headers, res.ok) };
   } catch (e) {
     if (opts.signal?.aborted) throw new EngineError('interrupted', 'Download stopped.');
-    const what = attempt.why ?? describeNetworkError(e);
-    const hint = opts.unreachableHint ? `; ${opts.unreachableHint}` : '';
-    throw new EngineError('network', `could not download ${url} (${what})${hint}`, { cause: e });
+    attempt.close();
+    const why = attempt.why
+      ? { what: attempt.why, hint: true }
+      : await explainUnreachable(url, e, { fetch: f, ...opts.place });
+    const hint = opts.unreachableHint && why.hint ? `; ${opts.unreachableHint}` : '';
+    const err = new EngineError('network', `could not download ${url} (${why.what})${hint}`, { cause: e });
+    // Offline, no such host, CORS: asking again at once gets the same answer.
+    if (!why.hint) notWorthRetrying.add(err);
+    throw err;
   } finally {
     attempt.close();
   }
+}
+
+/** Where a request is made from: a page's origin (cross-origin requests need CORS) and whether it is online. */
+export interface RequestPlace {
+  /** The requesting page's origin; none in Node (no CORS there). */
+  origin?: string;
+  /** navigator.onLine: false when the browser knows it has no network. */
+  onLine?: boolean;
+}
+
+const placeHere = (): RequestPlace => ({
+  origin: (globalThis as { location?: { origin?: string } }).location?.origin,
+  onLine: (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine,
+});
+
+/**
+ * Why a request to `url` got no answer, in words a person can act on: offline, host not found,
+ * connection refused, blocked by CORS, or the platform's own words. `hint` says whether the
+ * caller's generic advice (check the address, the connection) still applies.
+ *
+ * Browsers say only "Failed to fetch" for a missing host, a closed port and CORS alike. CORS is
+ * named only when it is the likely cause: the request was cross-origin, and the same URL answers
+ * a `no-cors` HEAD (an opaque answer: the server is there, it just does not allow this page).
+ */
+export async function explainUnreachable(
+  url: string,
+  e: unknown,
+  opts: { fetch?: typeof fetch } & RequestPlace = {},
+): Promise<{ what: string; hint: boolean }> {
+  const place = { ...placeHere(), ...opts };
+  if (place.onLine === false) {
+    return {
+      what: 'you are offline: this device has no network connection; connect and try again',
+      hint: false,
+    };
+  }
+  let target: URL | undefined;
+  try {
+    target = new URL(url);
+  } catch {
+    return { what: describeNetworkError(e), hint: true };
+  }
+  const code = errorCode(e);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return {
+      what: `host not found: no address for ${target.hostname}; check the spelling of the URL`,
+      hint: false,
+    };
+  }
+  if (code === 'ECONNREFUSED') {
+    return { what: `connection refused: nothing answers at ${target.host}`, hint: true };
+  }
+  if (code !== undefined || !place.origin || target.origin === place.origin) {
+    return { what: describeNetworkError(e), hint: true };
+  }
+  // A browser's cross-origin "Failed to fetch": is the server there at all?
+  try {
+    await (opts.fetch ?? fetch)(url, {
+      method: 'HEAD',
+      mode: 'no-cors',
+      cache: 'no-store',
+      signal: AbortSignal.timeout(5000),
+    });
+  } catch {
+    return {
+      what: `cannot reach ${target.host}: the host was not found, refused the connection, or the network is down`,
+      hint: true,
+    };
+  }
+  return {
+    what:
+      `blocked by CORS: ${target.origin} answers, but does not allow pages from other sites to read ` +
+      'its files (no Access-Control-Allow-Origin header); download the file and open it here, or use a URL that allows it (Hugging Face does)',
+    hint: false,
+  };
 }
 
 /**
@@ -228,11 +321,18 @@ export async function downloadResumable(
         signal,
         timeoutMs: answerTimeoutMs,
         unreachableHint: opts.unreachableHint,
+        place: opts.place,
       });
       break;
     } catch (e) {
       const code = errorCode((e as { cause?: unknown }).cause);
-      if (!(e instanceof EngineError) || e.code !== 'network' || tries >= 2 || UNREACHABLE.has(code ?? ''))
+      if (
+        !(e instanceof EngineError) ||
+        e.code !== 'network' ||
+        tries >= 2 ||
+        UNREACHABLE.has(code ?? '') ||
+        notWorthRetrying.has(e)
+      )
         throw e;
       await sleep(delay(tries + 1), signal).catch(() => {
         throw stopped(0);

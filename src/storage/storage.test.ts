@@ -427,7 +427,7 @@ describe('downloads into the cache (real HTTP server)', () => {
     const s = new ModelStore(full);
     const err = await downloadToStore(server.fileUrl('m.gguf'), s, fast).catch((e) => e);
     expect(err.code).toBe('storage-full');
-    expect(err.message).toMatch(/97\.7 KiB/);
+    expect(err.message).toMatch(/needs 100 kB/);
     expect(full.map.size).toBe(0);
     expect(await s.list()).toEqual([]);
   });
@@ -654,7 +654,7 @@ describe('cache format and hostile servers (real HTTP server)', () => {
     expect(err.code).toBe('network');
     expect(err.message).toContain(url);
     expect(err.message).toMatch(
-      /failed 2 times in a row \(the server sent less than 1\.0 KiB in 0\.3 s: too slow or stalled\)/,
+      /failed 2 times in a row \(the server sent less than 1\.0 kB in 0\.3 s: too slow or stalled\)/,
     );
     expect(server.log.filter((r) => r.method === 'GET').length).toBe(2);
     // A slow but steady server is not a stall: the same limits, 16 KiB every 10 ms.
@@ -704,7 +704,7 @@ describe('cache format and hostile servers (real HTTP server)', () => {
     server.files.set('m.gguf', v2);
     server.log = [];
     expect(await checkForUpdate(store, url)).toEqual({
-      reason: 'the file changed size (97.7 KiB → 117 KiB)',
+      reason: 'the file changed size (100 kB → 120 kB)',
       cachedSize: file.length,
       remoteSize: v2.length,
     });

@@ -12,7 +12,7 @@ import { CacheView } from './components/CacheView';
 import { ChatView } from './components/ChatView';
 import { type CompletionOutput, CompletionView, promptsOf } from './components/CompletionView';
 import { ErrorView } from './components/ErrorView';
-import { ModelPicker } from './components/ModelPicker';
+import { ModelPicker, modelName, sourceName } from './components/ModelPicker';
 import { SettingsPanel } from './components/SettingsPanel';
 import { StatsView } from './components/StatsView';
 import { formatBytes } from './format';
@@ -334,6 +334,12 @@ export function App({ engine }: { engine: RemoteEngine }) {
         {session.error && (
           <ErrorView
             error={session.error}
+            failedLoad={
+              session.failedLoad && {
+                name: sourceName(session.failedLoad.spec),
+                stillUsing: session.failedLoad.stillUsing && modelName(session.failedLoad.stillUsing),
+              }
+            }
             onReload={
               session.lastSource ? () => session.lastSource && userLoad(session.lastSource) : undefined
             }

@@ -28,7 +28,8 @@ describe('model session reducer', () => {
       { type: 'load-done', seq: 1, model: model('a') },
       { type: 'remote-change', seq: 1, change: { reason: 'x', cachedSize: 1 } },
     ]);
-    expect(s).toMatchObject({ busy: 'loading', loadSeq: 2, model: undefined, error: undefined });
+    expect(s).toMatchObject({ busy: 'loading', loadSeq: 2, error: undefined });
+    expect(s.model).toBeUndefined();
     expect(s.lastSource).toEqual(spec('b'));
     expect(s.progress?.loadedBytes).toBe(0);
     expect(s.remoteChange).toBeUndefined();
@@ -42,6 +43,34 @@ describe('model session reducer', () => {
       { type: 'load-failed', seq: 1, error: { code: 'network', message: 'offline' } },
     ]);
     expect(s).toMatchObject({ busy: 'idle', error: { code: 'network' } });
+    expect(s.failedLoad).toEqual({ spec: spec('a'), stillUsing: undefined });
+  });
+
+  it('a load keeps the loaded model until it is done; when it fails, the model is still in use', () => {
+    const loaded = run([
+      { type: 'load-start', seq: 1, spec: spec('a') },
+      { type: 'load-done', seq: 1, model: model('a') },
+    ]);
+    const loading = sessionReducer(loaded, { type: 'load-start', seq: 2, spec: spec('b') });
+    expect(loading).toMatchObject({ busy: 'loading', model: { name: 'a' } });
+    const failed = sessionReducer(loading, {
+      type: 'load-failed',
+      seq: 2,
+      error: { code: 'network', message: 'no file at this URL (404)' },
+    });
+    expect(failed).toMatchObject({ busy: 'idle', model: { name: 'a' }, error: { code: 'network' } });
+    expect(failed.failedLoad).toEqual({ spec: spec('b'), stillUsing: model('a') });
+    // The next generation (on model a) clears the note with the error.
+    const gen = sessionReducer(failed, { type: 'generate-start' });
+    expect(gen).toMatchObject({ busy: 'generating', error: undefined, failedLoad: undefined });
+    const replaced = run(
+      [
+        { type: 'load-start', seq: 3, spec: spec('c') },
+        { type: 'load-done', seq: 3, model: model('c') },
+      ],
+      failed,
+    );
+    expect(replaced).toMatchObject({ model: { name: 'c' }, error: undefined, failedLoad: undefined });
   });
 
   it('a generation needs an idle session with a model, and its end makes it idle again', () => {

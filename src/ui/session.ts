@@ -7,6 +7,9 @@
  * records the load number it started under: if a load started meanwhile (it stopped the
  * generation), the generation's error is not shown and its end does not touch the busy state,
  * which the load owns from then on.
+ *
+ * The worker keeps the loaded model until a new one is ready, so the model stays through a load; a
+ * load that fails or is stopped leaves it loaded, and the error line says which model is still in use.
  */
 import type { EngineErrorCode, LoadProgress, ModelInfo, ModelSourceSpec, RemoteChange } from '../worker/api';
 
@@ -30,6 +33,8 @@ export interface SessionState {
   /** The file at the cached model's URL changed since it was cached (a HEAD after the load). */
   remoteChange?: RemoteChange;
   error?: UiError;
+  /** The error is a failed or stopped load's: what it was loading, and the model still in use. */
+  failedLoad?: { spec: ModelSourceSpec; stillUsing?: ModelInfo };
   /** Generate was pressed while the model loads: it starts when the load is done. */
   queued: boolean;
 }
@@ -61,10 +66,10 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
         busy: 'loading',
         loadSeq: action.seq,
         lastSource: action.spec,
-        // The worker frees the current model before it loads another one.
-        model: undefined,
+        // The current model stays loaded (and in view) until the new one replaces it.
         remoteChange: undefined,
         error: undefined,
+        failedLoad: undefined,
         progress: { phase: 'probe', loadedBytes: 0, totalBytes: 0 },
       };
     case 'load-progress':
@@ -72,14 +77,26 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
     case 'load-done':
       return { ...state, busy: 'idle', progress: undefined, model: action.model };
     case 'load-failed':
-      return { ...state, busy: 'idle', progress: undefined, error: action.error };
+      return {
+        ...state,
+        busy: 'idle',
+        progress: undefined,
+        error: action.error,
+        failedLoad: state.lastSource && { spec: state.lastSource, stillUsing: state.model },
+      };
     case 'remote-change':
       return { ...state, remoteChange: action.change };
     case 'queued':
       return { ...state, queued: action.queued };
     case 'generate-start':
       if (state.busy !== 'idle' || !state.model) return state;
-      return { ...state, busy: 'generating', error: undefined, generationLoadSeq: state.loadSeq };
+      return {
+        ...state,
+        busy: 'generating',
+        error: undefined,
+        failedLoad: undefined,
+        generationLoadSeq: state.loadSeq,
+      };
     case 'generate-end': {
       // A load started during the generation stopped it and owns the busy state and error line.
       if (action.loadSeq !== state.loadSeq) return state;
@@ -88,9 +105,10 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
         busy: state.busy === 'generating' ? 'idle' : state.busy,
         generationLoadSeq: undefined,
         error: action.error ?? state.error,
+        failedLoad: action.error ? undefined : state.failedLoad,
       };
     }
     case 'error':
-      return { ...state, error: action.error };
+      return { ...state, error: action.error, failedLoad: undefined };
   }
 }

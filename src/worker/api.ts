@@ -165,6 +165,7 @@ export interface Environment {
 /** What a GGUF file is and whether this version runs it (engine/inspect.ts), for the page's panel. */
 export type { ModelInspection };
 /** The inspection as labelled lines, the CLI's wording (a small module: no reader, no tokenizer). */
+export { formatBytes } from '../engine/format-bytes';
 export { inspectionFacts } from '../engine/inspect-facts';
 
 export interface EngineApi {

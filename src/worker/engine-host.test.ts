@@ -7,12 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ModelServer, startModelServer } from '../../e2e/model-server';
 import { LoadedModel } from '../engine/engine';
 import { EngineError } from '../engine/errors';
+import { readGguf } from '../engine/gguf/reader';
 import { MemorySource } from '../engine/source';
 import { downloadToStore } from '../storage/downloader';
 import { MemoryKeyValueStore } from '../storage/kv';
 import { ModelStore } from '../storage/model-store';
 import type { LoadProgress } from './api';
-import { EngineHost } from './engine-host';
+import { EngineHost, type LoadedModelLike, type ModelLoader } from './engine-host';
 import { toEngineError, withWireErrors } from './errors';
 
 const FIXTURE = 'fixtures/tiny-q4_0.gguf';
@@ -170,6 +171,39 @@ describe.skipIf(!existsSync(FIXTURE))('EngineHost (in-process, CPU backend)', ()
     await own.stop();
   });
 
+  it('a load that fails or is stopped keeps the loaded model, which still generates', async () => {
+    await host.load({ kind: 'cache', id: server.fileUrl('tiny.gguf') });
+    const own = await startModelServer({ 'page.gguf': bytes, 'slow.gguf': bytes });
+    try {
+      const failures = [
+        await host.load({ kind: 'url', url: own.fileUrl('missing.gguf') }).catch((e) => e),
+        await (async () => {
+          own.faults = { html: true };
+          return host.load({ kind: 'url', url: own.fileUrl('page.gguf') }).catch((e) => e);
+        })(),
+        await (async () => {
+          own.faults = { delayMsPerPiece: 20 };
+          // Stopped mid-download, as the page's Cancel does.
+          return host
+            .load({ kind: 'url', url: own.fileUrl('slow.gguf') }, (p) => {
+              if (p.phase === 'download' && p.loadedBytes > 0) host.interrupt();
+            })
+            .catch((e) => e);
+        })(),
+      ];
+      expect(failures.map((e) => e.code)).toEqual(['network', 'bad-gguf', 'interrupted']);
+      const out = await host.generate({
+        prompts: ['Once upon a time'],
+        mode: 'completion',
+        maxTokens: 2,
+        sampling: greedy,
+      });
+      expect(out.tokens[0]).toHaveLength(2);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('without WebGPU, a host that needs it refuses to load before downloading anything', async () => {
     const own = await startModelServer({ 'tiny.gguf': bytes }); // listening: a request would be logged
     const noGpu = new EngineHost({
@@ -184,6 +218,48 @@ describe.skipIf(!existsSync(FIXTURE))('EngineHost (in-process, CPU backend)', ()
     expect(own.log).toEqual([]);
     expect(await noGpu.listCached()).toEqual([]);
     await own.stop();
+  });
+});
+
+describe.skipIf(!existsSync(FIXTURE))('EngineHost: a GPU that holds one model at a time', () => {
+  const bytes = existsSync(FIXTURE) ? new Uint8Array(readFileSync(FIXTURE)) : new Uint8Array();
+  /** The models alive on the "GPU"; a second one does not fit, and huge.gguf never fits. */
+  const live = new Set<string>();
+  const loader: ModelLoader = async (source) => {
+    const file = await readGguf(source);
+    if (live.size > 0 || source.name === 'huge.gguf')
+      throw new EngineError('gpu-out-of-memory', `no room for ${source.name}`);
+    live.add(source.name);
+    // Only what the host touches: the name of the model that answers is the answer.
+    const model = {
+      file,
+      config: { name: source.name },
+      runner: { maxBatch: 1, maxSeqLen: 16 },
+      complete: async () => ({ text: [source.name], tokens: [[]], finishReasons: ['stop'], stats: {} }),
+      dispose: () => live.delete(source.name),
+    };
+    return model as unknown as LoadedModelLike;
+  };
+  const host = new EngineHost({ kv: new MemoryKeyValueStore(), loader });
+  const load = (name: string) => host.load({ kind: 'file', file: new File([bytes], name) });
+  const answerer = async () =>
+    (await host.generate({ prompts: ['x'], mode: 'completion', maxTokens: 1, sampling: {} })).text[0];
+
+  it('frees the old model to make room, and loads it again when the new one still does not fit', async () => {
+    await load('a.gguf');
+    expect(await answerer()).toBe('a.gguf');
+    // b.gguf does not fit next to a.gguf: a.gguf goes, b.gguf loads.
+    expect((await load('b.gguf')).name).toBe('b.gguf');
+    expect(await answerer()).toBe('b.gguf');
+    expect([...live]).toEqual(['b.gguf']);
+    // huge.gguf fits nowhere: b.gguf goes, then comes back, and the error says so.
+    const e = await load('huge.gguf').catch((x) => x);
+    expect(e).toMatchObject({ code: 'gpu-out-of-memory' });
+    expect(e.message).toMatch(/no room for huge\.gguf.*previous model was unloaded.*loaded again/);
+    expect(await answerer()).toBe('b.gguf');
+    expect([...live]).toEqual(['b.gguf']);
+    await host.unload();
+    expect(live.size).toBe(0);
   });
 });
 

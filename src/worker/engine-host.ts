@@ -122,6 +122,8 @@ export interface EngineHostOptions {
 export class EngineHost implements EngineApi {
   private storePromise?: Promise<ModelStore>;
   private model?: LoadedModelLike;
+  /** Where the loaded model came from (a URL's download is in the cache by then), to load it again. */
+  private loadedSpec?: ModelSourceSpec;
   private loadAbort?: AbortController;
   private genAbort?: AbortController;
   private generating = false;
@@ -183,26 +185,100 @@ export class EngineHost implements EngineApi {
     }
   }
 
+  /**
+   * Loads a model. The model loaded so far stays loaded, and usable, until the new one is ready:
+   * a load that fails or is stopped leaves it in place. When the GPU cannot hold both, the old one
+   * is freed and the new load tried again; if that fails too, the old one is loaded again (from the
+   * cache, or its file) and the error says so.
+   */
   async load(spec: ModelSourceSpec, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
     this.loadAbort?.abort();
     this.genAbort?.abort();
     // Registered before the first await, so that a newer load stops this one wherever it is.
     const ac = new AbortController();
     this.loadAbort = ac;
-    await this.unload();
-    if (this.opts.requireWebGpu) {
-      const env = await this.environment();
-      if (!env.webgpu) throw new EngineError('no-webgpu', env.problem ?? 'WebGPU is not available.');
-    }
-    const t0 = performance.now();
-    const report = (p: LoadProgress) => {
-      try {
-        onProgress?.(p);
-      } catch {
-        // a broken progress callback must not break the load
+    try {
+      if (this.opts.requireWebGpu) {
+        const env = await this.environment();
+        if (!env.webgpu) throw new EngineError('no-webgpu', env.problem ?? 'WebGPU is not available.');
       }
-    };
+      const t0 = performance.now();
+      const report = (p: LoadProgress) => {
+        try {
+          onProgress?.(p);
+        } catch {
+          // a broken progress callback must not break the load
+        }
+      };
+      let loaded: Awaited<ReturnType<EngineHost['acquireAndLoad']>>;
+      try {
+        loaded = await this.acquireAndLoad(spec, ac, report);
+      } catch (e) {
+        const err = toEngineError(e);
+        const previous = this.loadedSpec;
+        if (err.code !== 'gpu-out-of-memory' || !this.model || !previous || ac.signal.aborted) throw err;
+        // The GPU cannot hold both models: free the old one and try once more.
+        await this.unload();
+        try {
+          loaded = await this.acquireAndLoad(spec, ac, report);
+        } catch (again) {
+          throw await this.restorePrevious(previous, toEngineError(again), ac);
+        }
+      }
+      const { model, source, fromCache, id } = loaded;
+      await this.replaceModel(model, spec);
+      const c = model.config;
+      report({ phase: 'ready', loadedBytes: source.size, totalBytes: source.size });
+      return {
+        id,
+        name: source.name,
+        sizeBytes: source.size,
+        fromCache,
+        cached: id !== undefined,
+        loadMs: performance.now() - t0,
+        config: {
+          name: c.name,
+          dim: c.dim,
+          nLayers: c.nLayers,
+          nHeads: c.nHeads,
+          nKvHeads: c.nKvHeads,
+          vocabSize: c.vocabSize,
+          contextLength: c.contextLength,
+        },
+        maxBatch: model.runner.maxBatch,
+        maxSeqLen: model.runner.maxSeqLen,
+        device: model.device ?? 'gpu',
+      };
+    } finally {
+      if (this.loadAbort === ac) this.loadAbort = undefined;
+    }
+  }
 
+  /** The file (from the network, the cache or a local file) and its model, not yet in place. */
+  private async acquireAndLoad(
+    spec: ModelSourceSpec,
+    outer: AbortController,
+    report: (p: LoadProgress) => void,
+  ) {
+    // This attempt's own signal: a failed attempt stops its download without stopping the load,
+    // which may try again; the caller's stop (`outer`) stops the attempt.
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    if (outer.signal.aborted) ac.abort();
+    outer.signal.addEventListener('abort', stop, { once: true });
+    try {
+      return await this.acquireAndLoadAttempt(spec, ac, outer.signal, report);
+    } finally {
+      outer.signal.removeEventListener('abort', stop);
+    }
+  }
+
+  private async acquireAndLoadAttempt(
+    spec: ModelSourceSpec,
+    ac: AbortController,
+    callerSignal: AbortSignal,
+    report: (p: LoadProgress) => void,
+  ) {
     const acquired = await acquireModel(spec, {
       store: () => this.store(),
       signal: ac.signal,
@@ -227,53 +303,61 @@ export class EngineHost implements EngineApi {
         onProgress: (p) => report({ phase: p.phase, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes }),
       });
       const { error } = await acquired.done;
-      if (error !== undefined) throw error;
+      if (error !== undefined) {
+        model.dispose();
+        throw error;
+      }
     } catch (e) {
       // The download's own error says more than the reader that was waiting on it. Read both
       // before aborting the download, which would then fail with 'interrupted'.
       const err = toEngineError(acquired.error ?? e);
-      const stoppedByCaller = ac.signal.aborted;
+      const stoppedByCaller = callerSignal.aborted;
       ac.abort();
       await acquired.settle(err);
       if (stoppedByCaller && err.code !== 'interrupted')
         throw new EngineError('interrupted', 'Loading stopped.');
       throw err;
-    } finally {
-      if (this.loadAbort === ac) this.loadAbort = undefined;
     }
     if (ac.signal.aborted) {
       model.dispose();
       throw new EngineError('interrupted', 'Loading stopped.');
     }
+    return { model, source, fromCache, id };
+  }
+
+  /** Puts `model` in place of the loaded one, which is freed once its generation (if any) stopped. */
+  private async replaceModel(model: LoadedModelLike, spec: ModelSourceSpec): Promise<void> {
+    const old = this.model;
     this.model = model;
+    // A URL's file is in the cache by now (or downloads again when it could not be kept).
+    this.loadedSpec = spec.kind === 'url' ? { kind: 'url', url: spec.url } : spec;
     this.deviceLost = undefined;
     model.gpuContext?.lost.then((info) => {
       // 'destroyed' is our own dispose(); anything else (driver reset, OOM, watchdog) is a loss.
       if (this.model === model && info.reason !== 'destroyed')
         this.deviceLost = info.message || 'unknown reason';
     });
-    const c = model.config;
-    report({ phase: 'ready', loadedBytes: source.size, totalBytes: source.size });
-    return {
-      id,
-      name: source.name,
-      sizeBytes: source.size,
-      fromCache,
-      cached: id !== undefined,
-      loadMs: performance.now() - t0,
-      config: {
-        name: c.name,
-        dim: c.dim,
-        nLayers: c.nLayers,
-        nHeads: c.nHeads,
-        nKvHeads: c.nKvHeads,
-        vocabSize: c.vocabSize,
-        contextLength: c.contextLength,
-      },
-      maxBatch: model.runner.maxBatch,
-      maxSeqLen: model.runner.maxSeqLen,
-      device: model.device ?? 'gpu',
-    };
+    if (old) {
+      this.genAbort?.abort();
+      old.dispose();
+      await this.running;
+    }
+  }
+
+  /**
+   * After the previous model was freed for a load that then failed: loads the previous one again
+   * and returns the load's error, which says whether the previous model is back.
+   */
+  private async restorePrevious(previous: ModelSourceSpec, err: EngineError, ac: AbortController) {
+    const why = `${err.message} The previous model was unloaded to make room for this one`;
+    if (ac.signal.aborted) return new EngineError(err.code, `${why}; load it again to continue.`);
+    try {
+      const { model } = await this.acquireAndLoad(previous, ac, () => {});
+      await this.replaceModel(model, previous);
+      return new EngineError(err.code, `${why}, and has been loaded again.`);
+    } catch {
+      return new EngineError(err.code, `${why}; loading it again failed too: load a model to continue.`);
+    }
   }
 
   async generate(params: GenerateParams, onToken?: (ev: TokenEvent) => void): Promise<GenerateOutcome> {
@@ -377,6 +461,7 @@ export class EngineHost implements EngineApi {
   async unload(): Promise<void> {
     const m = this.model;
     this.model = undefined;
+    this.loadedSpec = undefined;
     this.genAbort?.abort();
     m?.dispose();
     await this.running;

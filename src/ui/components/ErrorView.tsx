@@ -21,14 +21,32 @@ const ERROR_TITLES: Partial<Record<EngineErrorCode, string>> = {
   'kernel-rejected': 'A GPU kernel failed its check',
 };
 
-export function ErrorView({ error, onReload }: { error: UiError; onReload?: () => void }) {
+/**
+ * `failedLoad`: the error ended a load (`name`, what it was loading); the model loaded before it,
+ * if any, is still loaded and in use (`stillUsing`).
+ */
+export function ErrorView({
+  error,
+  failedLoad,
+  onReload,
+}: {
+  error: UiError;
+  failedLoad?: { name: string; stillUsing?: string };
+  onReload?: () => void;
+}) {
+  const what = !failedLoad
+    ? error.message
+    : error.code === 'interrupted'
+      ? `Loading ${failedLoad.name} was cancelled.`
+      : `Loading ${failedLoad.name} failed: ${error.message}`;
   return (
     <div
       className={`banner ${error.code === 'interrupted' ? 'info' : 'error'}`}
       role="alert"
       data-code={error.code}
     >
-      <strong>{ERROR_TITLES[error.code] ?? 'Something went wrong'}.</strong> <span>{error.message}</span>
+      <strong>{ERROR_TITLES[error.code] ?? 'Something went wrong'}.</strong> <span>{what}</span>
+      {failedLoad?.stillUsing && <span> Still using {failedLoad.stillUsing}.</span>}
       {error.code === 'device-lost' && onReload && (
         <button type="button" className="small" onClick={onReload}>
           Reload the model

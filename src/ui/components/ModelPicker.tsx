@@ -22,6 +22,9 @@ export function sourceName(spec: ModelSourceSpec): string {
   }
 }
 
+/** The loaded model, for people: the name in its header, else its file name. */
+export const modelName = (model: ModelInfo) => model.config.name || model.name;
+
 export function ModelPicker(props: {
   session: SessionState;
   url: string;
@@ -150,7 +153,7 @@ export function ModelPicker(props: {
 function ModelLine({ model }: { model: ModelInfo }) {
   return (
     <div className="model-status" role="status">
-      <strong>{model.config.name || model.name}</strong>
+      <strong>{modelName(model)}</strong>
       <span>
         {formatBytes(model.sizeBytes)} · {model.config.nLayers} layers · dim {model.config.dim} · context{' '}
         {model.maxSeqLen}
