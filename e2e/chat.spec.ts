@@ -6,6 +6,8 @@
  * conversation (the same engine in Node).
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
 import { waitForServiceWorker } from './first-run';
@@ -105,6 +107,21 @@ test('a load that fails or is cancelled keeps the loaded model, which still answ
   await expect(alert).toContainText('Still using tiny');
   await shot(page, 'load-failed-still-using');
 
+  // A server that answers but sends no CORS headers: the one case that names CORS.
+  const noCors = createServer((_req, res) => res.writeHead(200, { 'Content-Length': 4 }).end('GGUF'));
+  await new Promise<void>((r) => noCors.listen(0, '127.0.0.1', r));
+  try {
+    const { port } = noCors.address() as AddressInfo;
+    await page.getByLabel('Model URL').fill(`http://127.0.0.1:${port}/elsewhere.gguf`);
+    await page.getByRole('button', { name: 'Load model' }).click();
+    await expect(alert).toContainText('Loading elsewhere.gguf failed');
+    await expect(alert).toContainText('blocked by CORS');
+    await expect(alert).toContainText('Still using tiny');
+  } finally {
+    noCors.closeAllConnections();
+    await new Promise((r) => noCors.close(r));
+  }
+
   // Cancelled mid-download (a slow server): the model loaded before is still the one in use.
   server.faults = { delayMsPerPiece: 50 };
   await page.getByLabel('Model URL').fill(server.fileUrl(SLOW));
@@ -130,5 +147,9 @@ test('the conversation is restored after a reload, offline', async () => {
   expect(await log().getByRole('article').allTextContents()).toEqual(texts);
   await expect(page.getByRole('navigation', { name: 'Conversations' })).toContainText(USERS[0]);
   await shot(page, 'chat-restored-offline');
+  // Offline, a model that is not cached cannot load, and the page says why.
+  await page.getByLabel('Model URL').fill(server.fileUrl('not-cached.gguf'));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.getByRole('alert')).toContainText('you are offline');
   await page.context().setOffline(false);
 });

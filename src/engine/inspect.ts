@@ -10,6 +10,7 @@ import { EngineError } from './errors';
 import { checkSupportedType, llamaConfigFromGguf, llamaHyperParameters } from './gguf/config';
 import { readGguf } from './gguf/reader';
 import { type GgufFile, type LlamaConfig, SUPPORTED_TYPES, typeName } from './gguf/types';
+import { type BufferLimits, estimateGpuMemory, resolveGpuLimits } from './memory';
 import type { RandomAccessSource } from './source';
 import { Llama3Tokenizer } from './tokenizer';
 
@@ -106,7 +107,7 @@ export interface ModelInspection {
   /** The file carries `tokenizer.chat_template`. */
   chatTemplate: boolean;
   /** GPU memory a load at `maxSeqLen` positions × `maxBatch` sequences needs (weights, f16 KV, activations). */
-  gpu?: { bytes: number; weightBytes: number; maxSeqLen: number; maxBatch: number };
+  gpu?: { bytes: number; weightBytes: number; kvBytes: number; maxSeqLen: number; maxBatch: number };
   /** This version loads and runs it: `problems` is empty. */
   runnable: boolean;
   /** Why it cannot run, each as loading would say it. */
@@ -118,6 +119,11 @@ export interface InspectOptions {
   maxSeqLen?: number;
   /** Sequences for the GPU memory estimate (default 1). */
   maxBatch?: number;
+  /**
+   * The GPU's buffer limits: without maxSeqLen and maxBatch, the estimate is for the context and
+   * batch a GPU load with these limits picks (resolveGpuLimits), not the model's own context.
+   */
+  limits?: BufferLimits;
 }
 
 /** Reads `source`'s header and describes the model (see ModelInspection). */
@@ -193,13 +199,22 @@ export async function describeGguf(
 
   let gpu: ModelInspection['gpu'];
   if (config) {
-    const maxSeqLen = opts.maxSeqLen ?? config.contextLength;
-    const maxBatch = opts.maxBatch ?? 1;
-    // Loaded on demand like the GPU backend itself: a CPU-only host never pulls in WebGPU code.
-    const { estimateGpuBytes } = await import('./gpu/model');
+    // With the device's limits (and no context asked for): what a GPU load here would pick.
+    let picked: { maxBatch: number; maxSeqLen: number } | undefined;
+    if (opts.limits && opts.maxSeqLen === undefined && opts.maxBatch === undefined) {
+      try {
+        picked = resolveGpuLimits(file, config, { limits: opts.limits });
+      } catch (e) {
+        note(e);
+      }
+    }
+    const maxSeqLen = opts.maxSeqLen ?? picked?.maxSeqLen ?? config.contextLength;
+    const maxBatch = opts.maxBatch ?? picked?.maxBatch ?? 1;
+    const estimate = estimateGpuMemory(file, config, { maxSeqLen, maxBatch });
     gpu = {
-      bytes: estimateGpuBytes(file, config, { maxSeqLen, maxBatch }),
+      bytes: estimate.total,
       weightBytes: file.tensors.reduce((a, t) => a + t.byteLength, 0),
+      kvBytes: estimate.kvCache,
       maxSeqLen,
       maxBatch,
     };

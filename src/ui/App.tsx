@@ -11,11 +11,11 @@ import { Comlink, type RemoteEngine } from '../worker/client';
 import { CacheView } from './components/CacheView';
 import { ChatView } from './components/ChatView';
 import { type CompletionOutput, CompletionView, promptsOf } from './components/CompletionView';
+import { DownloadDialog } from './components/DownloadDialog';
 import { ErrorView } from './components/ErrorView';
 import { ModelPicker, modelName, sourceName } from './components/ModelPicker';
 import { SettingsPanel } from './components/SettingsPanel';
 import { StatsView } from './components/StatsView';
-import { formatBytes } from './format';
 import { DEMO_PRESET, presetFileLabel, presetOfUrl } from './presets';
 import { UpdateBanner } from './pwa/UpdateBanner';
 import {
@@ -33,15 +33,10 @@ type Mode = 'completion' | 'chat';
 /** Downloads above this size are confirmed first. */
 const BIG_DOWNLOAD = 500e6;
 
-function downloadQuestion(url: string, bytes: number): string {
+/** The file to download, for people: the preset's label, else the URL's file name. */
+function downloadName(url: string): string {
   const selected = presetOfUrl(url);
-  const name = selected ? presetFileLabel(selected.preset, selected.file) : url;
-  return (
-    `Download ${name}: ${formatBytes(bytes)}?\n\n` +
-    'The file is kept on this device (it works offline afterwards). Its weights need about as much GPU ' +
-    'memory as the file size, plus the context cache: on a GPU with less free memory the load fails ' +
-    'with "Out of GPU memory".'
-  );
+  return selected ? presetFileLabel(selected.preset, selected.file) : sourceName({ kind: 'url', url });
 }
 
 /** Instruct models open in chat, base models in completion: by the preset, else by the name. */
@@ -51,7 +46,14 @@ export function isInstruct(model: ModelInfo): boolean {
   return /instruct|[-_ ]chat|[-_ ]it\b/i.test(`${model.config.name} ${model.name}`);
 }
 
-export function App({ engine }: { engine: RemoteEngine }) {
+export function App({
+  engine,
+  confirmAbove = BIG_DOWNLOAD,
+}: {
+  engine: RemoteEngine;
+  /** Downloads above this many bytes are confirmed first (the e2e build sets it lower). */
+  confirmAbove?: number;
+}) {
   const [env, setEnv] = useState<Environment>();
   // `?model=<url>` in the address names the model; otherwise the bundled demo is selected.
   const [addressModel] = useState(() => new URLSearchParams(location.search).get('model'));
@@ -78,6 +80,8 @@ export function App({ engine }: { engine: RemoteEngine }) {
   const [result, setResult] = useState<GenerateOutcome>();
   const [dragging, setDragging] = useState(false);
   const [store, setStore] = useState<ConversationStore>();
+  /** A large download waiting for the user's answer in the download dialog. */
+  const [downloadAsk, setDownloadAsk] = useState<{ url: string; bytes: number; refresh?: boolean }>();
   const askedPersist = useRef(false);
   const autoLoaded = useRef(false);
   /** The user has picked or typed a model: the page never replaces their choice. */
@@ -182,9 +186,9 @@ export function App({ engine }: { engine: RemoteEngine }) {
       : undefined;
 
   /**
-   * A load by URL the user asked for; a download of more than BIG_DOWNLOAD bytes that is not cached
-   * is confirmed first with its size (one HEAD; when the server does not answer, the load itself
-   * says why).
+   * A load by URL the user asked for; a download of more than `confirmAbove` bytes that is not
+   * cached is confirmed first in the download dialog, with its size and GPU memory (one HEAD; when
+   * the server does not answer, the load itself says why).
    */
   const confirmedLoad = async (u: string, refresh?: boolean) => {
     const cachedCopy = cache.cached.find((c) => c.url === u && c.complete);
@@ -194,10 +198,14 @@ export function App({ engine }: { engine: RemoteEngine }) {
         (p) => (p.complete && !refresh ? 0 : (p.size ?? 0) - p.cachedBytes),
         () => 0,
       );
-      if (size > BIG_DOWNLOAD && !confirm(downloadQuestion(u, size))) return;
+      if (size > confirmAbove) {
+        setDownloadAsk({ url: u, bytes: size, refresh });
+        return;
+      }
     }
     userLoad({ kind: 'url', url: u, refresh });
   };
+  const inspect = useCallback((u: string) => engine.inspect(u), [engine]);
 
   const generate = async () => {
     if (!settings || busy === 'generating' || session.queued || prompts.every((p) => p.length === 0)) return;
@@ -310,7 +318,7 @@ export function App({ engine }: { engine: RemoteEngine }) {
           persisted={persisted}
           anyCached={cache.cached.length > 0}
           pendingDownload={pendingDownload}
-          inspect={(u) => engine.inspect(u)}
+          inspect={inspect}
           onPreset={(u) => {
             userChose.current = true;
             setUrl(u);
@@ -381,6 +389,21 @@ export function App({ engine }: { engine: RemoteEngine }) {
             />
           )}
         </section>
+
+        {downloadAsk && (
+          <DownloadDialog
+            name={downloadName(downloadAsk.url)}
+            url={downloadAsk.url}
+            bytes={downloadAsk.bytes}
+            limits={env?.limits}
+            inspect={inspect}
+            onCancel={() => setDownloadAsk(undefined)}
+            onDownload={() => {
+              setDownloadAsk(undefined);
+              userLoad({ kind: 'url', url: downloadAsk.url, refresh: downloadAsk.refresh });
+            }}
+          />
+        )}
 
         <CacheView
           cached={cache.cached}

@@ -5,11 +5,12 @@ import { App } from './App';
 import './styles.css';
 import { testHooks } from './test-hooks';
 
-// The e2e build's hooks (`?chunkSize=`); an empty object in every other build.
-const { engine } = startEngineWorker(testHooks(location.search));
+// The e2e build's hooks (`?chunkSize=`, `?confirmAbove=`); an empty object in every other build.
+const hooks = testHooks(location.search);
+const { engine } = startEngineWorker({ chunkSize: hooks.chunkSize });
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>
-    <App engine={engine} />
+    <App engine={engine} confirmAbove={hooks.confirmAbove} />
   </StrictMode>,
 );

@@ -6,6 +6,16 @@ describe('test hooks in the URL', () => {
     expect(TEST_HOOKS_ENABLED).toBe(false);
     expect(testHooks('?chunkSize=4194304')).toEqual({});
     expect(testHooks('?chunkSize=0.5')).toEqual({});
+    expect(testHooks('?confirmAbove=1000')).toEqual({});
+  });
+
+  it('in the e2e build, take a whole number of bytes above which downloads are confirmed', () => {
+    expect(testHooks('?confirmAbove=1000', true)).toEqual({ confirmAbove: 1000 });
+    expect(testHooks('?confirmAbove=-1', true)).toEqual({});
+    expect(testHooks('?confirmAbove=1000&chunkSize=65536', true)).toEqual({
+      confirmAbove: 1000,
+      chunkSize: 65536,
+    });
   });
 
   it('in the e2e build, take only whole chunk sizes from 64 KiB to 256 MiB', () => {

@@ -10,17 +10,23 @@ export const TEST_HOOKS_ENABLED: boolean = import.meta.env?.VITE_TEST_HOOKS === 
 
 export interface TestHooks {
   chunkSize?: number;
+  /** Downloads above this many bytes are confirmed first (`?confirmAbove=`; the tiny model is 54 MB). */
+  confirmAbove?: number;
 }
 
 /** The hooks in `search` (location.search); nothing unless enabled, and only valid values. */
 export function testHooks(search: string, enabled = TEST_HOOKS_ENABLED): TestHooks {
   if (!enabled) return {};
-  const raw = new URLSearchParams(search).get('chunkSize');
-  if (raw === null) return {};
+  const params = new URLSearchParams(search);
+  const hooks: TestHooks = {};
+  const confirmAbove = params.get('confirmAbove');
+  if (confirmAbove !== null && /^\d{1,12}$/.test(confirmAbove)) hooks.confirmAbove = Number(confirmAbove);
+  const raw = params.get('chunkSize');
+  if (raw === null) return hooks;
   try {
-    return { chunkSize: checkChunkSize(/^\d{1,10}$/.test(raw) ? Number(raw) : Number.NaN) };
+    hooks.chunkSize = checkChunkSize(/^\d{1,10}$/.test(raw) ? Number(raw) : Number.NaN);
   } catch (e) {
     console.warn(`?chunkSize=${raw.slice(0, 20)} ignored: ${e instanceof Error ? e.message : e}`);
-    return {};
   }
+  return hooks;
 }

@@ -7,6 +7,9 @@
  */
 import type { ChatMessage } from '../engine/chat';
 import type { ModelInspection } from '../engine/inspect';
+import type { BufferLimits } from '../engine/memory';
+
+export type { BufferLimits };
 import type { FinishReason, GenerationStats, SamplingOptions, TokenEvent } from '../engine/generation';
 
 export type ModelSourceSpec =
@@ -160,6 +163,8 @@ export interface Environment {
   adapter?: string;
   /** Why WebGPU is unusable, for the user. */
   problem?: string;
+  /** The adapter's buffer limits (WebGPU tells no memory size): one buffer, one binding. */
+  limits?: BufferLimits;
 }
 
 /** What a GGUF file is and whether this version runs it (engine/inspect.ts), for the page's panel. */

@@ -17,6 +17,7 @@ import {
 import { readGguf } from '../engine/gguf/reader';
 import { HttpRangeSource } from '../engine/http-source';
 import { inspectModel, type ModelInspection } from '../engine/inspect';
+import type { BufferLimits } from '../engine/memory';
 import type { GgufFile, LlamaConfig } from '../engine/gguf/types';
 import type { RandomAccessSource } from '../engine/source';
 import { acquireModel, checkForUpdate } from '../storage/acquire';
@@ -119,6 +120,11 @@ export interface EngineHostOptions {
   retryDelayMs?: (attempt: number) => number;
 }
 
+const bufferLimits = (adapter: GPUAdapter): BufferLimits => ({
+  maxBufferSize: adapter.limits.maxBufferSize,
+  maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+});
+
 export class EngineHost implements EngineApi {
   private storePromise?: Promise<ModelStore>;
   private model?: LoadedModelLike;
@@ -162,7 +168,7 @@ export class EngineHost implements EngineApi {
       const i = adapter.info;
       const adapterName =
         [i?.vendor, i?.architecture, i?.description].filter(Boolean).join(' ') || 'WebGPU adapter';
-      return { webgpu: true, adapter: adapterName };
+      return { webgpu: true, adapter: adapterName, limits: bufferLimits(adapter) };
     } catch (e) {
       return { webgpu: false, problem: `WebGPU failed to start: ${e instanceof Error ? e.message : e}` };
     }
@@ -178,8 +184,13 @@ export class EngineHost implements EngineApi {
 
   async inspect(url: string, opts: { maxSeqLen?: number } = {}): Promise<ModelInspection> {
     try {
+      // The GPU estimate is for the context a load on this adapter would pick.
+      const adapter = opts.maxSeqLen === undefined ? await this.opts.gpu?.requestAdapter() : undefined;
       const source = await HttpRangeSource.open(url, {}, { fetch: this.opts.fetch });
-      return await inspectModel(source, { maxSeqLen: opts.maxSeqLen });
+      return await inspectModel(source, {
+        maxSeqLen: opts.maxSeqLen,
+        limits: adapter ? bufferLimits(adapter) : undefined,
+      });
     } catch (e) {
       throw toEngineError(e);
     }
