@@ -22,6 +22,14 @@ export function sourceName(spec: ModelSourceSpec): string {
   }
 }
 
+/** One button per preset file: each preset's default file, then the alternatives (its Q4_K_M). */
+const PRESET_CHOICES = [
+  ...PRESETS.map((p) => ({ url: p.url, label: p.label, approxBytes: p.approxBytes })),
+  ...PRESETS.flatMap((p) =>
+    p.alternatives.map((a) => ({ url: a.url, label: presetFileLabel(p, a), approxBytes: a.approxBytes })),
+  ),
+];
+
 /** The loaded model, for people: the name in its header, else its file name. */
 export const modelName = (model: ModelInfo) => model.config.name || model.name;
 
@@ -46,32 +54,18 @@ export function ModelPicker(props: {
     <section className="card" aria-labelledby="model-h">
       <h2 id="model-h">Model</h2>
       <div className="presets">
-        {PRESETS.map((p) => (
+        {PRESET_CHOICES.map((c) => (
           <button
-            key={p.url}
+            key={c.url}
             type="button"
-            className={`preset${url === p.url ? ' selected' : ''}`}
-            aria-pressed={url === p.url}
-            onClick={() => props.onPreset(p.url)}
+            className={`preset${url === c.url ? ' selected' : ''}`}
+            aria-pressed={url === c.url}
+            onClick={() => props.onPreset(c.url)}
           >
-            <span>{p.label}</span>
-            <small>≈ {formatBytes(p.approxBytes)}</small>
+            <span>{c.label}</span>
+            <small>≈ {formatBytes(c.approxBytes)}</small>
           </button>
         ))}
-        {PRESETS.flatMap((p) =>
-          p.alternatives.map((a) => (
-            <button
-              key={a.url}
-              type="button"
-              className={`preset${url === a.url ? ' selected' : ''}`}
-              aria-pressed={url === a.url}
-              onClick={() => props.onPreset(a.url)}
-            >
-              <span>{presetFileLabel(p, a)}</span>
-              <small>≈ {formatBytes(a.approxBytes)}</small>
-            </button>
-          )),
-        )}
       </div>
       {props.pendingDownload && session.busy !== 'loading' && (
         <div className="row">
