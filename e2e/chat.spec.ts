@@ -153,3 +153,36 @@ test('the conversation is restored after a reload, offline', async () => {
   await expect(page.getByRole('alert')).toContainText('you are offline');
   await page.context().setOffline(false);
 });
+
+test('a large download asks first, in a dialog: size, GPU memory against the adapter, Escape cancels', async () => {
+  // This build confirms downloads above 1 kB (real ones: above 500 MB).
+  await page.goto(appUrl({ confirmAbove: '1000' }));
+  await page.getByLabel('Model URL').fill(server.fileUrl(SLOW));
+  await page.getByRole('button', { name: 'Load model' }).click();
+  const dialog = page.getByRole('dialog', { name: `Download ${SLOW}?` });
+  await expect(dialog).toBeVisible();
+  await expect(dialog).toContainText(/\d+(\.\d)? MB to download/);
+  // The estimate comes from the header (Range requests), at the context a load here picks.
+  await expect(dialog).toContainText(
+    /about [\d.]+ MB: weights [\d.]+ MB \+ KV cache [\d.]+ [kM]B at [\d,]+ positions/,
+  );
+  await expect(dialog).toContainText(/one buffer up to [\d.]+ [MG]B, one binding up to/);
+  await shot(page, 'download-dialog');
+  // Focus starts on Download and stays inside the dialog.
+  const download = dialog.getByRole('button', { name: /^Download/ });
+  await expect(download).toBeFocused();
+  await page.keyboard.press('Tab');
+  await expect(dialog.getByRole('button', { name: 'Cancel' })).toBeFocused();
+  await page.keyboard.press('Tab');
+  await expect(download).toBeFocused();
+  await page.keyboard.press('Shift+Tab');
+  await expect(dialog.getByRole('button', { name: 'Cancel' })).toBeFocused();
+  // Escape cancels: nothing loads.
+  await page.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole('progressbar')).toHaveCount(0);
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole('progressbar')).toHaveCount(0);
+});
