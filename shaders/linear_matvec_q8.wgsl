@@ -159,25 +159,28 @@ fn kv_pair_index(seq: u32, pos: u32, j: u32) -> u32 {
 /**
  * RoPE + KV-cache epilogue of the QKV mat-vec (decode): rows (r, r + 1), r even, are one NORM-RoPE
  * pair of a q or k head: rotated with the token position's (cos, sin); q goes to y, k and v to the
- * caches at (seq, pos) as f16 pairs, as shaders/rope.wgsl does for prefill.
+ * caches at (seq, pos) as f16 pairs, as shaders/rope.wgsl does for prefill. r is the part's own
+ * row: a QKV weight of mixed types (q4_K q and k beside a q6_K v) is one part per type, each
+ * starting at an even row, so the row of [q; k; v] is part.row_start + r.
  */
 fn rope_kv_store(t: u32, r: u32, v: vec2<f32>) {
   let at = tok_rows[t];
   let q_dim = part.rope_q;
   let kv_dim = part.rope_kv;
+  let g = part.row_start + r;
   var o = v;
-  if (r < q_dim + kv_dim) {
+  if (g < q_dim + kv_dim) {
     let half = part.head_dim / 2u;
-    let c = part.table_offset + 2u * (at.y * half + (r % part.head_dim) / 2u);
+    let c = part.table_offset + 2u * (at.y * half + (g % part.head_dim) / 2u);
     let cs = vec2<f32>(consts[c], consts[c + 1u]);
     o = vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
   }
-  if (r < q_dim) {
+  if (g < q_dim) {
     write_out(t, r, o.x);
     write_out(t, r + 1u, o.y);
-  } else if (r < q_dim + kv_dim) {
-    k_cache[kv_pair_index(at.x, at.y, r - q_dim)] = pack2x16float(o);
+  } else if (g < q_dim + kv_dim) {
+    k_cache[kv_pair_index(at.x, at.y, g - q_dim)] = pack2x16float(o);
   } else {
-    v_cache[kv_pair_index(at.x, at.y, r - q_dim - kv_dim)] = pack2x16float(o);
+    v_cache[kv_pair_index(at.x, at.y, g - q_dim - kv_dim)] = pack2x16float(o);
   }
 }

@@ -308,4 +308,42 @@ describe('GpuModel cost per step (counted at the WebGPU API)', () => {
       expect(counter.memory().liveBytes).toBe(baseline);
     }
   });
+
+  it('a Q4_K_M mix keeps the fused decode QKV: q4_K q, k and q6_K v in one dispatch per part (7 in that layer, not 9)', async () => {
+    const bytes = makeSmallLlama({
+      vocab: 300,
+      dim: 256,
+      nLayers: 2,
+      nHeads: 4,
+      nKvHeads: 2,
+      ffnDim: 256,
+      bodyType: GgmlType.Q4_K,
+      headType: GgmlType.Q6_K,
+      tied: false,
+      ropeFreqs: false,
+      seed: 8,
+      preset: 'Q4_K_M', // layer 1: q6_K attn_v and ffn_down
+    });
+    const source = new MemorySource(bytes, 'q4_k_m-mix');
+    const file = await readGguf(source);
+    const config = llamaConfigFromGguf(file);
+    const { ctx, counter } = countingContext(await createTestContext());
+    const model = await GpuModel.load(ctx, source, file, config, { maxBatch: 1, maxSeqLen: 8, maxTokens: 8 });
+    try {
+      model.reset(1, { temperature: 0, topP: 1, topK: 0, seed: 1 });
+      const [next] = await model.step([[5, 17]]);
+      counter.reset();
+      await model.step([[next]]);
+      const decode = counter.snapshot();
+      // Layer 0 (all q4_K): qkv, attention_split, attention_reduce, wo, gate_up, down. Layer 1: the
+      // same with QKV in two parts ([q; k] q4_K, v q6_K), each its own fused mat-vec (unfused it
+      // would be attn_norm, two mat-vecs and rope: 9).
+      expect(decode.layers.dispatches).toBe(6 + 7);
+      // No separate RMSNorm or RoPE kernel ran (the head fuses output_norm too).
+      expect(Object.keys(decode.byKernel).filter((k) => /rope|rmsnorm/.test(k))).toEqual([]);
+      expect(Object.keys(decode.byKernel).some((k) => k.startsWith('linear_q6_k'))).toBe(true);
+    } finally {
+      model.dispose();
+    }
+  });
 });

@@ -461,8 +461,8 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
     [
       'linear_q6_k',
       'V into the K cache',
-      'v_cache[kv_pair_index(at.x, at.y, r - q_dim - kv_dim)] = pack2x16float(o);',
-      'k_cache[kv_pair_index(at.x, at.y, r - q_dim - kv_dim)] = pack2x16float(o);',
+      'v_cache[kv_pair_index(at.x, at.y, g - q_dim - kv_dim)] = pack2x16float(o);',
+      'k_cache[kv_pair_index(at.x, at.y, g - q_dim - kv_dim)] = pack2x16float(o);',
     ],
     // The 4/5-bit and IQ4 types (issue 11): the m · Σx term, the fifth bit, the dm array, a level, the
     // 6-bit scale's offset.
@@ -494,6 +494,21 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
     });
   }
 
+  // A QKV in several parts (a mixed-type Q4_K_M QKV: q4_K q, k + q6_K v): the mutant takes each
+  // part's rows as rows of [q; k; v] from 0, so later parts rotate and store k and v rows as q.
+  // Only the self-check's split case (the others have one part): seconds.
+  it('linear_q4_k: the fused QKV split in parts catches a RoPE + KV epilogue that ignores row_start', async () => {
+    const { device } = await createTestContext();
+    const s = spec(LINEAR_KERNELS, 'linear_q4_k');
+    const broken = s.source.replace('let g = part.row_start + r;', 'let g = r;');
+    expect(broken).not.toBe(s.source);
+    const split = casesFor(GgmlType.Q4_K, false).filter((c) => c.fusion?.rope && c.maxBindingSize);
+    expect(split).toHaveLength(1);
+    const r = await withValidation(device, () => checkLinear(device, broken, GgmlType.Q4_K, split));
+    expect(r.ok, r.detail).toBe(false);
+    expect(r.detail).toMatch(/path=matvec.*maxBindingSize/);
+  });
+
   // Mutants of the integer prefill GEMM (linear_matmul_q8.wgsl and the decoders' GEMM half-units).
   const gemmMutants: [string, string, string, string][] = [
     ['linear_q4_0', 'one staging buffer', 'let buf = u % 2u;', 'let buf = 0u;'],
@@ -521,6 +536,7 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
       'rope_kv_store(t, r, vec2<f32>(acc[2u * p][j], acc[2u * p + 1u][j]));',
       'rope_kv_store(t, r, vec2<f32>(acc[2u * p + 1u][j], acc[2u * p][j]));',
     ],
+    ['linear_q6_k', 'part rows not offset by row_start', 'let g = part.row_start + r;', 'let g = r;'],
   ];
   for (const [name, what, from, to] of gemmMutants) {
     it(`${name}'s self-check rejects a prefill GEMM mutant: ${what}`, async () => {

@@ -59,6 +59,7 @@ import {
 } from './check/testing';
 import { cachedPipeline, shaderModule } from './pipelines';
 import {
+  auxRowBytes,
   destroyWeight,
   GPU_LAYOUTS,
   type GpuWeight,
@@ -94,6 +95,15 @@ const GEMM_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.Q4_0, GgmlType.Q8_0,
 /** Whether `type`'s prefill runs the integer GEMM (and so fuses RMSNorm / RoPE there too). */
 export function usesGemm(type: GgmlType): boolean {
   return GEMM_TYPES.has(type);
+}
+
+/**
+ * Whether a QKV weight can take the RoPE + KV epilogue: its parts (one per type of a llama-quantize
+ * mix, e.g. q4_K q and k beside a q6_K v, or the row split at the binding limit) each start at an
+ * even row of [q; k; v], so no RoPE pair (r, r + 1) straddles two dispatches.
+ */
+export function ropeFusable(weight: Pick<GpuWeight, 'parts'>): boolean {
+  return weight.parts.every((p) => p.rowStart % 2 === 0);
 }
 
 /** Whether `type`'s mat-vec multiplies 8-bit activations with dot4I8Packed (linear_matvec_q8.wgsl). */
@@ -363,10 +373,10 @@ export class Linear {
     }
     if (fusion?.rope) {
       const r = fusion.rope;
-      if (weight.parts.length !== 1 || this.epilogue !== 'store' || weight.rows !== r.qDim + 2 * r.kvDim) {
+      if (!ropeFusable(weight) || this.epilogue !== 'store' || weight.rows !== r.qDim + 2 * r.kvDim) {
         throw new EngineError(
           'gpu-limits',
-          `${label}: the RoPE + KV epilogue needs one buffer of [q; k; v] rows (${weight.rows} rows in ${weight.parts.length} parts, q ${r.qDim}, kv ${r.kvDim}); this GPU's binding limit is too small for it`,
+          `${label}: the RoPE + KV epilogue needs [q; k; v] rows in parts that start at even rows (${weight.rows} rows, parts at ${weight.parts.map((p) => p.rowStart).join(', ')}, q ${r.qDim}, kv ${r.kvDim})`,
         );
       }
     }
@@ -697,7 +707,9 @@ async function runFusedCase(
   const f = c.fusion!;
   const rng = makeRng(seed);
   const { bytes, values: W } = randomWeight(type, c.rows, c.cols, rng);
-  const weight = uploadWeight(ctx, 'check.W', type, bytes, c.rows, c.cols);
+  const weight = uploadWeight(ctx, 'check.W', type, bytes, c.rows, c.cols, {
+    maxBindingSize: c.maxBindingSize,
+  });
   const maxTokens = c.tokens + 1;
   const outCols = c.epilogue === 'swiglu' ? c.rows / 2 : c.rows;
   const x = randomFloats(maxTokens * c.cols, rng, 3);
@@ -855,6 +867,16 @@ function roundingSlack(W: Float32Array, x: Float32Array, ref: Float32Array, c: L
 
 export const LINEAR_TOLERANCE = 1e-4;
 
+/** Bytes per row of `type`'s largest GPU section at `cols`: a binding of k times this holds k rows. */
+function rowBindingBytes(type: GgmlType, cols: number): number {
+  const layout = GPU_LAYOUTS.get(type)!;
+  const units = cols / UNIT;
+  return Math.max(
+    units * layout.qv * 16,
+    auxRowBytes(layout.aux, units).reduce((a, b) => a + b, 0),
+  );
+}
+
 /** The self-check's cases for `type` (exported so tests can run a subset, e.g. the GEMM's). */
 export function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
   // K-quant and iq4_xs rows are whole 256-blocks.
@@ -913,6 +935,16 @@ export function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
             chunkUnits: 3,
             fusion: { norm: true, rope: { heads: 3, kvHeads: 1, headDim: 6, maxSeq: 5, batch: 1 } },
           },
+          // [q; k; v] in parts of 10 rows (as a mixed-type QKV: q4_K q, k + q6_K v, one part per
+          // type): parts straddle the q/k and k/v boundaries; each rotates and stores its own rows.
+          {
+            rows: 64,
+            cols: c[0],
+            tokens: 3,
+            epilogue: 'store' as const,
+            maxBindingSize: 10 * rowBindingBytes(type, c[0]),
+            fusion: { norm: true, rope: { heads: 2, kvHeads: 1, headDim: 16, maxSeq: 9, batch: 2 } },
+          },
         ]
       : []),
     // The prefill GEMM: more than one 64×64 tile each way, partial tiles, an odd unit count (the
@@ -926,6 +958,14 @@ export function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
             cols: c[0],
             tokens: 67,
             epilogue: 'store' as const,
+            fusion: { norm: true, rope: { heads: 5, kvHeads: 1, headDim: 14, maxSeq: 40, batch: 2 } },
+          },
+          {
+            rows: 98,
+            cols: c[0],
+            tokens: 67,
+            epilogue: 'store' as const,
+            maxBindingSize: 36 * rowBindingBytes(type, c[0]),
             fusion: { norm: true, rope: { heads: 5, kvHeads: 1, headDim: 14, maxSeq: 40, batch: 2 } },
           },
         ]

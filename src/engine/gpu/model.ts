@@ -24,7 +24,7 @@ import { estimateGpuBytes, resolveGpuLimits } from '../memory';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
 import type { GgufFile, LlamaConfig, TensorInfo } from '../gguf/types';
-import { dequantize } from '../reference/ops';
+import { dequantize, f32ToF16 } from '../reference/ops';
 import { nonFiniteLogitsError, Rng } from '../sampling/sampler';
 import type { RandomAccessSource } from '../source';
 import type { GpuContext } from './device';
@@ -35,7 +35,7 @@ import { EmbeddingLookup } from './embedding';
 import { registerAllKernels } from './kernels';
 import { kvCacheBytes } from './kv-cache';
 import { cachedPipeline } from './pipelines';
-import { Linear, type MatvecFusion, usesIntegerDot } from './linear';
+import { Linear, type MatvecFusion, ropeFusable, usesIntegerDot } from './linear';
 import { ropeTable } from './rope';
 import { UncapturedErrors, withGpuErrorScopes } from './errors';
 import {
@@ -472,8 +472,10 @@ export class GpuModel implements ModelRunner {
       o: { epilogue?: 'store' | 'swiglu'; label: string; fusion: MatvecFusion },
     ): Linear | null => {
       if (!usesIntegerDot(w.type)) return null;
-      const split = o.fusion.rope ? w.parts.length !== 1 : false;
-      return split ? null : new Linear(ctx, registry, w, io, o);
+      // A mixed-type QKV (q4_K q, k + q6_K v) fuses too: one dispatch per part, each rotating and
+      // storing its own rows.
+      if (o.fusion.rope && !ropeFusable(w)) return null;
+      return new Linear(ctx, registry, w, io, o);
     };
 
     const tokenIo = { params: tokenParams, maxTokens };
@@ -624,6 +626,51 @@ export class GpuModel implements ModelRunner {
       hasLogits: false,
       slot: -1,
     }));
+  }
+
+  /**
+   * Start a single sequence (reset(1, sampling)) whose first `positions` cache rows are given:
+   * per layer K and V rows [positions, Hkv·Dh] (f32, stored as f16 like every cached row). Steps
+   * then continue from that position as after a prefill of that many tokens. For long-context
+   * tests: the CPU reference fills a cache of thousands of positions in O(n) for a 1-layer model
+   * (ReferenceModel.cachedKv), where a GPU prefill costs O(n²) attention, minutes on SwiftShader.
+   */
+  restoreKv(
+    sampling: SamplingOptions,
+    kv: { keys: Float32Array[]; values: Float32Array[] },
+    positions: number,
+  ): void {
+    this.checkAlive();
+    const kvDim = this.config.nKvHeads * this.config.headDim;
+    if (!(Number.isInteger(positions) && positions >= 1 && positions < this.maxSeqLen)) {
+      throw new EngineError(
+        'bad-argument',
+        `restoreKv: ${positions} positions, 1..${this.maxSeqLen - 1} allowed`,
+      );
+    }
+    if (kv.keys.length !== this.layers.length || kv.values.length !== this.layers.length) {
+      throw new EngineError(
+        'bad-argument',
+        `restoreKv: K/V for ${kv.keys.length} layers, the model has ${this.layers.length}`,
+      );
+    }
+    const half = new Uint16Array(positions * kvDim);
+    const put = (buffer: GPUBuffer, rows: Float32Array) => {
+      if (rows.length < positions * kvDim) {
+        throw new EngineError(
+          'bad-argument',
+          `restoreKv: ${rows.length} values, ${positions * kvDim} needed`,
+        );
+      }
+      for (let i = 0; i < half.length; i++) half[i] = f32ToF16(rows[i]);
+      this.ctx.device.queue.writeBuffer(buffer, 0, half); // sequence 0 starts the cache
+    };
+    for (const [l, layer] of this.layers.entries()) {
+      put(layer.kCache, kv.keys[l]);
+      put(layer.vCache, kv.values[l]);
+    }
+    this.reset(1, sampling);
+    this.seqs[0].pos = positions;
   }
 
   /**

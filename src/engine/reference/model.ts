@@ -240,6 +240,16 @@ export class ReferenceModel implements ModelRunner {
     return out;
   }
 
+  /**
+   * Sequence s's cached K and V rows, per layer [positions, Hkv·Dh] (f16-rounded), and how many
+   * positions are filled: the model's own arrays, read, don't write (GpuModel.restoreKv takes them).
+   */
+  cachedKv(s: number): { keys: Float32Array[]; values: Float32Array[]; positions: number } {
+    const seq = this.seqs[s];
+    if (!seq) throw new EngineError('bad-argument', `no sequence ${s}`);
+    return { keys: seq.keys, values: seq.values, positions: seq.pos };
+  }
+
   /** The logits [V] after sequence s's last stepped token. The model's own array: read, don't write. */
   async lastLogits(s: number): Promise<Float32Array> {
     const logits = this.seqs[s]?.logits;
@@ -276,6 +286,10 @@ export class ReferenceModel implements ModelRunner {
       // rounded K/V, also for this position.
       seq.keys[l].set(roundToF16InPlace(k), pos * kvDim);
       seq.values[l].set(roundToF16InPlace(v), pos * kvDim);
+      // The last layer's output of a row without logits feeds nothing (its K/V are cached above):
+      // skip its attention and FFN, as llama.cpp does for rows it does not output. A long prompt
+      // then costs its attention only in the layers below, not quadratically in every layer.
+      if (l === w.layers.length - 1 && !withLogits) break;
       const att = attention(q, seq.keys[l], seq.values[l], pos + 1, nHeads, nKvHeads, headDim); // [H·Dh]
       addInPlace(x, this.linear(L.wo, att, dim, qDim));
       // Feed-forward block: x += down · (silu(gate · xn) ⊙ up · xn).

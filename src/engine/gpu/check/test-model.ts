@@ -25,6 +25,8 @@ export interface SmallModelOptions {
   seed: number;
   /** Mix the matrices' types as llama-quantize's K-quant preset does (body/head types then unused). */
   preset?: KQuantPreset;
+  /** llama.context_length (default 256). */
+  contextLength?: number;
 }
 
 export function makeSmallLlama(o: SmallModelOptions): Uint8Array {
@@ -77,7 +79,7 @@ export function makeSmallLlama(o: SmallModelOptions): Uint8Array {
   const kvs: GgufKv[] = [
     { key: 'general.architecture', type: GgufValueType.STRING, value: 'llama' },
     { key: 'general.name', type: GgufValueType.STRING, value: 'small-vocab-test' },
-    u32('llama.context_length', 256),
+    u32('llama.context_length', o.contextLength ?? 256),
     u32('llama.embedding_length', o.dim),
     u32('llama.block_count', o.nLayers),
     u32('llama.feed_forward_length', o.ffnDim),
