@@ -21,7 +21,6 @@ import { ReferenceModel } from '../reference/model';
 import { MemorySource } from '../source';
 import { DEMO_MODEL_PATH } from '../../node/paths';
 import { createGpuContext } from './device';
-import { countingContext } from './cost';
 import { decodeSplits, GpuModel } from './model';
 import { makeSmallLlama, type SmallModelOptions } from './check/test-model';
 import { createTestContext, relError } from './check/testing';
@@ -216,7 +215,8 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
     const opts = { ...MODELS['f16 tied, rope_freqs'], nLayers: 1, seed: 8192, contextLength: 16384 };
     const { source, file, config } = await open(makeSmallLlama(opts), 'long');
     const maxSeqLen = PROMPT_LEN + STEPS + 1;
-    const { ctx, counter } = countingContext(await createTestContext());
+    // The test context itself (a counting wrapper would be another device: every pipeline compiled again).
+    const ctx = await createTestContext();
     const gpu = await GpuModel.load(ctx, source, file, config, { maxBatch: 1, maxSeqLen, keepLogits: true });
     const cpu = await ReferenceModel.load(source, file, config, { maxBatch: 1, maxSeqLen });
     try {
@@ -238,11 +238,9 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
         [g] = await gpu.step([[c]]);
         [c] = await cpu.step([[c]]);
       }
-      // The last step attended over PROMPT_LEN + STEPS positions: 32 splits.
-      expect(decodeSplits(PROMPT_LEN + STEPS).nSplits).toBe(32);
-      const split = [...counter.lastGrid].filter(([name]) => /split/.test(name));
-      expect(split.length, [...counter.lastGrid.keys()].join(', ')).toBeGreaterThan(0);
-      for (const [name, grid] of split) expect(grid[0], name).toBe(32);
+      // The decode steps attended over 8,251..8,253 positions: 32 splits of 258 (src/engine/
+      // long-context.test.ts reads the dispatch's grid).
+      expect(decodeSplits(PROMPT_LEN + STEPS)).toEqual({ nSplits: 32, splitLen: 258 });
     } finally {
       gpu.dispose();
     }
