@@ -35,7 +35,11 @@ class SlowestFirst extends BaseSequencer {
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'scripts/**/*.test.ts'],
-    testTimeout: 120_000,
+    // A safety net against hangs, not a speed limit (docs/testing.md keeps the budgets): with two
+    // files sharing the 2 cores (maxWorkers below) a test can take twice its time alone, and the
+    // slowest default-timeout tests (reference parity per fixture, the attention self-check) took
+    // 40–50 s alone on this loaded machine.
+    testTimeout: 240_000,
     hookTimeout: 300_000,
     pool: 'forks',
     // One file per core. Vitest's default for `run` is cores − 1, i.e. one file at a time on this
