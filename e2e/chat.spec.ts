@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page, test } from '@playwright/test';
 import { waitForServiceWorker } from './first-run';
 import { appUrl, cliChatTurns, ROOT, shot } from './helpers';
@@ -168,6 +169,18 @@ test('a large download asks first, in a dialog: size, GPU memory against the ada
   );
   await expect(dialog).toContainText(/one buffer up to [\d.]+ [MG]B, one binding up to/);
   await shot(page, 'download-dialog');
+  for (const scheme of ['light', 'dark'] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    const axe = await new AxeBuilder({ page })
+      .include('dialog')
+      .withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'])
+      .analyze();
+    const bad = axe.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    expect(
+      bad.map((v) => `${scheme} ${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(' | ')}`),
+    ).toEqual([]);
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
   // Focus starts on Download and stays inside the dialog.
   const download = dialog.getByRole('button', { name: /^Download/ });
   await expect(download).toBeFocused();
