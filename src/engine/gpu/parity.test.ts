@@ -225,7 +225,11 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
       const head = PROMPT_LEN - TAIL;
       expect(head).toBeLessThan(8192);
       await cpu.step([p.slice(0, head)]);
-      gpu.restoreKv(GREEDY, cpu.cachedKv(0), head);
+      const kv = cpu.cachedKv(0);
+      expect(kv.positions).toBe(head);
+      expect(() => gpu.restoreKv(GREEDY, { keys: [], values: [] }, head)).toThrow(/K\/V for 0 layers/);
+      expect(() => gpu.restoreKv(GREEDY, kv, maxSeqLen)).toThrow(/positions, 1\.\./);
+      gpu.restoreKv(GREEDY, kv, head);
       let [g] = await gpu.step([p.slice(head)]);
       let [c] = await cpu.step([p.slice(head)]);
       for (let step = 0; step <= STEPS; step++) {
