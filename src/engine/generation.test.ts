@@ -45,6 +45,9 @@ class QueuedRunner implements ModelRunner {
     expect(this.inFlight, 'reset while steps are in flight').toBe(0);
     this.inner.reset(batch, sampling, first, keep);
   }
+  positions(s: number) {
+    return this.inner.positions(s);
+  }
   step(tokens: number[][]): Promise<number[]> {
     this.steps++;
     this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);

@@ -59,8 +59,17 @@ export interface ModelRunner {
    * Append `tokens[s]` to sequence s (several tokens = prefill, one = decode, none = the sequence is
    * finished and is skipped) and return the token sampled after each sequence's last position
    * (-1 where the sequence got no tokens).
+   *
+   * A long step runs in chunks (GPU: one command buffer of `prefillChunkTokens` rows each; CPU
+   * reference: `cpuPrefillChunkTokens` tokens, then a yield to the event loop). When `signal` is
+   * aborted between two chunks the step ends there: every sequence holds exactly the positions
+   * the chunks that ran wrote (`positions`), a sequence whose last token was not reached returns
+   * -1 and has no logits, and its sampler draw for this step is spent. (The GPU runner ignores the
+   * signal once a later step was queued behind this one: that step's rows follow these.)
    */
-  step(tokens: number[][]): Promise<number[]>;
+  step(tokens: number[][], signal?: AbortSignal): Promise<number[]>;
+  /** Positions sequence s holds in its KV cache (written, or queued on the device): where its next token goes. */
+  positions(s: number): number;
   /**
    * The runner keeps each sequence's last sampled id on the device: `step` then accepts
    * `FEEDBACK_TOKEN` as a sequence's one token (meaning that id), and may be called again before the
@@ -182,9 +191,9 @@ const now = () => performance.now();
 
 /**
  * Resolves after the host's event loop has run once (a MessageChannel round trip: no 4 ms timer
- * clamp). The CPU reference computes a whole step synchronously, so without this pause a Stop
- * button, Ctrl-C or a worker message would sit unread until generation ends. This is the ONE place
- * generation yields; runners never do.
+ * clamp). The CPU reference computes in JavaScript, so without these pauses a Stop button, Ctrl-C
+ * or a worker message would sit unread until generation ends: generation yields after every step,
+ * and the CPU reference between the chunks of a long prefill (the only place a runner yields).
  */
 export function yieldToEventLoop(): Promise<void> {
   if (typeof MessageChannel === 'undefined') return new Promise((r) => setTimeout(r, 0));
@@ -322,8 +331,10 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
     if (req.signal?.aborted) break;
     // Prefill every prompt of the batch in one step; the runner samples the first new token of each.
     const t0 = now();
-    take(await runner.step(idx.map((g) => req.prompts[g].slice(keep))));
-    if (cache && n === 1) cache.tokens = [...req.prompts[0]];
+    // Stop is honoured between the prefill's chunks too; a stopped prefill keeps what it wrote.
+    const prefill = idx.map((g) => req.prompts[g].slice(keep));
+    take(await runner.step(prefill, req.signal));
+    if (cache && n === 1) cache.tokens = req.prompts[0].slice(0, runner.positions(0));
     totals.prefillMs += now() - t0;
     totals.prompt += idx.reduce((a, g) => a + req.prompts[g].length, 0);
     totals.reused += keep;
@@ -370,8 +381,11 @@ export async function generate(runner: ModelRunner, req: GenerateRequest): Promi
       totals.decodeMs += now() - t1;
     }
     for (let s = 0; s < idx.length; s++) if (!done[s]) finish(s, 'interrupted');
-    // Every generated token but the last was fed back (rows computed ahead beyond it are overwritten).
-    if (cache && n === 1) cache.tokens = [...req.prompts[0], ...tokens[0].slice(0, -1)];
+    // Every generated token but the last was fed back (rows computed ahead beyond it are overwritten);
+    // a prefill stopped between chunks wrote only part of the prompt.
+    if (cache && n === 1) {
+      cache.tokens = [...req.prompts[0], ...tokens[0].slice(0, -1)].slice(0, runner.positions(0));
+    }
   }
   // Prompts whose batch never ran (cancelled first) still get their closing event.
   for (let g = next; g < n; g++) emit({ seq: g, token: -1, delta: '', finish: 'interrupted' });

@@ -52,3 +52,75 @@ export function checkTokenIds(ids: readonly number[], vocabSize: number, what: s
     }
   }
 }
+
+/** The matrix shapes that size a prefill chunk (LlamaConfig's, or a preset's). */
+export type ChunkShape = Pick<LlamaConfig, 'dim' | 'nLayers' | 'nHeads' | 'nKvHeads' | 'headDim' | 'ffnDim'>;
+
+/**
+ * FLOPs (2 per multiply-add) of the linear layers for one token row: Wq, Wk, Wv, Wo, gate, up and
+ * down in every layer. The LM head is left out (only a sequence's last row runs it), and so is
+ * attention (it grows with the position, and is small beside these below a few thousand tokens).
+ */
+export function linearFlopsPerToken(c: ChunkShape): number {
+  const qDim = c.nHeads * c.headDim;
+  const kvDim = c.nKvHeads * c.headDim;
+  return 2 * c.nLayers * (c.dim * (qDim + 2 * kvDim) + qDim * c.dim + 3 * c.dim * c.ffnDim);
+}
+
+/** Llama 3 8B: the shape whose prefill chunk is PREFILL_CHUNK_8B rows. */
+const LLAMA3_8B: ChunkShape = {
+  dim: 4096,
+  nLayers: 32,
+  nHeads: 32,
+  nKvHeads: 8,
+  headDim: 128,
+  ffnDim: 14336,
+};
+/** Rows of an 8B prefill chunk (issue 9: one submit short enough for a GPU watchdog, and for Stop). */
+export const PREFILL_CHUNK_8B = 256;
+/** The linear-layer FLOPs of one prefill chunk on any shape: the 8B's 256 rows (≈ 3.6 TFLOP). */
+export const PREFILL_CHUNK_FLOPS = PREFILL_CHUNK_8B * linearFlopsPerToken(LLAMA3_8B);
+/** Rows per chunk never exceed this (a tiny model's activations stay a few MB). */
+export const MAX_PREFILL_CHUNK = 4096;
+/** Chunks of 64 rows or more are cut at a multiple of 64 (the GEMM's token tile). */
+const CHUNK_ROUNDING = 64;
+
+/**
+ * Rows per prefill chunk on the GPU (`GpuLoadOptions.maxTokens`' default, and so the activation
+ * buffers memory.ts counts): as many rows as make the 8B's 256-row chunk of linear-layer FLOPs
+ * (1B ≈ 1,800, 3B ≈ 630), multiples of 64, at most MAX_PREFILL_CHUNK (below WebGPU's minimum of
+ * 65,535 workgroups per grid dimension) and maxBatch × maxSeqLen (no step has more rows), and small
+ * enough that the largest activation buffer ([rows, max(F, qkv, D)] f32) binds. Each chunk is one
+ * command buffer; Stop is honoured between chunks.
+ */
+export function prefillChunkTokens(
+  c: ChunkShape,
+  opts: {
+    maxBatch: number;
+    maxSeqLen: number;
+    limits?: { maxBufferSize: number; maxStorageBufferBindingSize: number };
+  },
+): number {
+  // The tiny epsilon: 256 · f / f may land a hair under 256.
+  let rows = Math.floor(PREFILL_CHUNK_FLOPS / linearFlopsPerToken(c) + 1e-9);
+  rows = Math.min(rows, MAX_PREFILL_CHUNK, opts.maxBatch * opts.maxSeqLen);
+  if (opts.limits) {
+    const widest = 4 * Math.max(c.ffnDim, (c.nHeads + 2 * c.nKvHeads) * c.headDim, c.dim);
+    const bind = Math.min(opts.limits.maxBufferSize, opts.limits.maxStorageBufferBindingSize);
+    rows = Math.min(rows, Math.floor(bind / widest));
+  }
+  if (rows >= CHUNK_ROUNDING) rows -= rows % CHUNK_ROUNDING;
+  return Math.max(1, rows);
+}
+
+/**
+ * The CPU reference's linear-layer FLOPs between two yields to the event loop. Its mat-vecs run at
+ * ~0.2–0.5 GFLOP/s here (f64 sums), so this is ~20–50 ms: Stop, a worker message or a timer waits
+ * no longer (the demo model, 8.5 MFLOP per token: one token per chunk).
+ */
+export const CPU_CHUNK_FLOPS = 1e7;
+
+/** Tokens the CPU reference prefills between two yields (at least one). */
+export function cpuPrefillChunkTokens(c: ChunkShape): number {
+  return Math.max(1, Math.floor(CPU_CHUNK_FLOPS / linearFlopsPerToken(c)));
+}

@@ -6,7 +6,7 @@
  *
  * Pure arithmetic, importable anywhere (no shader sources, no WebGPU globals).
  */
-import { type RunnerLimits, resolveRunnerLimits } from './limits';
+import { prefillChunkTokens, type RunnerLimits, resolveRunnerLimits } from './limits';
 import { type GgufFile, type LlamaConfig, SUPPORTED_TYPES } from './gguf/types';
 import { auxRowBytes, GPU_LAYOUTS, gpuTypeFor, UNIT, type WeightEncoding } from './gpu/weights';
 
@@ -32,7 +32,7 @@ export interface GpuMemoryOptions {
   maxBatch?: number;
   /** KV positions per sequence (default: defaultGpuMaxSeqLen). */
   maxSeqLen?: number;
-  /** Token rows per prefill chunk (default 512). */
+  /** Token rows per prefill chunk (default: prefillChunkTokens in limits.ts, by FLOPs). */
   maxTokens?: number;
   /** --quantization-encoding. */
   encoding?: WeightEncoding;
@@ -56,9 +56,6 @@ export interface GpuMemoryEstimate {
   scratch: number;
   total: number;
 }
-
-/** Default prefill chunk (rows per command buffer). */
-export const DEFAULT_MAX_TOKENS = 512;
 
 const align = (n: number, a: number) => Math.ceil(n / a) * a;
 
@@ -138,7 +135,7 @@ export function estimateGpuMemory(
 ): GpuMemoryEstimate {
   const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, nLayers } = config;
   const { maxBatch, maxSeqLen } = resolveGpuLimits(file, config, opts);
-  const T = opts.maxTokens ?? DEFAULT_MAX_TOKENS;
+  const T = opts.maxTokens ?? prefillChunkTokens(config, { maxBatch, maxSeqLen, limits: opts.limits });
   const S = maxBatch;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;

@@ -19,7 +19,7 @@ import {
   type SamplingOptions,
   sequenceSeed,
 } from '../generation';
-import { checkTokenIds } from '../limits';
+import { checkTokenIds, prefillChunkTokens } from '../limits';
 import { estimateGpuBytes, resolveGpuLimits } from '../memory';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
@@ -72,7 +72,7 @@ export interface GpuLoadOptions {
   maxBatch?: number;
   /** KV cache length per sequence (default: the model's own, capped by the adapter: defaultGpuMaxSeqLen in memory.ts). */
   maxSeqLen?: number;
-  /** Token rows per command buffer; longer prefills run in chunks (default 512). */
+  /** Token rows per command buffer; longer prefills run in chunks (default: prefillChunkTokens in limits.ts, by FLOPs: 256 on the 8B). */
   maxTokens?: number;
   /** Kernel registry (with any accepted custom kernels); default: built-ins only. */
   registry?: KernelRegistry;
@@ -176,6 +176,8 @@ export class GpuModel implements ModelRunner {
   private readonly readbacks: GPUBuffer[]; // MAP_READ u32 [maxBatch], READBACK_RING of them
   private nextReadback = 0;
   private runsInFlight = 0;
+  /** Steps called so far: a step stops early only when no later one was queued behind it. */
+  private stepsCalled = 0;
   /** The per-step upload bytes, reused (writeBuffer copies them at once). */
   private readonly stepBytes: ArrayBuffer;
   /** Sampled ids stay on the GPU: `step` takes FEEDBACK_TOKEN, and the next step may be queued early. */
@@ -292,7 +294,7 @@ export class GpuModel implements ModelRunner {
     const { device, limits } = ctx;
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = config;
     const { maxBatch, maxSeqLen } = resolveGpuLimits(file, config, { ...opts, limits });
-    const maxTokens = opts.maxTokens ?? 512;
+    const maxTokens = opts.maxTokens ?? prefillChunkTokens(config, { maxBatch, maxSeqLen, limits });
     const maxRows = limits.maxComputeWorkgroupsPerDimension;
     if (!(Number.isInteger(maxTokens) && maxTokens >= 1 && maxTokens <= maxRows)) {
       throw new EngineError('bad-argument', `maxTokens ${maxTokens} must be an integer in [1, ${maxRows}]`);
@@ -678,8 +680,9 @@ export class GpuModel implements ModelRunner {
    * which sampled id a FEEDBACK_TOKEN reads), so a step called before the previous one resolved is
    * queued after it on the GPU and sees its results.
    */
-  async step(tokens: number[][]): Promise<number[]> {
+  async step(tokens: number[][], signal?: AbortSignal): Promise<number[]> {
     this.checkAlive();
+    const stepId = ++this.stepsCalled;
     if (tokens.length !== this.seqs.length) {
       throw new EngineError(
         'bad-argument',
@@ -726,20 +729,49 @@ export class GpuModel implements ModelRunner {
       }
       chunks.push({ chunk, finishing });
     }
-    for (const [s, toks] of tokens.entries()) {
-      this.seqs[s].pos += toks.length;
-      if (toks.length > 0) this.seqs[s].hasLogits = true;
-    }
-    // Each chunk's sampling overwrites `sampled`: after this step only the last chunk's ids are there.
-    for (const seq of this.seqs) seq.slot = -1;
-    for (const [j, f] of (chunks.at(-1)?.finishing ?? []).entries()) this.seqs[f.seq].slot = j;
+    const startPos = this.seqs.map((seq) => seq.pos);
+    this.advance(tokens, startPos, chunks.length, chunks);
 
     const out = tokens.map(() => -1);
-    for (const { chunk, finishing } of chunks) {
+    for (const [k, { chunk, finishing }] of chunks.entries()) {
+      // Stop between chunks (each awaited chunk has run on the GPU), unless a later step was
+      // queued meanwhile: its rows follow this step's, so this one must finish.
+      if (k > 0 && signal?.aborted && this.stepsCalled === stepId) {
+        this.advance(tokens, startPos, k, chunks);
+        break;
+      }
       const ids = await this.run(chunk, finishing, draws);
       for (const [j, f] of finishing.entries()) out[f.seq] = ids[j];
     }
     return out;
+  }
+
+  /**
+   * Sets each sequence's position, logits flag and `sampled` slot as they stand after the first
+   * `ran` chunks of a step that started at `startPos` (all of them: a step submitted in full).
+   */
+  private advance(
+    tokens: number[][],
+    startPos: number[],
+    ran: number,
+    chunks: { chunk: Row[]; finishing: { seq: number; row: number }[] }[],
+  ): void {
+    const rowsRun = tokens.map(() => 0);
+    for (const { chunk } of chunks.slice(0, ran)) for (const r of chunk) rowsRun[r.seq]++;
+    for (const [s, toks] of tokens.entries()) {
+      if (toks.length === 0) continue;
+      const seq = this.seqs[s];
+      seq.pos = startPos[s] + rowsRun[s];
+      // Sampled (and its logits kept) only when its last row ran.
+      seq.hasLogits = rowsRun[s] === toks.length;
+    }
+    // Each chunk's sampling overwrites `sampled`: only the last chunk run left its ids there.
+    for (const seq of this.seqs) seq.slot = -1;
+    for (const [j, f] of (chunks[ran - 1]?.finishing ?? []).entries()) this.seqs[f.seq].slot = j;
+  }
+
+  positions(s: number): number {
+    return this.seqs[s]?.pos ?? 0;
   }
 
   /** Encode and submit one chunk as one command buffer; returns the sampled ids of `finishing`. */

@@ -280,6 +280,7 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
       maxSeqLen: gpu.maxSeqLen,
       reset: (b, s, f) => gpu.reset(b, s, f),
       step: (t) => gpu.step(t),
+      positions: (s) => gpu.positions(s),
       dispose: () => {},
     };
     try {

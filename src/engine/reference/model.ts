@@ -17,8 +17,9 @@ import {
   type ModelRunner,
   type SamplingOptions,
   sequenceSeed,
+  yieldToEventLoop,
 } from '../generation';
-import { checkTokenIds, resolveRunnerLimits } from '../limits';
+import { checkTokenIds, cpuPrefillChunkTokens, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes } from '../gguf/reader';
 import {
@@ -204,38 +205,53 @@ export class ReferenceModel implements ModelRunner {
     }
   }
 
-  async step(tokens: number[][]): Promise<number[]> {
+  async step(tokens: number[][], signal?: AbortSignal): Promise<number[]> {
     if (tokens.length !== this.seqs.length) {
       throw new EngineError(
         'bad-argument',
         `step got ${tokens.length} token lists for ${this.seqs.length} sequences (call reset first)`,
       );
     }
-    const out: number[] = [];
-    for (let s = 0; s < tokens.length; s++) {
+    for (const [s, toks] of tokens.entries()) {
       const seq = this.seqs[s];
-      if (tokens[s].length === 0) {
-        out.push(-1);
-        continue;
-      }
-      if (seq.pos + tokens[s].length > this.maxSeqLen) {
+      if (seq.pos + toks.length > this.maxSeqLen) {
         throw new EngineError(
           'context-overflow',
-          `sequence ${s} would reach ${seq.pos + tokens[s].length} positions but the cache holds ${this.maxSeqLen}`,
+          `sequence ${s} would reach ${seq.pos + toks.length} positions but the cache holds ${this.maxSeqLen}`,
         );
       }
+      if (toks.includes(FEEDBACK_TOKEN) && seq.sampled < 0) {
+        throw new EngineError('bad-argument', `sequence ${s} has no sampled token to feed back yet`);
+      }
+    }
+    // One uniform draw per sequence with tokens, taken up front as the GPU runner does.
+    const draws = tokens.map((toks, s) => (toks.length > 0 ? this.seqs[s].rng.next() : 0));
+    const total = tokens.reduce((a, t) => a + t.length, 0);
+    const chunk = cpuPrefillChunkTokens(this.config);
+    const out = tokens.map(() => -1);
+    let done = 0; // tokens computed in this step
+    for (let s = 0; s < tokens.length; s++) {
+      const seq = this.seqs[s];
       for (const [i, tok] of tokens[s].entries()) {
-        if (tok === FEEDBACK_TOKEN && seq.sampled < 0) {
-          throw new EngineError('bad-argument', `sequence ${s} has no sampled token to feed back yet`);
+        // Between chunks: let the host's event loop run (Stop, worker messages, timers), and stop
+        // here if asked. Every position computed so far stays (forward advanced seq.pos).
+        if (done > 0 && done % chunk === 0 && done < total) {
+          await yieldToEventLoop();
+          if (signal?.aborted) {
+            if (i > 0) seq.logits = null; // part of its tokens: no logits until its last one runs
+            return out;
+          }
         }
         // Only the last row's logits are read (sampled, lastLogits): the LM head, V × D per row, is
         // most of a small model's work and would make a prompt of thousands of tokens take minutes.
         const last = i === tokens[s].length - 1;
         const logits = this.forward(seq, tok === FEEDBACK_TOKEN ? seq.sampled : tok, last);
         if (last) seq.logits = logits;
+        done++;
       }
-      seq.sampled = sampleToken(seq.logits!, this.sampling, seq.rng.next());
-      out.push(seq.sampled);
+      if (tokens[s].length === 0) continue;
+      seq.sampled = sampleToken(seq.logits!, this.sampling, draws[s]);
+      out[s] = seq.sampled;
     }
     return out;
   }
@@ -248,6 +264,10 @@ export class ReferenceModel implements ModelRunner {
     const seq = this.seqs[s];
     if (!seq) throw new EngineError('bad-argument', `no sequence ${s}`);
     return { keys: seq.keys, values: seq.values, positions: seq.pos };
+  }
+
+  positions(s: number): number {
+    return this.seqs[s]?.pos ?? 0;
   }
 
   /** The logits [V] after sequence s's last stepped token. The model's own array: read, don't write. */
