@@ -6,6 +6,7 @@ import { llamaConfigFromGguf } from '../gguf/config';
 import { readGguf, readTensorBytes } from '../gguf/reader';
 import { GgmlType, type GgufFile } from '../gguf/types';
 import { MemorySource } from '../source';
+import { stopDuringFirstChunk } from '../testing/stop';
 import { ReferenceModel } from './model';
 import { addInPlace, argmax, dequantize, matVec, rmsNorm, roundToF16InPlace, swiglu } from './ops';
 
@@ -155,6 +156,72 @@ describe('ReferenceModel', { timeout: 300_000 }, () => {
     const logits = await m.lastLogits(0);
     expect(maxAbsDiff(logits, await handFirstToken(t, 77))).toBeLessThan(1e-4);
     expect(next).toBe(argmax(logits));
+  });
+
+  it('chunked prefill: the event loop runs between chunks, Stop ends the step at a chunk boundary, the next turn reuses what was written', async () => {
+    // 3 tokens per chunk: an 11-token prompt is 4 chunks, with 3 yields between them.
+    const chunked = await ReferenceModel.load(f32.source, f32.file, f32.config, {
+      maxBatch: 1,
+      maxSeqLen: 16,
+      prefillChunk: 3,
+    });
+    const prompt = [128000, 791, 6864, 315, 9822, 374, 12366, 13, 578, 6864, 315];
+    // Chunked and unchunked prefill give the same logits (the reference runs token by token).
+    model.reset(1, GREEDY);
+    chunked.reset(1, GREEDY);
+    const [whole] = await model.step([prompt]);
+    const [inChunks] = await chunked.step([prompt]);
+    expect(inChunks).toBe(whole);
+    expect(await chunked.lastLogits(0)).toEqual(await model.lastLogits(0));
+
+    // A message sent before the step (a worker's Stop arrives this way) and a due timer both run
+    // while the step is still going: between chunks, never after the whole prompt.
+    chunked.reset(1, GREEDY);
+    const stop = new AbortController();
+    let messageAt = -1;
+    let timerAt = -1;
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      messageAt = chunked.positions(0);
+      stop.abort();
+    };
+    const busyUntil = performance.now() + 3;
+    setTimeout(() => {
+      timerAt = chunked.positions(0);
+    }, 1);
+    while (performance.now() < busyUntil) {} // the timer is due before the step starts
+    channel.port2.postMessage(null);
+    const [id] = await chunked.step([prompt], stop.signal);
+    channel.port1.close();
+    expect(id).toBe(-1); // stopped before its last token: nothing sampled
+    expect(messageAt % 3).toBe(0);
+    expect(messageAt).toBeGreaterThanOrEqual(3);
+    expect(messageAt).toBeLessThan(prompt.length);
+    // Stop acted at the next chunk boundary: exactly the positions computed when it was pressed.
+    expect(chunked.positions(0)).toBe(messageAt);
+    await expect(chunked.lastLogits(0)).rejects.toThrow(/no logits yet/);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(timerAt).toBeGreaterThanOrEqual(3);
+    expect(timerAt).toBeLessThan(prompt.length);
+
+    // Through generate: Stop pressed during chunk 1; the KV-cache record then holds 3 tokens, and
+    // the next request reuses exactly those and gives a fresh run's tokens.
+    const req = { prompts: [prompt], maxTokens: 4, sampling: GREEDY, stopTokens: new Set<number>() };
+    const cache = { tokens: [] as number[] };
+    const pressed = new AbortController();
+    const stopped = await generate(stopDuringFirstChunk(chunked, pressed), {
+      ...req,
+      signal: pressed.signal,
+      cache,
+    });
+    expect(stopped.finishReasons).toEqual(['interrupted']);
+    expect(stopped.tokens).toEqual([[]]);
+    expect(cache.tokens).toEqual(prompt.slice(0, 3));
+    const resumed = await generate(chunked, { ...req, cache });
+    expect(resumed.stats.reusedTokens).toBe(3);
+    const fresh = await generate(model, req);
+    expect(resumed.tokens).toEqual(fresh.tokens);
+    expect(fresh.tokens[0]).toHaveLength(4);
   });
 
   it('errors say what went wrong', async () => {

@@ -10,7 +10,7 @@
  * Sampling: each sequence s draws from its own `Rng(sampling.seed + s)`, one draw per step, so a
  * sequence's tokens do not depend on which other sequences share the batch (see sampling/sampler.ts).
  */
-import { EngineError } from '../errors';
+import { checkIntegerInRange, EngineError } from '../errors';
 import {
   checkKeepPositions,
   FEEDBACK_TOKEN,
@@ -19,7 +19,7 @@ import {
   sequenceSeed,
   yieldToEventLoop,
 } from '../generation';
-import { checkTokenIds, cpuPrefillChunkTokens, resolveRunnerLimits } from '../limits';
+import { checkTokenIds, cpuPrefillChunkTokens, type RunnerLimits, resolveRunnerLimits } from '../limits';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes } from '../gguf/reader';
 import {
@@ -62,6 +62,8 @@ export interface ReferenceLoadOptions {
    * 'float32' (default): f32 activations everywhere.
    */
   activations?: 'float32' | 'q8';
+  /** Tokens computed between two yields to the event loop, where Stop is honoured (default: cpuPrefillChunkTokens, by FLOPs). */
+  prefillChunk?: number;
 }
 
 interface LayerWeights {
@@ -113,13 +115,16 @@ export class ReferenceModel implements ModelRunner {
   readonly maxSeqLen: number;
   private readonly w: Weights;
   private seqs: Sequence[] = [];
+  /** Tokens computed between two yields to the event loop (where a step's signal is checked). */
+  readonly prefillChunk: number;
   private sampling: SamplingOptions = { temperature: 0, topP: 1, topK: 0, seed: 0 };
 
-  private constructor(config: LlamaConfig, w: Weights, maxBatch: number, maxSeqLen: number) {
+  private constructor(config: LlamaConfig, w: Weights, limits: RunnerLimits, prefillChunk: number) {
     this.config = config;
     this.w = w;
-    this.maxBatch = maxBatch;
-    this.maxSeqLen = maxSeqLen;
+    this.maxBatch = limits.maxBatch;
+    this.maxSeqLen = limits.maxSeqLen;
+    this.prefillChunk = prefillChunk;
   }
 
   static async load(
@@ -128,7 +133,9 @@ export class ReferenceModel implements ModelRunner {
     config: LlamaConfig,
     opts: ReferenceLoadOptions = {},
   ): Promise<ReferenceModel> {
-    const { maxBatch, maxSeqLen } = resolveRunnerLimits(config, opts);
+    const limits = resolveRunnerLimits(config, opts);
+    const prefillChunk = opts.prefillChunk ?? cpuPrefillChunkTokens(config);
+    checkIntegerInRange('prefill chunk', prefillChunk, 1, Number.MAX_SAFE_INTEGER);
     const t: LlamaTensors = validateLlamaTensors(file, config);
     const enc = opts.quantizationEncoding ?? 'float32';
     const load = (ti: TensorInfo) => loadTensor(source, ti, enc);
@@ -179,7 +186,7 @@ export class ReferenceModel implements ModelRunner {
       q8Inputs,
     };
     if (roundsInput(t.output)) q8Inputs.add(w.output); // tied: the embedding table, as the head
-    return new ReferenceModel(config, w, maxBatch, maxSeqLen);
+    return new ReferenceModel(config, w, limits, prefillChunk);
   }
 
   reset(batch: number, sampling: SamplingOptions, firstSequence = 0, keepPositions = 0): void {
@@ -227,7 +234,7 @@ export class ReferenceModel implements ModelRunner {
     // One uniform draw per sequence with tokens, taken up front as the GPU runner does.
     const draws = tokens.map((toks, s) => (toks.length > 0 ? this.seqs[s].rng.next() : 0));
     const total = tokens.reduce((a, t) => a + t.length, 0);
-    const chunk = cpuPrefillChunkTokens(this.config);
+    const chunk = this.prefillChunk;
     const out = tokens.map(() => -1);
     let done = 0; // tokens computed in this step
     for (let s = 0; s < tokens.length; s++) {
