@@ -81,28 +81,47 @@ export const PREFILL_CHUNK_8B = 256;
 /** The linear-layer FLOPs of one prefill chunk on any shape: the 8B's 256 rows (≈ 3.6 TFLOP). */
 export const PREFILL_CHUNK_FLOPS = PREFILL_CHUNK_8B * linearFlopsPerToken(LLAMA3_8B);
 /** Rows per chunk never exceed this (a tiny model's activations stay a few MB). */
-export const MAX_PREFILL_CHUNK = 4096;
+export const MAX_PREFILL_CHUNK = 2048;
 /** Chunks of 64 rows or more are cut at a multiple of 64 (the GEMM's token tile). */
 const CHUNK_ROUNDING = 64;
+/** Bytes of a prefill chunk's activation buffers per row: x, xb [D], qkv [(H + 2Hkv)·Dh], att [H·Dh], hb [F], f32. */
+export function activationBytesPerRow(c: ChunkShape): number {
+  return 4 * (2 * c.dim + (2 * c.nHeads + 2 * c.nKvHeads) * c.headDim + c.ffnDim);
+}
+
+/**
+ * A chunk's activations take at most this share of the weights' bytes (issue 9's memory goal: GPU
+ * memory ≤ weights + KV cache + 5%; scratch takes most of the other 1%) …
+ */
+export const ACTIVATION_SHARE = 0.04;
+/** … or, where that is more, the 8B chunk's own activations (33.6 MB): small models are not held below it. */
+export const ACTIVATION_FLOOR = PREFILL_CHUNK_8B * activationBytesPerRow(LLAMA3_8B);
 
 /**
  * Rows per prefill chunk on the GPU (`GpuLoadOptions.maxTokens`' default, and so the activation
  * buffers memory.ts counts): as many rows as make the 8B's 256-row chunk of linear-layer FLOPs
- * (1B ≈ 1,800, 3B ≈ 630), multiples of 64, at most MAX_PREFILL_CHUNK (below WebGPU's minimum of
- * 65,535 workgroups per grid dimension) and maxBatch × maxSeqLen (no step has more rows), and small
- * enough that the largest activation buffer ([rows, max(F, qkv, D)] f32) binds. Each chunk is one
- * command buffer; Stop is honoured between chunks.
+ * (3B ≈ 630, 1B ≈ 1,800), with activations within max(ACTIVATION_SHARE of `weightBytes`,
+ * ACTIVATION_FLOOR) (1B q4_0: 448 rows; 3B keeps 576), multiples of 64, at most MAX_PREFILL_CHUNK
+ * and maxBatch × maxSeqLen (no step has more rows), and small enough that the largest activation
+ * buffer ([rows, max(F, qkv, D)] f32) binds. Each chunk is one command buffer; Stop is honoured
+ * between chunks.
  */
 export function prefillChunkTokens(
   c: ChunkShape,
   opts: {
     maxBatch: number;
     maxSeqLen: number;
+    /** The weights' GPU bytes (memory.ts gpuWeightBytes); without it no memory cap. */
+    weightBytes?: number;
     limits?: { maxBufferSize: number; maxStorageBufferBindingSize: number };
   },
 ): number {
   // The tiny epsilon: 256 · f / f may land a hair under 256.
   let rows = Math.floor(PREFILL_CHUNK_FLOPS / linearFlopsPerToken(c) + 1e-9);
+  if (opts.weightBytes !== undefined) {
+    const budget = Math.max(ACTIVATION_SHARE * opts.weightBytes, ACTIVATION_FLOOR);
+    rows = Math.min(rows, Math.floor(budget / activationBytesPerRow(c)));
+  }
   rows = Math.min(rows, MAX_PREFILL_CHUNK, opts.maxBatch * opts.maxSeqLen);
   if (opts.limits) {
     const widest = 4 * Math.max(c.ffnDim, (c.nHeads + 2 * c.nKvHeads) * c.headDim, c.dim);

@@ -5,7 +5,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import { presetHeader } from '../../scripts/bench/random-model';
-import { defaultGpuMaxSeqLen, estimateGpuMemory, MIN_DEFAULT_SEQ_LEN } from './memory';
+import {
+  ACTIVATION_FLOOR,
+  ACTIVATION_SHARE,
+  activationBytesPerRow,
+  linearFlopsPerToken,
+  MAX_PREFILL_CHUNK,
+  PREFILL_CHUNK_8B,
+  prefillChunkTokens,
+} from './limits';
+import { defaultGpuMaxSeqLen, estimateGpuMemory, gpuWeightBytes, MIN_DEFAULT_SEQ_LEN } from './memory';
 
 const preset = (name: string, contextLength?: number) => presetHeader(name, { contextLength });
 
@@ -58,3 +67,61 @@ describe('default context length', () => {
 
 // The estimate against the buffers a real load creates (part by part, counted at the API) is checked
 // in gpu/cost.test.ts, on the model that test loads anyway (one load per file on SwiftShader).
+
+describe('prefill chunk (rows per command buffer)', () => {
+  const chunkOf = (
+    name: string,
+    opts: { maxBatch?: number; maxSeqLen?: number; limits?: typeof bigLimits } = {},
+  ) => {
+    const { file, config } = preset(name);
+    const maxBatch = opts.maxBatch ?? 4;
+    const maxSeqLen = opts.maxSeqLen ?? 2048;
+    const rows = prefillChunkTokens(config, {
+      maxBatch,
+      maxSeqLen,
+      weightBytes: gpuWeightBytes(file),
+      limits: opts.limits,
+    });
+    return {
+      rows,
+      config,
+      file,
+      e: estimateGpuMemory(file, config, { maxBatch, maxSeqLen, limits: opts.limits }),
+    };
+  };
+
+  it('is 256 rows on the 8B and, by linear-layer FLOPs, at most as much work on smaller shapes', () => {
+    const eight = chunkOf('8b');
+    expect(eight.rows).toBe(PREFILL_CHUNK_8B);
+    const budget = PREFILL_CHUNK_8B * linearFlopsPerToken(eight.config);
+    for (const name of ['3b', '1b', 'tiny']) {
+      const { rows, config } = chunkOf(name);
+      expect(rows, name).toBeGreaterThan(256); // fewer FLOPs per row: more rows per chunk
+      expect(rows % 64, name).toBe(0);
+      expect(rows * linearFlopsPerToken(config), name).toBeLessThanOrEqual(budget);
+    }
+    expect(chunkOf('3b').rows).toBe(576); // ⌊633.9⌋ cut at 64
+  });
+
+  it('keeps activations within 4% of the weights (or the 8B chunk’s), within a step’s rows and the binding limit', () => {
+    // The 1B's FLOPs would allow 1,792 rows; its activations at 448 stay ≤ max(4% of 0.76 GB, 33.6 MB).
+    const one = chunkOf('1b');
+    expect(one.rows).toBe(448);
+    expect(one.rows * activationBytesPerRow(one.config)).toBeLessThanOrEqual(
+      Math.max(ACTIVATION_SHARE * one.e.weights, ACTIVATION_FLOOR),
+    );
+    // The estimate counts exactly the activations of that chunk (plus the per-sequence buffers).
+    const withRows = estimateGpuMemory(one.file, one.config, {
+      maxBatch: 4,
+      maxSeqLen: 4096,
+      maxTokens: one.rows,
+    });
+    expect(one.e.activations).toBe(withRows.activations);
+    expect(chunkOf('tiny').rows).toBe(MAX_PREFILL_CHUNK);
+    expect(chunkOf('tiny', { maxBatch: 1, maxSeqLen: 100 }).rows).toBe(64); // ≤ 100 rows, cut at 64
+    expect(chunkOf('tiny', { maxBatch: 1, maxSeqLen: 50 }).rows).toBe(50);
+    // A small binding limit: the widest activation buffer [rows, F] f32 must bind (8B: F = 14,336).
+    const small = { maxBufferSize: 8 << 20, maxStorageBufferBindingSize: 8 << 20 };
+    expect(chunkOf('8b', { limits: small }).rows).toBe(128); // ⌊8 MiB / 57,344 B⌋ = 146 → 128
+  });
+});

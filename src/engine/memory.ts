@@ -135,12 +135,14 @@ export function estimateGpuMemory(
 ): GpuMemoryEstimate {
   const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, nLayers } = config;
   const { maxBatch, maxSeqLen } = resolveGpuLimits(file, config, opts);
-  const T = opts.maxTokens ?? prefillChunkTokens(config, { maxBatch, maxSeqLen, limits: opts.limits });
+  const weights = gpuWeightBytes(file, opts.encoding);
+  const T =
+    opts.maxTokens ??
+    prefillChunkTokens(config, { maxBatch, maxSeqLen, weightBytes: weights, limits: opts.limits });
   const S = maxBatch;
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
   const buf = (bytes: number) => align(Math.max(bytes, 16), 16);
-  const weights = gpuWeightBytes(file, opts.encoding);
   const kvCache = 2 * nLayers * buf(kvLayerBytes(maxBatch, maxSeqLen, kvDim));
   // x, xb [T, D]; qkv [T, (H + 2Hkv)·Dh]; att [T, H·Dh]; hb [T, F]; flash-decoding partials
   // [S, H, 32 splits, Dh + 2]; last, last-norm [S, D]; logits (and saved logits) [S, V].

@@ -20,7 +20,7 @@ import {
   sequenceSeed,
 } from '../generation';
 import { checkTokenIds, prefillChunkTokens } from '../limits';
-import { estimateGpuBytes, resolveGpuLimits } from '../memory';
+import { estimateGpuBytes, gpuWeightBytes, resolveGpuLimits } from '../memory';
 import { type LlamaTensors, validateLlamaTensors } from '../gguf/config';
 import { readTensorBytes, readTensorRows } from '../gguf/reader';
 import type { GgufFile, LlamaConfig, TensorInfo } from '../gguf/types';
@@ -294,7 +294,14 @@ export class GpuModel implements ModelRunner {
     const { device, limits } = ctx;
     const { dim, nHeads, nKvHeads, headDim, ffnDim, vocabSize, normEps, ropeTheta } = config;
     const { maxBatch, maxSeqLen } = resolveGpuLimits(file, config, { ...opts, limits });
-    const maxTokens = opts.maxTokens ?? prefillChunkTokens(config, { maxBatch, maxSeqLen, limits });
+    const maxTokens =
+      opts.maxTokens ??
+      prefillChunkTokens(config, {
+        maxBatch,
+        maxSeqLen,
+        weightBytes: gpuWeightBytes(file, opts.encoding),
+        limits,
+      });
     const maxRows = limits.maxComputeWorkgroupsPerDimension;
     if (!(Number.isInteger(maxTokens) && maxTokens >= 1 && maxTokens <= maxRows)) {
       throw new EngineError('bad-argument', `maxTokens ${maxTokens} must be an integer in [1, ${maxRows}]`);

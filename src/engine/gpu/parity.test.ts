@@ -13,12 +13,13 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { EngineError } from '../errors';
-import { generate, type ModelRunner, type SamplingOptions } from '../generation';
+import { FEEDBACK_TOKEN, generate, type ModelRunner, type SamplingOptions } from '../generation';
 import { llamaConfigFromGguf } from '../gguf/config';
 import { readGguf } from '../gguf/reader';
 import { GgmlType } from '../gguf/types';
 import { ReferenceModel } from '../reference/model';
 import { MemorySource } from '../source';
+import { stopDuringFirstChunk } from '../testing/stop';
 import { DEMO_MODEL_PATH } from '../../node/paths';
 import { createGpuContext } from './device';
 import { decodeSplits, GpuModel } from './model';
@@ -247,6 +248,69 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
       expect(decodeSplits(PROMPT_LEN + STEPS)).toEqual({ nSplits: 32, splitLen: 257 });
     } finally {
       gpu.dispose();
+    }
+  });
+
+  it('Stop between prefill chunks: the step ends at a chunk boundary, the next turn reuses what was written and equals a fresh run', async () => {
+    const ctx = await createTestContext();
+    const opts = MODELS['f16 tied, rope_freqs'];
+    const { source, file, config } = await open(makeSmallLlama(opts), 'f16');
+    // Chunks of 12 rows (the GEMM path, as one 36-row step takes): 36 rows are 3 chunks.
+    const chunked = await GpuModel.load(ctx, source, file, config, {
+      maxSeqLen: 96,
+      maxTokens: 12,
+      keepLogits: true,
+    });
+    // maxSeqLen 96 as the test above: the same pipelines (compiling them is most of a test's time here).
+    const whole = await GpuModel.load(ctx, source, file, config, { maxSeqLen: 96, keepLogits: true });
+    try {
+      expect(whole.maxTokens).toBeGreaterThanOrEqual(36);
+      const p = prompt(36, opts.vocab, 5);
+      // Chunked and unchunked prefill: the same logits (each row's sums do not depend on the chunk).
+      chunked.reset(1, GREEDY);
+      whole.reset(1, GREEDY);
+      const [a] = await chunked.step([p]);
+      const [b] = await whole.step([p]);
+      expect(a).toBe(b);
+      expect(await chunked.lastLogits(0)).toEqual(await whole.lastLogits(0));
+
+      // Stop pressed while chunk 1 runs: the step returns after it, nothing sampled, 12 positions.
+      chunked.reset(1, GREEDY);
+      const stop = new AbortController();
+      const pending = chunked.step([p], stop.signal);
+      stop.abort();
+      expect(await pending).toEqual([-1]);
+      expect(chunked.positions(0)).toBe(12);
+      await expect(chunked.lastLogits(0)).rejects.toThrow();
+      // A step queued behind it depends on its rows: then the signal is not honoured.
+      chunked.reset(1, GREEDY);
+      const first = chunked.step([p], stop.signal);
+      const next = chunked.step([[FEEDBACK_TOKEN]]);
+      expect((await first)[0]).toBe(b);
+      await next;
+      expect(chunked.positions(0)).toBe(37);
+
+      // Through generate (the chat path's KV-cache record): only the 12 written positions are
+      // kept, and the next request reuses exactly those and gives a fresh run's tokens.
+      const req = { prompts: [p], maxTokens: 5, sampling: GREEDY, stopTokens: new Set<number>() };
+      const cache = { tokens: [] as number[] };
+      const pressed = new AbortController();
+      const stopped = await generate(stopDuringFirstChunk(chunked, pressed), {
+        ...req,
+        signal: pressed.signal,
+        cache,
+      });
+      expect(stopped.finishReasons).toEqual(['interrupted']);
+      expect(stopped.tokens).toEqual([[]]);
+      expect(cache.tokens).toEqual(p.slice(0, 12));
+      const resumed = await generate(chunked, { ...req, cache });
+      expect(resumed.stats.reusedTokens).toBe(12);
+      const fresh = await generate(whole, req);
+      expect(resumed.tokens).toEqual(fresh.tokens);
+      expect(fresh.tokens[0]).toHaveLength(5);
+    } finally {
+      chunked.dispose();
+      whole.dispose();
     }
   });
 
