@@ -27,12 +27,13 @@ import { prefillKvBytesRead } from '../src/engine/gpu/attention';
 import { type CostCounts, countingContext, memoryCountingContext, scaleCounts } from '../src/engine/gpu/cost';
 import { GpuModel } from '../src/engine/gpu/model';
 import { repackTotals } from '../src/engine/gpu/weights';
-import { estimateGpuMemory, memoryPart } from '../src/engine/memory';
+import { prefillChunkTokens } from '../src/engine/limits';
+import { estimateGpuMemory, gpuWeightBytes, memoryPart } from '../src/engine/memory';
 import { Profiler } from '../src/engine/gpu/profiler';
 import { NodeFileSource } from '../src/node/file-source';
 import { nodeGpu } from '../src/node/gpu';
 import type { LlamaCppBackendChoice } from './bench/llamacpp';
-import { PRESETS, writeRandomModel } from './bench/random-model';
+import { PRESETS, presetHeader, writeRandomModel } from './bench/random-model';
 
 interface Args {
   modelPath?: string;
@@ -159,7 +160,18 @@ async function main() {
     const timer = setInterval(sample, 20);
     const t0 = performance.now();
     const maxSeqLen = args.maxSeqLen ?? Math.min(config.contextLength, args.prefill + args.decode + 8);
-    const loadOpts = { maxBatch: 1, maxSeqLen, maxTokens: Math.max(1, Math.min(512, args.prefill)) };
+    // Prefill chunks as the engine cuts them (limits.ts prefillChunkTokens); a preset cut to
+    // --layers N is chunked as its full depth would be, so the per-chunk counts are the real ones.
+    const full = args.preset ? presetHeader(args.preset, { allQ4: args.allQ4 }) : undefined;
+    const maxTokens = full
+      ? prefillChunkTokens(full.config, {
+          maxBatch: 1,
+          maxSeqLen,
+          weightBytes: gpuWeightBytes(full.file),
+          limits: ctx.limits,
+        })
+      : undefined;
+    const loadOpts = { maxBatch: 1, maxSeqLen, maxTokens };
     const repackBefore = { ...repackTotals };
     const model = await GpuModel.load(ctx, source, file, config, { ...loadOpts, onProgress: sample });
     const loadMs = performance.now() - t0;
