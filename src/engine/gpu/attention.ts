@@ -183,6 +183,7 @@ const lensCase = (
 function runsCase(
   runs: { from: number; count: number }[],
   c: Omit<AttentionCase, 'n' | 'runs' | 'batch' | 'maxSeq' | 'splitLen'>,
+  maxSeq = Math.max(...runs.map((r) => r.from + r.count)),
 ): AttentionCase {
   const n = runs.reduce((a, r) => a + r.count, 0);
   return {
@@ -190,7 +191,7 @@ function runsCase(
     n,
     runs,
     batch: runs.length,
-    maxSeq: Math.max(...runs.map((r) => r.from + r.count)),
+    maxSeq,
     splitLen: 0,
   };
 }
@@ -223,6 +224,18 @@ export const ATTENTION_CASES: readonly AttentionCase[] = [
     { H: 6, Hkv: 2, Dh: 128, qScale: 3 },
   ),
   runsCase([{ from: 3, count: 6 }], { H: 8, Hkv: 1, Dh: 16, qScale: 4 }),
+  // The Q4_K_S parity model's group shape (G 2, head_dim 128: full 32-row tiles of 16 tokens, a
+  // quarter of 16 words per thread), with 2 KV heads and max_seq 63 so it reuses the first case's
+  // pipelines: a 19-row prompt from position 0, then a chunk of 19 after 13 cached positions, the
+  // middle tile holding the end of one and the start of the other.
+  runsCase(
+    [
+      { from: 0, count: 19 },
+      { from: 13, count: 19 },
+    ],
+    { H: 4, Hkv: 2, Dh: 128, qScale: 3 },
+    63,
+  ),
 ];
 
 /**

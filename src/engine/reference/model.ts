@@ -284,6 +284,28 @@ export class ReferenceModel implements ModelRunner {
     return logits;
   }
 
+  /**
+   * Overwrite sequence s's cached K and V rows [0, positions) by another runner's (per layer
+   * [positions, Hkv·Dh], as GpuModel.cachedKv reads them; rounded to f16 as every cached row): a
+   * test then compares the next step alone, not which way earlier K/V halves rounded (one half a
+   * ulp apart can move later logits by 1e-2 through the 8-bit activations: docs/kernels.md,
+   * "Parity and rounding").
+   */
+  adoptKv(s: number, kv: { keys: Float32Array[]; values: Float32Array[] }): void {
+    const seq = this.seqs[s];
+    if (!seq) throw new EngineError('bad-argument', `no sequence ${s}`);
+    const n = seq.pos * this.config.nKvHeads * this.config.headDim;
+    const layers = seq.keys.length;
+    const fits = (rows: Float32Array[]) => rows.length === layers && rows.every((r) => r.length === n);
+    if (!fits(kv.keys) || !fits(kv.values)) {
+      throw new EngineError('bad-argument', `adoptKv: ${layers} layers of ${n} keys and values needed`);
+    }
+    for (let l = 0; l < layers; l++) {
+      seq.keys[l].set(roundToF16InPlace(kv.keys[l].slice()));
+      seq.values[l].set(roundToF16InPlace(kv.values[l].slice()));
+    }
+  }
+
   /** W · x, with x rounded to 8 bits per 32-block first where W's kernel does that (activations 'q8'). */
   private linear(W: Float32Array, x: Float32Array, rows: number, cols: number): Float32Array {
     return matVec(W, this.w.q8Inputs.has(W) ? dequantizeActivationsQ8(x) : x, rows, cols);
