@@ -2,7 +2,7 @@
  * `npm run bench -- [--model-path F | --preset 8b|3b|1b|tiny] [--all-q4_0] [--layers N]
  *                   [--prefill N] [--decode N] [--profile] [--json] [--heap-check] [--keep]
  *                   [--compare llama.cpp [--llamacpp-backend auto|vulkan|cpu]] [--cost]
- *                   [--max-seq-len N]`
+ *                   [--max-seq-len N] [--f16]`
  *
  * Load time, prefill (512 tokens) and decode (128 tokens) tok/s of the WebGPU engine, and with
  * --profile the GPU time per kernel (timestamp queries where the device has them). Presets write a
@@ -13,7 +13,8 @@
  * --cost counts, at the WebGPU API, what one decode token and one prefill chunk ask of the GPU
  * (src/engine/gpu/cost.ts). Always: load and repack MB/s, and the GPU memory counted at the API (the
  * sum of live buffers: peak and parts) beside memory.ts's estimate. --max-seq-len sets the KV cache
- * length (default: prefill + decode + 8). Output: a table, or one JSON line with --json.
+ * length (default: prefill + decode + 8). --f16 loads with the f16 option (prefill attention in
+ * packed f16; the adapter must offer shader-f16). Output: a table, or one JSON line with --json.
  *
  * SwiftShader (no GPU) runs it for correctness only: its numbers are not GPU speed.
  */
@@ -50,6 +51,7 @@ interface Args {
   llamacppBackend: LlamaCppBackendChoice;
   cost: boolean;
   maxSeqLen?: number;
+  f16: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -63,6 +65,7 @@ function parseArgs(argv: string[]): Args {
     keep: false,
     llamacppBackend: 'auto',
     cost: false,
+    f16: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
@@ -92,6 +95,7 @@ function parseArgs(argv: string[]): Args {
       a.llamacppBackend = v;
     } else if (k === '--cost') a.cost = true;
     else if (k === '--max-seq-len') a.maxSeqLen = Number(val());
+    else if (k === '--f16') a.f16 = true;
     else throw new Error(`unknown option ${k}; see the header of scripts/bench.ts`);
   }
   if (a.preset && !PRESETS[a.preset])
@@ -171,7 +175,7 @@ async function main() {
           limits: ctx.limits,
         })
       : undefined;
-    const loadOpts = { maxBatch: 1, maxSeqLen, maxTokens };
+    const loadOpts = { maxBatch: 1, maxSeqLen, maxTokens, f16: args.f16 };
     const repackBefore = { ...repackTotals };
     const model = await GpuModel.load(ctx, source, file, config, { ...loadOpts, onProgress: sample });
     const loadMs = performance.now() - t0;
@@ -189,6 +193,7 @@ async function main() {
         args.modelPath ??
         `preset ${args.preset}${args.allQ4 ? ' all-q4_0' : ''}${args.layers ? ` (${args.layers} layers)` : ''}`,
       device,
+      f16: args.f16,
       fileBytes: source.size,
       gpuWeightBytes: model.weightBytes,
       loadMs: Math.round(loadMs),

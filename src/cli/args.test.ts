@@ -84,3 +84,11 @@ describe('numeric flags', () => {
     }
   });
 });
+
+describe('--f16', () => {
+  it('is off unless given (f32 kernels by default), and takes no value', () => {
+    expect(generate().f16).toBe(false);
+    expect(generate('--f16').f16).toBe(true);
+    expect(() => generate('--f16=yes')).toThrow();
+  });
+});

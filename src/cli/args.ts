@@ -32,6 +32,8 @@ export interface GenerateCommand {
   maxSeqLen?: number;
   tokenizerPath?: string;
   customOpsPath?: string;
+  /** --f16: prefill attention in packed f16 (GPU with shader-f16). */
+  f16: boolean;
   chat: boolean;
   json: boolean;
   verbose: boolean;
@@ -79,6 +81,8 @@ generate flags:
   --tokenizer-path FILE        a Hugging Face tokenizer.json instead of the GGUF's tokenizer
                                (tokenizer_config.json beside it supplies the chat template)
   --custom-ops-path DIR        replace built-in GPU kernels with DIR/<kernel>.wgsl
+  --f16                        prefill attention in packed f16 (needs a GPU with shader-f16;
+                               default off: f32)
   --chat                       wrap each prompt in the chat template as a user message
   --json                       print one JSON object (tokens, text, stats) as the last line
   --verbose                    more detail on stderr; stack traces on errors
@@ -182,6 +186,7 @@ export function parseCommand(argv: string[]): Command {
       'quantization-encoding': { type: 'string' },
       'max-seq-len': { type: 'string' },
       'custom-ops-path': { type: 'string' },
+      f16: { type: 'boolean' },
       chat: { type: 'boolean' },
     });
     if (v.help) return { command: 'help' };
@@ -229,6 +234,7 @@ export function parseCommand(argv: string[]): Command {
       maxSeqLen: int('max-seq-len', s('max-seq-len'), 2),
       tokenizerPath: s('tokenizer-path'),
       customOpsPath: s('custom-ops-path'),
+      f16: Boolean(v.f16),
       chat: Boolean(v.chat),
       json: Boolean(v.json),
       verbose: Boolean(v.verbose),

@@ -193,6 +193,7 @@ async function runGenerate(cmd: GenerateCommand, io: CliIo, signal: AbortSignal)
       quantizationEncoding: cmd.quantizationEncoding,
       tokenizer,
       customKernels,
+      f16: cmd.f16,
       kernelSelfCheck: fileSelfCheckStore(selfCheckFile(io.env)),
       maxBatch: cmd.batchSize,
       maxSeqLen: cmd.maxSeqLen,

@@ -63,6 +63,11 @@ export interface LoadModelOptions {
    * file). `false` skips the checks (tests that check the kernels themselves).
    */
   kernelSelfCheck?: import('./gpu/check/self-check').SelfCheckStore | false;
+  /**
+   * GPU: prefill attention in packed f16 where the adapter offers `shader-f16` (GpuLoadOptions.f16;
+   * without the feature the load fails with EngineError 'gpu-limits'). Default off.
+   */
+  f16?: boolean;
   /** Sequences per batch, 1..64; default META_DEFAULTS.maxBatchSize (4). */
   maxBatch?: number;
   /**
@@ -293,6 +298,7 @@ export class LoadedModel {
     if (opts.device === 'cpu' && opts.customKernels && opts.customKernels.size > 0) {
       throw badArg('custom kernels replace GPU kernels; they need device "gpu"');
     }
+    if (opts.device === 'cpu' && opts.f16) throw badArg('f16 selects GPU kernels; it needs device "gpu"');
     if (opts.signal?.aborted) throw interrupted(`loading ${source.name}`);
 
     // 1. Header: metadata and tensor table (a few MB even for 8B; weights are not read yet).
@@ -338,6 +344,7 @@ export class LoadedModel {
             encoding: quantizationEncoding,
             store: opts.kernelSelfCheck,
             shape: { ...config, maxSeqLen },
+            f16: opts.f16,
           });
         }
         runner = await backend.GpuModel.load(gpuContext, tracked, file, config, {
@@ -345,6 +352,7 @@ export class LoadedModel {
           maxSeqLen: opts.maxSeqLen,
           encoding: quantizationEncoding,
           registry,
+          f16: opts.f16,
         });
       } catch (e) {
         ownedGpu?.device.destroy();

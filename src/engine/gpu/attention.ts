@@ -83,12 +83,23 @@ export interface AttentionCase {
   qScale: number;
 }
 
+/**
+ * Which entry points a check runs: all of attention.wgsl's (`prefill` and, where it applies, the
+ * flash prefill named here, or the decode pair), or (`flashOnly`) just that flash prefill, the
+ * f16 variant's check (attention_f16.ts).
+ */
+export interface AttentionEntries {
+  flash: string;
+  flashOnly: boolean;
+}
+
 /** Run the attention kernel(s) of `module` on fresh random inputs and the reference; one case. */
-async function runAttentionCase(
+export async function runAttentionCase(
   device: GPUDevice,
   module: GPUShaderModule,
   c: AttentionCase,
   rng: () => number,
+  entries: AttentionEntries = { flash: 'prefill_flash', flashOnly: false },
 ) {
   const { n, H, Hkv, Dh, maxSeq, batch, splitLen } = c;
   const qDim = H * Dh;
@@ -128,11 +139,14 @@ async function runAttentionCase(
   const flashBuf = createStorage(device, (n + 1) * qDim * 4, 'out-flash');
   poison(device, flashBuf);
   made.push(flashBuf);
+  if (entries.flashOnly && flashTokens === 0) throw new Error(`${entries.flash} does not apply to this case`);
   if (splitLen === 0) {
-    const pipeline = cachedPipeline(device, module, 'prefill', constants, 'attention.prefill');
-    await dispatch(device, pipeline, [...inputs, outBuf], [columns, n + 1]);
+    if (!entries.flashOnly) {
+      const pipeline = cachedPipeline(device, module, 'prefill', constants, 'attention.prefill');
+      await dispatch(device, pipeline, [...inputs, outBuf], [columns, n + 1]);
+    }
     if (flashTokens > 0) {
-      const flash = cachedPipeline(device, module, 'prefill_flash', constants, 'attention.prefill_flash');
+      const flash = cachedPipeline(device, module, entries.flash, constants, `attention.${entries.flash}`);
       // One more query tile than n_tokens needs: it must write nothing.
       await dispatch(device, flash, [...inputs, flashBuf], [Math.ceil(n / flashTokens) + 1, columns]);
     }
@@ -145,7 +159,7 @@ async function runAttentionCase(
     await dispatch(device, split, [...inputs, partial], [nSplits, columns, n + 1]);
     await dispatch(device, reduce, [params, partial, outBuf], [H, n + 1]);
   }
-  const outputs = flashTokens > 0 ? [outBuf, flashBuf] : [outBuf];
+  const outputs = entries.flashOnly ? [flashBuf] : flashTokens > 0 ? [outBuf, flashBuf] : [outBuf];
   const got = new Float32Array(outputs.length * (n * qDim + 1));
   for (const [i, b] of outputs.entries()) {
     const out = await readF32(device, b);
@@ -265,13 +279,15 @@ export function checkAttentionCases(
   source: string,
   cases: readonly AttentionCase[],
   seed: number,
+  entries?: AttentionEntries,
+  tolerance = F32_TOLERANCE,
 ): Promise<CheckResult> {
   const module = shaderModule(device, source, 'check:attention');
   const rng = makeRng(seed);
   return runCases(
     cases,
-    (c) => runAttentionCase(device, module, c, rng),
-    F32_TOLERANCE,
+    (c) => runAttentionCase(device, module, c, rng, entries),
+    tolerance,
     (c) =>
       `tokens=${c.n}${c.lens ? ` context=${c.lens.join('/')}` : ''}${c.runs ? ` runs=${c.runs.map((r) => `${r.from}+${r.count}`).join('/')}` : ''} heads=${c.H}/${c.Hkv} head_dim=${c.Dh} max_seq=${c.maxSeq} ${c.splitLen ? `decode split_len=${c.splitLen}` : 'prefill'}`,
   );

@@ -31,6 +31,7 @@ import type { GpuContext } from './device';
 import { type Kernel, type Profiler, passRecorder, type Recorder } from './profiler';
 
 import { attentionConstants, attentionGroupColumns, flashPrefillTokens, partialStride } from './attention';
+import { ATTENTION_F16_ENTRY } from './attention_f16';
 import { EmbeddingLookup } from './embedding';
 import { registerAllKernels } from './kernels';
 import { decodeF16Pairs, kvCacheBytes } from './kv-cache';
@@ -68,6 +69,12 @@ export interface GpuLoadOptions {
   encoding?: WeightEncoding;
   /** Keep each sequence's last logits on the GPU so `lastLogits` can read them (tests). */
   keepLogits?: boolean;
+  /**
+   * Prefill attention in packed f16 (`attention_f16`, shaders/attention_f16.wgsl) where the flash
+   * prefill applies; needs the device's `shader-f16` (else EngineError 'gpu-limits'). Off by
+   * default: opt-in until a GPU shows it faster (docs/bench.md).
+   */
+  f16?: boolean;
   /** Called after each tensor is uploaded. */
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
 }
@@ -297,6 +304,12 @@ export class GpuModel implements ModelRunner {
     if (headDim > 256 || headDim % 2 !== 0) {
       throw new EngineError('unsupported-model', `head_dim ${headDim} is not supported (even, ≤ 256)`);
     }
+    if (opts.f16 && !ctx.features.shaderF16) {
+      throw new EngineError(
+        'gpu-limits',
+        `f16 kernels need the adapter's shader-f16 feature, which this GPU (${ctx.adapterInfo.description || ctx.adapterInfo.vendor || 'unnamed adapter'}) does not offer; load without f16`,
+      );
+    }
     const tensors: LlamaTensors = validateLlamaTensors(file, config);
     const registry = registerAllKernels(opts.registry ?? new KernelRegistry());
 
@@ -393,7 +406,12 @@ export class GpuModel implements ModelRunner {
     });
     // FlashAttention-2 prefill (a query tile per workgroup) where the head size allows it.
     const flashTokens = flashPrefillTokens(nHeads, nKvHeads, headDim);
-    const pPrefill = pipeline('attention', flashTokens > 0 ? 'prefill_flash' : 'prefill', attnConsts);
+    const pPrefill =
+      flashTokens === 0
+        ? pipeline('attention', 'prefill', attnConsts)
+        : opts.f16
+          ? pipeline('attention_f16', ATTENTION_F16_ENTRY, attnConsts)
+          : pipeline('attention', 'prefill_flash', attnConsts);
     const pSplit = pipeline('attention', 'decode_split', attnConsts);
     const pReduce = pipeline('attention', 'decode_reduce', attnConsts);
     const pGather = pipeline('elementwise', 'gather', { DIM: dim });

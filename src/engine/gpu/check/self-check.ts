@@ -150,16 +150,16 @@ export async function selfCheckKernels(
 
 /**
  * The load-time check of one model: the quick checks of the kernels it uses (its weight types
- * after `encoding`, RMSNorm, RoPE, attention, sampling, gather). Custom kernels are left out: they
+ * after `encoding`, RMSNorm, RoPE, attention (and attention_f16 with `f16`), sampling, gather). Custom kernels are left out: they
  * passed their full check on this device when they were installed (KernelRegistry.override).
  */
 export function selfCheckModel(
   ctx: Pick<GpuContext, 'device' | 'adapterInfo'>,
   registry: KernelRegistry,
   file: GgufFile,
-  opts: { encoding?: WeightEncoding; store?: SelfCheckStore; shape?: ModelShape } = {},
+  opts: { encoding?: WeightEncoding; store?: SelfCheckStore; shape?: ModelShape; f16?: boolean } = {},
 ): Promise<SelfCheckReport> {
-  const names = modelKernelNames(file, opts.encoding).filter(
+  const names = modelKernelNames(file, opts.encoding, opts.f16).filter(
     (n) => registry.source(n) === registry.spec(n).source,
   );
   return selfCheckKernels(ctx, registry, names, {
