@@ -22,6 +22,7 @@ export const TEST_BUDGET_S: Readonly<Record<string, number>> = {
   'src/engine/gpu/parity.test.ts': 100,
   'src/cli/cli.test.ts': 80,
   'src/engine/generation.test.ts': 40,
+  'src/engine/gpu/attention_f16.test.ts': 40,
   'src/engine/gpu/check/self-check.test.ts': 35,
   'src/engine/reference/model.test.ts': 35,
   'src/engine/gpu/kquant.test.ts': 30,
