@@ -237,6 +237,9 @@ describe.skipIf(!hasFixture)('LoadedModel on the CPU reference', () => {
       (await errorOf(LoadedModel.load(src, { device: 'cpu', customKernels: new Map([['rmsnorm', '']]) })))
         .message,
     ).toMatch(/need device "gpu"/);
+    expect((await errorOf(LoadedModel.load(src, { device: 'cpu', f16: true }))).message).toMatch(
+      /f16 selects GPU kernels; it needs device "gpu"/,
+    );
   });
 
   it('cancels: an aborted load stops at the next read; an aborted completion reports interrupted', async () => {
