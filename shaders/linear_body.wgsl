@@ -12,7 +12,7 @@
 //   6 consts, 7 tok_rows, 8 k_cache, 9 v_cache: the integer mat-vec's decode fusions (RMSNorm
 //     prologue, RoPE + KV-cache epilogue; see Meta and linear_matvec_q8.wgsl), placeholders otherwise
 // Entry points: `matvec` (n_tokens ≤ MAXT, decode) in linear_matvec_float.wgsl (f16, bf16, f32) or
-// linear_matvec_q8.wgsl (q4_0, q8_0, q6_K); `matmul` (any n_tokens, prefill) after it in
+// linear_matvec_q8.wgsl (every quantized type); `matmul` (any n_tokens, prefill) after it in
 // linear_matmul_float.wgsl or linear_matmul_q8.wgsl (the integer GEMM).
 // part.epilogue: 0 store y = Wx; 1 accumulate y += Wx (residual add); 2 swiglu: the part holds
 // 2·part.rows rows [gate; up] and y[t, f] = silu(gate_f · x) · (up_f · x) for f < part.rows.

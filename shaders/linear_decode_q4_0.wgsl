@@ -43,10 +43,13 @@ fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
 
 /** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8 (n − 8), four per word. */
 fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
-  let q = (quants[row * part.units + u] >> vec4<u32>(4u * h)) & vec4<u32>(0x0f0f0f0fu);
+  let q = nibble_half(quants[row * part.units + u], h);
   return vec4<u32>(nibbles_to_i8(q.x), nibbles_to_i8(q.y), nibbles_to_i8(q.z), nibbles_to_i8(q.w));
 }
 
-fn unit_half_scale(row: u32, u: u32, h: u32) -> f32 {
-  return unit_scale(row, u);
+/** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = d · (n − 8). */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {
+  return vec2<f32>(unit_scale(row, u), 0.0);
 }
+
+const UNIT_MIN_TERM: bool = false;

@@ -20,29 +20,24 @@ fn load_unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
   return w;
 }
 
-/** Σ of the quantized activation unit ub's 32 int8 values (the m term: m · Σ x). */
-fn xq_sum(ub: u32) -> i32 {
-  var s = 0i;
-  for (var k = 0u; k < 8u; k++) {
-    s += dot4I8Packed(0x01010101u, xq[8u * ub + k]);
-  }
-  return s;
-}
-
-/** Σ nibble · x over unit u of `row` (integers; the nibbles 0..15 are already int8 bytes). */
-fn q4_1_dot(row: u32, u: u32, ub: u32) -> i32 {
-  let q = quants[row * part.units + u];
-  var s = 0i;
-  for (var i = 0u; i < 4u; i++) {
-    s += dot4I8Packed(q[i] & 0x0f0f0f0fu, xq[8u * ub + i]) + dot4I8Packed((q[i] >> 4u) & 0x0f0f0f0fu, xq[8u * ub + 4u + i]);
-  }
-  return s;
-}
-
 /** Integer mat-vec: unit u of rows row0 and row1 · quantized activation unit ub (xq, xd). */
 fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
   let sx = f32(xq_sum(ub));
   let a = unit_dm(row0, u);
   let b = unit_dm(row1, u);
-  return vec2<f32>(a.x * f32(q4_1_dot(row0, u, ub)) + a.y * sx, b.x * f32(q4_1_dot(row1, u, ub)) + b.y * sx) * xd[ub];
+  let q0 = quants[row0 * part.units + u];
+  let q1 = quants[row1 * part.units + u];
+  return vec2<f32>(a.x * f32(nibble_dot(q0, ub)) + a.y * sx, b.x * f32(nibble_dot(q1, ub)) + b.y * sx) * xd[ub];
 }
+
+/** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8 (the nibbles 0..15), four per word. */
+fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
+  return nibble_half(quants[row * part.units + u], h);
+}
+
+/** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = d · q + m. */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {
+  return unit_dm(row, u);
+}
+
+const UNIT_MIN_TERM: bool = true;

@@ -12,11 +12,6 @@ fn unit_scale(row: u32, u: u32) -> f32 {
   return unpack2x16float(scales[base + row * ((part.units + 1u) / 2u) + u / 2u])[u % 2u];
 }
 
-/** The 5-bit values of elements 16h + 4i .. 16h + 4i + 3 as bytes (0..31). */
-fn q5_bytes(q: vec4<u32>, hi: u32, h: u32, i: u32) -> u32 {
-  return ((q[i] >> (4u * h)) & 0x0f0f0f0fu) | (((hi >> (4u * h + i)) & 0x01010101u) << 4u);
-}
-
 fn load_unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
   let idx = row * part.units + u;
   let q = quants[idx];
@@ -56,3 +51,23 @@ fn q5_0_dot(row: u32, u: u32, ub: u32) -> i32 {
 fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
   return vec2<f32>(f32(q5_0_dot(row0, u, ub)) * unit_scale(row0, u), f32(q5_0_dot(row1, u, ub)) * unit_scale(row1, u)) * xd[ub];
 }
+
+/** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8 (q − 16), four per word. */
+fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
+  let idx = row * part.units + u;
+  let lo = quants[idx];
+  let hi = scales[idx];
+  return vec4<u32>(
+    q5_to_i8(q5_bytes(lo, hi, h, 0u)),
+    q5_to_i8(q5_bytes(lo, hi, h, 1u)),
+    q5_to_i8(q5_bytes(lo, hi, h, 2u)),
+    q5_to_i8(q5_bytes(lo, hi, h, 3u)),
+  );
+}
+
+/** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = d · (q − 16). */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {
+  return vec2<f32>(unit_scale(row, u), 0.0);
+}
+
+const UNIT_MIN_TERM: bool = false;

@@ -9,11 +9,6 @@ fn unit_dm(row: u32, u: u32) -> vec2<f32> {
   return unpack2x16float(scales[part.w_rows * part.units + row * part.units + u]);
 }
 
-/** The 5-bit values of elements 16h + 4i .. 16h + 4i + 3 as bytes (0..31). */
-fn q5_bytes(q: vec4<u32>, hi: u32, h: u32, i: u32) -> u32 {
-  return ((q[i] >> (4u * h)) & 0x0f0f0f0fu) | (((hi >> (4u * h + i)) & 0x01010101u) << 4u);
-}
-
 fn load_unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
   let idx = row * part.units + u;
   let q = quants[idx];
@@ -29,33 +24,29 @@ fn load_unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
   return w;
 }
 
-/** Σ of the quantized activation unit ub's 32 int8 values (the m term: m · Σ x). */
-fn xq_sum(ub: u32) -> i32 {
-  var s = 0i;
-  for (var k = 0u; k < 8u; k++) {
-    s += dot4I8Packed(0x01010101u, xq[8u * ub + k]);
-  }
-  return s;
-}
-
-/** Σ q · x over unit u of `row` (integers; the 5-bit values 0..31 are already int8 bytes). */
-fn q5_1_dot(row: u32, u: u32, ub: u32) -> i32 {
-  let idx = row * part.units + u;
-  let q = quants[idx];
-  let hi = scales[idx];
-  var s = 0i;
-  for (var h = 0u; h < 2u; h++) {
-    for (var i = 0u; i < 4u; i++) {
-      s += dot4I8Packed(q5_bytes(q, hi, h, i), xq[8u * ub + 4u * h + i]);
-    }
-  }
-  return s;
-}
-
 /** Integer mat-vec: unit u of rows row0 and row1 · quantized activation unit ub (xq, xd). */
 fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
   let sx = f32(xq_sum(ub));
   let a = unit_dm(row0, u);
   let b = unit_dm(row1, u);
-  return vec2<f32>(a.x * f32(q5_1_dot(row0, u, ub)) + a.y * sx, b.x * f32(q5_1_dot(row1, u, ub)) + b.y * sx) * xd[ub];
+  let i0 = row0 * part.units + u;
+  let i1 = row1 * part.units + u;
+  let s0 = q5_dot(quants[i0], scales[i0], ub);
+  let s1 = q5_dot(quants[i1], scales[i1], ub);
+  return vec2<f32>(a.x * f32(s0) + a.y * sx, b.x * f32(s1) + b.y * sx) * xd[ub];
 }
+
+/** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8 (the 5-bit values 0..31), four per word. */
+fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
+  let idx = row * part.units + u;
+  let lo = quants[idx];
+  let hi = scales[idx];
+  return vec4<u32>(q5_bytes(lo, hi, h, 0u), q5_bytes(lo, hi, h, 1u), q5_bytes(lo, hi, h, 2u), q5_bytes(lo, hi, h, 3u));
+}
+
+/** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = d · q + m. */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {
+  return unit_dm(row, u);
+}
+
+const UNIT_MIN_TERM: bool = true;

@@ -89,8 +89,10 @@ fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
   );
 }
 
-/** d · sc of elements 16h..16h+15. */
-fn unit_half_scale(row: u32, u: u32, h: u32) -> f32 {
+/** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = d · sc_h · (q − 32). */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {
   let s = q6_scales(row, u);
-  return select(s.s0, s.s1, h == 1u);
+  return vec2<f32>(select(s.s0, s.s1, h == 1u), 0.0);
 }
+
+const UNIT_MIN_TERM: bool = false;

@@ -46,6 +46,9 @@ fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
   return quants[2u * (row * part.units + u) + h];
 }
 
-fn unit_half_scale(row: u32, u: u32, h: u32) -> f32 {
-  return unit_scale(row, u);
+/** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = d · q. */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {
+  return vec2<f32>(unit_scale(row, u), 0.0);
 }
+
+const UNIT_MIN_TERM: bool = false;

@@ -1,8 +1,6 @@
 // ---------------------------------------------------------------------------------------------
-// The float prefill mat-mat, appended after the mat-vec: f16, bf16, f32 weights, and the integer
-// types without the GEMM's half-unit decoders (q4_1, q5_0, q5_1, iq4_nl, iq4_xs, q4_K, q5_K), whose
-// activations are first rounded to 8 bits per 32-block as their mat-vec does (QUANTIZED_ACTIVATIONS,
-// set in front of this file by linearSource), so prefill and decode compute the same function.
+// The float prefill mat-mat (f16, bf16, f32 weights), appended after linear_matvec_float.wgsl; the
+// quantized types run the integer GEMM of linear_matmul_q8.wgsl instead.
 // 64 threads compute a 32-row × 32-token tile. Per unit of K (32 weights), the tile's 32
 // weight units are dequantized once into workgroup memory (as vec4) and the 32-token activation
 // slice is staged next to it; each thread then accumulates a 4-row × 4-token block. Swiglu tiles hold 16 gate rows and the
@@ -52,29 +50,6 @@ fn matmul(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
       xt[e] = xv;
     }
     workgroupBarrier();
-    if (QUANTIZED_ACTIVATIONS) {
-      // The integer types' activations are rounded to 8 bits per 32-block, as in the mat-vec (d =
-      // max|x| / 127, round(x / d)), so prefill and decode compute the same function; a token's
-      // unit is the 8 vec4 xt[8·tok ..].
-      var xr: array<vec4<f32>, 4>;
-      for (var j = 0u; j < 4u; j++) {
-        let e = lid + 64u * j;
-        let t8 = (e / 8u) * 8u;
-        var m = 0.0;
-        for (var i = 0u; i < 8u; i++) {
-          let a = abs(xt[t8 + i]);
-          m = max(m, max(max(a.x, a.y), max(a.z, a.w)));
-        }
-        let d = m / 127.0;
-        let id = select(0.0, 1.0 / d, d > 0.0);
-        xr[j] = round(xt[e] * id) * d;
-      }
-      workgroupBarrier();
-      for (var j = 0u; j < 4u; j++) {
-        xt[lid + 64u * j] = xr[j];
-      }
-      workgroupBarrier();
-    }
     for (var k = 0u; k < 8u; k++) {
       let w0 = wt[(2u * a) * 8u + k];
       let w1 = wt[(2u * a + 1u) * 8u + k];

@@ -1,6 +1,8 @@
-// The integer prefill GEMM (q4_0, q8_0, q6_K weights), appended after linear_matvec_q8.wgsl. The
+// The integer prefill GEMM (every quantized type), appended after linear_matvec_q8.wgsl. The
 // decoder in front defines unit_half_i8(row, u, h) → elements 16h..16h+15 of unit u of `row` as
-// int8, four per u32 in element order, and unit_half_scale(row, u, h) → their scale.
+// int8, four per u32 in element order, unit_half_scale(row, u, h) → (scale, offset m) with value =
+// scale · q + m (m is per unit: q4_1, q5_1 m; q4_K, q5_K −dmin·m; 0 elsewhere), and the constant
+// UNIT_MIN_TERM (whether m can be non-zero).
 //
 // One workgroup of 256 threads computes a 64-row × 64-token tile of y. Per unit of K (32
 // weights), threads 0..127 each decode half a unit of one tile row (weights dequantized once per
@@ -10,8 +12,11 @@
 // threads multiply unit u from one, unit u + 1 is staged in the other, so each unit costs one
 // barrier. Every thread then accumulates a 4-row × 4-token register block with dot4I8Packed:
 // rows (2a, 2a + 1, 32 + 2a, 33 + 2a), tokens (b, b + 16, b + 32, b + 48), a = lid % 16,
-// b = lid / 16. Weights are stored as row pairs (vec2) so that the 16 threads of a row group read
-// 16 consecutive vec2 (no bank conflict), activations as [word][token] (two addresses per 32
+// b = lid / 16. With UNIT_MIN_TERM the threads that quantize a token's unit also store its Σ of
+// dequantized activations d · Σq (once per unit and token, beside d), and every unit adds
+// m · d · Σq per (row, token) to the block: Σ (s·q + m) · d·xq = s·d·Σ q·xq + m·d·Σ xq.
+// Weights are stored as row pairs (vec2) so that the 16 threads of a row group read 16
+// consecutive vec2 (no bank conflict), activations as [word][token] (two addresses per 32
 // threads: broadcast). Swiglu tiles hold 32 gate rows and the 32 matching up rows, so gate f
 // and up f land in the same thread; a RoPE pair (r, r + 1) too.
 //
@@ -25,8 +30,10 @@ const GM_TOKENS: u32 = 64u;
 
 var<workgroup> gw: array<vec2<u32>, 512>;  // [buf][word k < 8][row pair < 32]: int8 weights
 var<workgroup> gws: array<vec2<f32>, 128>; // [buf][tile row]: scales of elements 0..15, 16..31
+var<workgroup> gwm: array<f32, 128>;       // [buf][tile row]: the unit's offset m (UNIT_MIN_TERM)
 var<workgroup> gx: array<u32, 1024>;       // [buf][word k < 8][tile token]: int8 activations
 var<workgroup> gxd: array<f32, 128>;       // [buf][tile token]: d
+var<workgroup> gxs: array<f32, 128>;       // [buf][tile token]: d · Σq over the unit (UNIT_MIN_TERM)
 var<workgroup> gss: array<f32, 256>;       // RMSNorm prologue: partial sums of squares
 var<workgroup> gscale: array<f32, 64>;     // RMSNorm prologue: 1 / rms per tile token
 
@@ -47,7 +54,7 @@ fn gemm_stage(buf: u32, u: u32, lid: u32, tile: u32, tok0: u32, n_tok: u32) {
     let h = lid % 2u;
     let tr = gemm_row(tile, r);
     var q = vec4<u32>(0u);
-    var s = 0.0;
+    var s = vec2<f32>(0.0);
     if (tr.y != 0u) {
       q = unit_half_i8(tr.x, u, h);
       s = unit_half_scale(tr.x, u, h);
@@ -55,7 +62,10 @@ fn gemm_stage(buf: u32, u: u32, lid: u32, tile: u32, tok0: u32, n_tok: u32) {
     for (var i = 0u; i < 4u; i++) {
       gw[(buf * 8u + 4u * h + i) * 32u + r / 2u][r % 2u] = q[i];
     }
-    gws[buf * 64u + r][h] = s;
+    gws[buf * 64u + r][h] = s.x;
+    if (UNIT_MIN_TERM && h == 0u) {
+      gwm[buf * 64u + r] = s.y;
+    }
   } else {
     let tok = (lid - 128u) / 2u;
     let h = lid % 2u;
@@ -85,6 +95,17 @@ fn gemm_stage(buf: u32, u: u32, lid: u32, tile: u32, tok0: u32, n_tok: u32) {
     }
     if (h == 0u) {
       gxd[buf * 64u + tok] = d;
+    }
+    if (UNIT_MIN_TERM) {
+      // Both threads of the token sum all 32 rounded values (the same arithmetic, no divergence);
+      // exact in f32 (|Σq| ≤ 32 · 127).
+      var sq = 0.0;
+      for (var i = 0u; i < 8u; i++) {
+        sq += dot(round(v[i] * id), vec4<f32>(1.0));
+      }
+      if (h == 1u) {
+        gxs[buf * 64u + tok] = d * sq;
+      }
     }
   }
 }
@@ -146,6 +167,13 @@ fn matmul(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
       acc[1] += vec4<f32>(s1) * (gws[buf * 64u + 2u * a + 1u][h] * xd);
       acc[2] += vec4<f32>(s2) * (gws[buf * 64u + 32u + 2u * a][h] * xd);
       acc[3] += vec4<f32>(s3) * (gws[buf * 64u + 33u + 2u * a][h] * xd);
+    }
+    if (UNIT_MIN_TERM) {
+      let xs = vec4<f32>(gxs[buf * 64u + b], gxs[buf * 64u + b + 16u], gxs[buf * 64u + b + 32u], gxs[buf * 64u + b + 48u]);
+      acc[0] += gwm[buf * 64u + 2u * a] * xs;
+      acc[1] += gwm[buf * 64u + 2u * a + 1u] * xs;
+      acc[2] += gwm[buf * 64u + 32u + 2u * a] * xs;
+      acc[3] += gwm[buf * 64u + 33u + 2u * a] * xs;
     }
     workgroupBarrier();
   }

@@ -1,4 +1,4 @@
-// The integer mat-vec (q4_0, q8_0, q6_K weights), appended to linear_body.wgsl; the decoder in
+// The integer mat-vec (every quantized type), appended to linear_body.wgsl; the decoder in
 // front defines unit_dot2(row0, row1, u, ub) → the f32 dot products of unit u of rows row0 and
 // row1 with the quantized activation unit ub of workgroup memory (dot4I8Packed inside).
 //

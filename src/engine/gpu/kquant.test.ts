@@ -126,8 +126,22 @@ describe('the self-checks catch wrong q4_K / q5_K kernels', () => {
       'return ((lo[i] >> (4u * h)) & 0x0f0f0f0fu) | (((hi >> i) & 0x01010101u) << 4u);',
       /path=/,
     ],
-    // The prefill decoder forgets the min (load_unit feeds the mat-mat).
-    ['linear_q4_k', 'load_unit without min', '* s.d - s.m;', '* s.d;', /path=matmul/],
+    // The prefill GEMM's half-unit decoders: the min added instead of subtracted, the fifth bits
+    // of one word from the other half.
+    [
+      'linear_q4_k',
+      'GEMM min with the wrong sign',
+      'return vec2<f32>(s.d, -s.m);',
+      'return vec2<f32>(s.d, s.m);',
+      /path=matmul/,
+    ],
+    [
+      'linear_q5_k',
+      'GEMM fifth bits of the wrong half',
+      'q5_bytes(lo, hi, h, 2u)',
+      'q5_bytes(lo, hi, 1u - h, 2u)',
+      /path=matmul/,
+    ],
   ];
   for (const [name, what, from, to, path] of mutants) {
     it(`${name}: ${what}`, async () => {

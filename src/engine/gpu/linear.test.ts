@@ -469,8 +469,8 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
     [
       'linear_q4_1',
       'min term dropped',
-      'f32(q4_1_dot(row1, u, ub)) + b.y * sx)',
-      'f32(q4_1_dot(row1, u, ub)))',
+      'b.x * f32(nibble_dot(q1, ub)) + b.y * sx)',
+      'b.x * f32(nibble_dot(q1, ub)))',
     ],
     ['linear_q5_0', 'fifth bit of the wrong element', '(hi >> (4u * h + i))', '(hi >> (4u * h))'],
     [
@@ -515,8 +515,8 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
     [
       'linear_q6_k',
       'sub-scales swapped',
-      'return select(s.s0, s.s1, h == 1u);',
-      'return select(s.s1, s.s0, h == 1u);',
+      'return vec2<f32>(select(s.s0, s.s1, h == 1u), 0.0);',
+      'return vec2<f32>(select(s.s1, s.s0, h == 1u), 0.0);',
     ],
     [
       'linear_q8_0',
@@ -537,6 +537,28 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
       'rope_kv_store(t, r, vec2<f32>(acc[2u * p + 1u][j], acc[2u * p][j]));',
     ],
     ['linear_q6_k', 'part rows not offset by row_start', 'let g = part.row_start + r;', 'let g = r;'],
+    // The half-unit decoders of the 4/5-bit and IQ4 types, and the GEMM's m · Σx term.
+    [
+      'linear_q4_1',
+      'offset m dropped',
+      'fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {\n  return unit_dm(row, u);',
+      'fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {\n  return vec2<f32>(unit_dm(row, u).x, 0.0);',
+    ],
+    [
+      'linear_q4_1',
+      'Σx over half the unit',
+      'for (var i = 0u; i < 8u; i++) {\n        sq +=',
+      'for (var i = 0u; i < 4u; i++) {\n        sq +=',
+    ],
+    ['linear_q5_0', 'one word without −16', 'q5_to_i8(q5_bytes(lo, hi, h, 3u))', 'q5_bytes(lo, hi, h, 3u)'],
+    ['linear_q5_1', 'fifth bits of the wrong half', 'q5_bytes(lo, hi, h, 1u)', 'q5_bytes(lo, hi, 0u, 1u)'],
+    ['linear_iq4_nl', 'one word without the level table', 'iq4_i8x4(n.w)', 'n.w'],
+    [
+      'linear_iq4_xs',
+      "the neighbour sub-block's scale",
+      'return vec2<f32>(unit_scale(row, u), 0.0);',
+      'return vec2<f32>(unit_scale(row, u ^ 1u), 0.0);',
+    ],
   ];
   for (const [name, what, from, to] of gemmMutants) {
     it(`${name}'s self-check rejects a prefill GEMM mutant: ${what}`, async () => {

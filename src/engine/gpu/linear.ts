@@ -23,6 +23,7 @@ import q50Decode from '../../../shaders/linear_decode_q5_0.wgsl?raw';
 import q51Decode from '../../../shaders/linear_decode_q5_1.wgsl?raw';
 import q6kDecode from '../../../shaders/linear_decode_q6_k.wgsl?raw';
 import q8Decode from '../../../shaders/linear_decode_q8_0.wgsl?raw';
+import decodeShared from '../../../shaders/linear_decode_shared.wgsl?raw';
 import body from '../../../shaders/linear_body.wgsl?raw';
 import iq4Levels from '../../../shaders/linear_iq4_levels.wgsl?raw';
 import matvecFloat from '../../../shaders/linear_matvec_float.wgsl?raw';
@@ -86,18 +87,6 @@ export const GEMM_TILE = { rows: 64, tokens: 64 } as const;
 const FLOAT_TILE = { rows: 32, tokens: 32 } as const;
 
 /**
- * Types whose prefill runs the integer GEMM (linear_matmul_q8.wgsl: their decoders define
- * unit_half_i8 / unit_half_scale) with the RMSNorm / RoPE fusions; the other types run the 32×32
- * mat-mat of linear_matmul_float.wgsl and no prefill fusions.
- */
-const GEMM_TYPES: ReadonlySet<GgmlType> = new Set([GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q6_K]);
-
-/** Whether `type`'s prefill runs the integer GEMM (and so fuses RMSNorm / RoPE there too). */
-export function usesGemm(type: GgmlType): boolean {
-  return GEMM_TYPES.has(type);
-}
-
-/**
  * Whether a QKV weight can take the RoPE + KV epilogue: its parts (one per type of a llama-quantize
  * mix, e.g. q4_K q and k beside a q6_K v, or the row split at the binding limit) each start at an
  * even row of [q; k; v], so no RoPE pair (r, r + 1) straddles two dispatches.
@@ -106,7 +95,12 @@ export function ropeFusable(weight: Pick<GpuWeight, 'parts'>): boolean {
   return weight.parts.every((p) => p.rowStart % 2 === 0);
 }
 
-/** Whether `type`'s mat-vec multiplies 8-bit activations with dot4I8Packed (linear_matvec_q8.wgsl). */
+/**
+ * Whether `type` runs the integer kernels: 8-bit activations and dot4I8Packed in the mat-vec
+ * (linear_matvec_q8.wgsl) and the 64×64 prefill GEMM (linear_matmul_q8.wgsl), both with the
+ * RMSNorm / RoPE fusions: every quantized type. The float types (f16, bf16, f32) run
+ * linear_matvec_float.wgsl and the 32×32 mat-mat of linear_matmul_float.wgsl, unfused.
+ */
 export function usesIntegerDot(type: GgmlType): boolean {
   return GPU_LAYOUTS.get(type)?.aux !== 'none';
 }
@@ -333,8 +327,6 @@ export class Linear {
     meta: GPUBuffer;
     matvec: GPUComputePipeline;
     matmul: GPUComputePipeline;
-    /** The part's type runs the integer GEMM, else the 32×32 mat-mat. */
-    gemm: boolean;
   }[] = [];
   private readonly maxTokens: number;
   private readonly maxWorkgroups: number;
@@ -486,7 +478,6 @@ export class Linear {
         rows: part.rows,
         meta,
         ...pipelinesOf(part.type),
-        gemm: usesGemm(part.type),
       });
     }
   }
@@ -494,11 +485,6 @@ export class Linear {
   /** Free the per-part uniforms (the weight and the io buffers belong to the caller). */
   destroy(): void {
     for (const g of this.groups) g.meta.destroy();
-  }
-
-  /** Whether `encode` may run this Linear (fused or not) for `nTokens` rows: fusions need the mat-vec or the GEMM. */
-  runsAt(nTokens: number): boolean {
-    return !this.fused || nTokens <= MATVEC_MAX_TOKENS || this.groups.every((g) => g.gemm);
   }
 
   /** The path `encode` takes by default for `nTokens`. */
@@ -526,12 +512,6 @@ export class Linear {
     if (this.fused && chosen === 'matvec_sg') {
       throw new EngineError('bad-argument', `${this.weight.name}: a fused Linear has no subgroup mat-vec`);
     }
-    if (this.fused && chosen === 'matmul' && !this.groups.every((g) => g.gemm)) {
-      throw new EngineError(
-        'bad-argument',
-        `${this.weight.name}: only the integer GEMM (q4_0, q8_0, q6_K) fuses RMSNorm / RoPE in prefill`,
-      );
-    }
     if (chosen === 'matvec_sg' && !this.matvecSg) {
       throw new EngineError('bad-argument', 'this device has no subgroups: no matvec_sg path');
     }
@@ -548,10 +528,10 @@ export class Linear {
       } else {
         pass.setPipeline(g.matmul);
         // Swiglu tiles hold half a tile of gate rows and the matching up rows.
-        const tile = g.gemm ? GEMM_TILE : FLOAT_TILE;
+        const tile = this.integer ? GEMM_TILE : FLOAT_TILE;
         const rowTiles = Math.ceil((swiglu ? g.rows / 2 : g.rows) / (swiglu ? tile.rows / 2 : tile.rows));
         const tokenTiles = Math.ceil(nTokens / tile.tokens);
-        if (g.gemm) {
+        if (this.integer) {
           // Token tiles in x: neighbouring workgroups share a weight tile (read once, then from L2).
           pass.dispatchWorkgroups(tokenTiles, rowTiles);
         } else {
@@ -949,7 +929,7 @@ export function casesFor(type: GgmlType, subgroups: boolean): LinearCase[] {
       : []),
     // The prefill GEMM: more than one 64×64 tile each way, partial tiles, an odd unit count (the
     // last unit in the second buffer), and its fusions.
-    ...(usesGemm(type)
+    ...(usesIntegerDot(type)
       ? [
           { rows: 130, cols: long, tokens: 70, epilogue: 'accumulate' as const },
           { rows: 130, cols: c[1], tokens: 67, epilogue: 'swiglu' as const, fusion: { norm: true } },
@@ -1034,17 +1014,21 @@ export async function checkLinear(
   );
 }
 
-/** The decoder of `type` with what it needs (the integer decoders read quantized activations). */
+/**
+ * The decoder of `type` with what it needs: the integer decoders share linear_decode_shared.wgsl's
+ * helpers and read quantized activations (linear_q8_activations.wgsl).
+ */
 export function decoderSource(type: GgmlType): string {
-  return usesIntegerDot(type) ? `${DECODERS.get(type)}\n${q8Activations}` : DECODERS.get(type)!;
+  return usesIntegerDot(type)
+    ? `${decodeShared}\n${DECODERS.get(type)}\n${q8Activations}`
+    : DECODERS.get(type)!;
 }
 
-/** The built-in source of `linear_<type>`: decoder + body + the mat-vec of its kind. */
+/** The built-in source of `linear_<type>`: decoder + body + the mat-vec and mat-mat of its kind. */
 export function linearSource(type: GgmlType): string {
-  if (usesGemm(type)) return `${decoderSource(type)}\n${body}\n${matvecQ8}\n${matmulQ8}`;
-  const quantized = `const QUANTIZED_ACTIVATIONS: bool = ${usesIntegerDot(type)};`;
-  const matvec = usesIntegerDot(type) ? matvecQ8 : matvecFloat;
-  return `${decoderSource(type)}\n${body}\n${matvec}\n${quantized}\n${matmulFloat}`;
+  return usesIntegerDot(type)
+    ? `${decoderSource(type)}\n${body}\n${matvecQ8}\n${matmulQ8}`
+    : `${decoderSource(type)}\n${body}\n${matvecFloat}\n${matmulFloat}`;
 }
 
 export const LINEAR_KERNELS: KernelSpec[] = [...DECODERS.keys()].map((type) => ({

@@ -900,9 +900,9 @@ export class GpuModel implements ModelRunner {
     const groups = attentionGroupColumns(nHeads, nKvHeads, headDim); // KV heads × query-head chunks
     rec.op('embedding', (p) => this.embed.encode(p, T)); // x[T, D] = token_embd[tokens]
     // Integer weights fuse RMSNorm, RoPE and the KV write into their mat-vec (decode) or GEMM
-    // (prefill: q4_0, q8_0, q6_K): 5 dispatches per layer.
+    // (prefill): 5 dispatches per layer.
     for (const l of this.layers) {
-      if (l.qkvFused?.runsAt(T)) {
+      if (l.qkvFused) {
         const qkvFused = l.qkvFused;
         rec.op('qkv', (p) => qkvFused.encode(p, T)); // the three below in one mat-vec / GEMM
       } else {
@@ -920,7 +920,7 @@ export class GpuModel implements ModelRunner {
         else rec.kernel('attention_prefill', l.attnPrefill, groups, T);
       }
       rec.op('wo', (p) => l.wo.encode(p, T)); // x += Wo · att
-      if (l.gateUpFused?.runsAt(T)) {
+      if (l.gateUpFused) {
         const gateUpFused = l.gateUpFused;
         rec.op('gate_up', (p) => gateUpFused.encode(p, T)); // ffn_norm fused in
       } else {
@@ -932,7 +932,7 @@ export class GpuModel implements ModelRunner {
     if (S === 0) return;
     rec.kernel('gather', this.gather, S); // last[S, D] = x[last row of each sequence]
     const headFused = this.headFused;
-    if (headFused?.runsAt(S)) {
+    if (headFused) {
       rec.op('output', (p) => headFused.encode(p, S)); // output_norm fused in
     } else {
       rec.kernel('output_norm', this.finalNorm, S); // lastNorm[S, D] = rmsnorm(last) · output_norm

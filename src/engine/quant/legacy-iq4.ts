@@ -30,65 +30,84 @@ export const IQ4_VALUES: readonly number[] = [
 const fr = Math.fround;
 
 // ---------------------------------------------------------------------------------------------
-// Dequantizers: n elements (a whole number of blocks) of raw GGUF bytes → out
+// Block dequantizers (reference/ops.ts dequantize runs them over a tensor): one block at byte o → out[y ..]
 // ---------------------------------------------------------------------------------------------
 
-export function dequantizeQ4_1(bytes: Uint8Array, view: DataView, n: number, out: Float32Array): void {
-  for (let b = 0; b < n / 32; b++) {
-    const o = 20 * b;
-    const d = f16ToF32(view.getUint16(o, true));
-    const m = f16ToF32(view.getUint16(o + 2, true));
-    for (let j = 0; j < 16; j++) {
-      const q = bytes[o + 4 + j];
-      out[32 * b + j] = (q & 0xf) * d + m;
-      out[32 * b + j + 16] = (q >> 4) * d + m;
-    }
+/** q4_1 block (20 bytes at o) → out[y .. y + 32). */
+export function dequantizeBlockQ4_1(
+  bytes: Uint8Array,
+  o: number,
+  view: DataView,
+  out: Float32Array,
+  y: number,
+): void {
+  const d = f16ToF32(view.getUint16(o, true));
+  const m = f16ToF32(view.getUint16(o + 2, true));
+  for (let j = 0; j < 16; j++) {
+    const q = bytes[o + 4 + j];
+    out[y + j] = (q & 0xf) * d + m;
+    out[y + j + 16] = (q >> 4) * d + m;
   }
 }
 
-/** q5_0 / q5_1 (with `hasMin`): the fifth bits of element e is bit e of qh. */
-function dequantizeQ5(
+/** q5_0 / q5_1 (with `hasMin`) block at o: the fifth bit of element e is bit e of qh. */
+function dequantizeBlockQ5(
   bytes: Uint8Array,
+  o: number,
   view: DataView,
-  n: number,
   out: Float32Array,
+  y: number,
   hasMin: boolean,
 ): void {
-  const blockBytes = hasMin ? 24 : 22;
   const head = hasMin ? 4 : 2; // bytes before qh
-  for (let b = 0; b < n / 32; b++) {
-    const o = blockBytes * b;
-    const d = f16ToF32(view.getUint16(o, true));
-    const m = hasMin ? f16ToF32(view.getUint16(o + 2, true)) : 0;
-    const qh = view.getUint32(o + head, true);
-    const offset = hasMin ? 0 : -16;
-    for (let j = 0; j < 16; j++) {
-      const q = bytes[o + head + 4 + j];
-      const x0 = ((q & 0xf) | (((qh >>> j) & 1) << 4)) + offset;
-      const x1 = ((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) + offset;
-      out[32 * b + j] = x0 * d + m;
-      out[32 * b + j + 16] = x1 * d + m;
-    }
+  const d = f16ToF32(view.getUint16(o, true));
+  const m = hasMin ? f16ToF32(view.getUint16(o + 2, true)) : 0;
+  const qh = view.getUint32(o + head, true);
+  const offset = hasMin ? 0 : -16;
+  for (let j = 0; j < 16; j++) {
+    const q = bytes[o + head + 4 + j];
+    const x0 = ((q & 0xf) | (((qh >>> j) & 1) << 4)) + offset;
+    const x1 = ((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) + offset;
+    out[y + j] = x0 * d + m;
+    out[y + j + 16] = x1 * d + m;
   }
 }
 
-export function dequantizeQ5_0(bytes: Uint8Array, view: DataView, n: number, out: Float32Array): void {
-  dequantizeQ5(bytes, view, n, out, false);
+/** q5_0 block (22 bytes at o) → out[y .. y + 32). */
+export function dequantizeBlockQ5_0(
+  bytes: Uint8Array,
+  o: number,
+  view: DataView,
+  out: Float32Array,
+  y: number,
+): void {
+  dequantizeBlockQ5(bytes, o, view, out, y, false);
 }
 
-export function dequantizeQ5_1(bytes: Uint8Array, view: DataView, n: number, out: Float32Array): void {
-  dequantizeQ5(bytes, view, n, out, true);
+/** q5_1 block (24 bytes at o) → out[y .. y + 32). */
+export function dequantizeBlockQ5_1(
+  bytes: Uint8Array,
+  o: number,
+  view: DataView,
+  out: Float32Array,
+  y: number,
+): void {
+  dequantizeBlockQ5(bytes, o, view, out, y, true);
 }
 
-export function dequantizeIq4Nl(bytes: Uint8Array, view: DataView, n: number, out: Float32Array): void {
-  for (let b = 0; b < n / 32; b++) {
-    const o = 18 * b;
-    const d = f16ToF32(view.getUint16(o, true));
-    for (let j = 0; j < 16; j++) {
-      const q = bytes[o + 2 + j];
-      out[32 * b + j] = d * IQ4_VALUES[q & 0xf];
-      out[32 * b + j + 16] = d * IQ4_VALUES[q >> 4];
-    }
+/** iq4_nl block (18 bytes at o) → out[y .. y + 32). */
+export function dequantizeBlockIq4Nl(
+  bytes: Uint8Array,
+  o: number,
+  view: DataView,
+  out: Float32Array,
+  y: number,
+): void {
+  const d = f16ToF32(view.getUint16(o, true));
+  for (let j = 0; j < 16; j++) {
+    const q = bytes[o + 2 + j];
+    out[y + j] = d * IQ4_VALUES[q & 0xf];
+    out[y + j + 16] = d * IQ4_VALUES[q >> 4];
   }
 }
 
@@ -99,18 +118,21 @@ export function iq4xsScale(bytes: Uint8Array, view: DataView, o: number, ib: num
   return low | (high << 4);
 }
 
-export function dequantizeIq4Xs(bytes: Uint8Array, view: DataView, n: number, out: Float32Array): void {
-  for (let b = 0; b < n / 256; b++) {
-    const o = 136 * b;
-    const d = f16ToF32(view.getUint16(o, true));
-    for (let ib = 0; ib < 8; ib++) {
-      const dl = fr(d * (iq4xsScale(bytes, view, o, ib) - 32)); // exact
-      const qs = o + 8 + 16 * ib;
-      const y = 256 * b + 32 * ib;
-      for (let j = 0; j < 16; j++) {
-        out[y + j] = dl * IQ4_VALUES[bytes[qs + j] & 0xf];
-        out[y + j + 16] = dl * IQ4_VALUES[bytes[qs + j] >> 4];
-      }
+/** iq4_xs block (136 bytes at o) → out[y .. y + 256). */
+export function dequantizeBlockIq4Xs(
+  bytes: Uint8Array,
+  o: number,
+  view: DataView,
+  out: Float32Array,
+  y: number,
+): void {
+  const d = f16ToF32(view.getUint16(o, true));
+  for (let ib = 0; ib < 8; ib++) {
+    const dl = fr(d * (iq4xsScale(bytes, view, o, ib) - 32)); // exact
+    const qs = o + 8 + 16 * ib;
+    for (let j = 0; j < 16; j++) {
+      out[y + 32 * ib + j] = dl * IQ4_VALUES[bytes[qs + j] & 0xf];
+      out[y + 32 * ib + j + 16] = dl * IQ4_VALUES[bytes[qs + j] >> 4];
     }
   }
 }

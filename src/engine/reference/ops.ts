@@ -5,13 +5,13 @@
  * Axis legend: D = model dim, H = query heads, Hkv = KV heads, Dh = head dim, T = positions so far,
  * R/C = rows/cols of a weight matrix (ggml ne = [C, R]).
  */
-import { GgmlType, typeName } from '../gguf/types';
+import { GgmlType, SUPPORTED_TYPES, typeName } from '../gguf/types';
 import {
-  dequantizeIq4Nl,
-  dequantizeIq4Xs,
-  dequantizeQ4_1,
-  dequantizeQ5_0,
-  dequantizeQ5_1,
+  dequantizeBlockIq4Nl,
+  dequantizeBlockIq4Xs,
+  dequantizeBlockQ4_1,
+  dequantizeBlockQ5_0,
+  dequantizeBlockQ5_1,
 } from '../quant/legacy-iq4';
 
 // ---------------------------------------------------------------------------------------------
@@ -66,6 +66,62 @@ export function bf16ToF32(b: number): number {
 // Dequantization: raw GGUF tensor bytes → f32
 // ---------------------------------------------------------------------------------------------
 
+/** Dequantizes one block of a quantized type: the block's bytes at `o` → out[y .. y + block size). */
+type BlockDequantizer = (bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y: number) => void;
+
+/** q4_0: f16 d, 16 bytes; byte j = element j (low nibble), element j + 16 (high nibble). */
+function dequantizeBlockQ4_0(bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y: number) {
+  const d = f16ToF32(view.getUint16(o, true));
+  for (let j = 0; j < 16; j++) {
+    const q = bytes[o + 2 + j];
+    out[y + j] = ((q & 0xf) - 8) * d;
+    out[y + j + 16] = ((q >> 4) - 8) * d;
+  }
+}
+
+/** q8_0: f16 d, 32 × int8. */
+function dequantizeBlockQ8_0(_bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y: number) {
+  const d = f16ToF32(view.getUint16(o, true));
+  for (let j = 0; j < 32; j++) out[y + j] = view.getInt8(o + 2 + j) * d;
+}
+
+/** q6_K (256): ql[128], qh[64], int8 scales[16], f16 d. Two halves of 128 elements. */
+function dequantizeBlockQ6K(bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y0: number) {
+  const d = f16ToF32(view.getUint16(o + 208, true));
+  for (let half = 0; half < 2; half++) {
+    const ql = o + 64 * half;
+    const qh = o + 128 + 32 * half;
+    const sc = o + 192 + 8 * half;
+    const y = y0 + 128 * half;
+    for (let l = 0; l < 32; l++) {
+      const is = l >> 4;
+      const h = bytes[qh + l];
+      const q1 = ((bytes[ql + l] & 0xf) | (((h >> 0) & 3) << 4)) - 32;
+      const q2 = ((bytes[ql + l + 32] & 0xf) | (((h >> 2) & 3) << 4)) - 32;
+      const q3 = ((bytes[ql + l] >> 4) | (((h >> 4) & 3) << 4)) - 32;
+      const q4 = ((bytes[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32;
+      out[y + l] = d * view.getInt8(sc + is) * q1;
+      out[y + l + 32] = d * view.getInt8(sc + is + 2) * q2;
+      out[y + l + 64] = d * view.getInt8(sc + is + 4) * q3;
+      out[y + l + 96] = d * view.getInt8(sc + is + 6) * q4;
+    }
+  }
+}
+
+/** The block dequantizer of every quantized type (block sizes and bytes: SUPPORTED_TYPES). */
+const BLOCK_DEQUANTIZERS: ReadonlyMap<GgmlType, BlockDequantizer> = new Map([
+  [GgmlType.Q4_0, dequantizeBlockQ4_0],
+  [GgmlType.Q8_0, dequantizeBlockQ8_0],
+  [GgmlType.Q6_K, dequantizeBlockQ6K],
+  [GgmlType.Q4_K, dequantizeBlockQ4K],
+  [GgmlType.Q5_K, dequantizeBlockQ5K],
+  [GgmlType.Q4_1, dequantizeBlockQ4_1],
+  [GgmlType.Q5_0, dequantizeBlockQ5_0],
+  [GgmlType.Q5_1, dequantizeBlockQ5_1],
+  [GgmlType.IQ4_NL, dequantizeBlockIq4Nl],
+  [GgmlType.IQ4_XS, dequantizeBlockIq4Xs],
+]);
+
 /** Dequantize `n` elements of type `type` from `bytes` (the tensor's raw GGUF bytes). */
 export function dequantize(type: GgmlType, bytes: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
@@ -80,75 +136,13 @@ export function dequantize(type: GgmlType, bytes: Uint8Array, n: number): Float3
     case GgmlType.BF16:
       for (let i = 0; i < n; i++) out[i] = bf16ToF32(view.getUint16(2 * i, true));
       return out;
-    case GgmlType.Q4_0:
-      // block: f16 d, 16 bytes; byte j = element j (low nibble), element j+16 (high nibble).
-      for (let b = 0; b < n / 32; b++) {
-        const base = 18 * b;
-        const d = f16ToF32(view.getUint16(base, true));
-        for (let j = 0; j < 16; j++) {
-          const q = bytes[base + 2 + j];
-          out[32 * b + j] = ((q & 0xf) - 8) * d;
-          out[32 * b + j + 16] = ((q >> 4) - 8) * d;
-        }
-      }
-      return out;
-    case GgmlType.Q8_0:
-      // block: f16 d, 32 × int8.
-      for (let b = 0; b < n / 32; b++) {
-        const base = 34 * b;
-        const d = f16ToF32(view.getUint16(base, true));
-        for (let j = 0; j < 32; j++) out[32 * b + j] = view.getInt8(base + 2 + j) * d;
-      }
-      return out;
-    case GgmlType.Q6_K:
-      // block (256): ql[128], qh[64], int8 scales[16], f16 d. Two halves of 128 elements.
-      for (let b = 0; b < n / 256; b++) {
-        const base = 210 * b;
-        const d = f16ToF32(view.getUint16(base + 208, true));
-        for (let half = 0; half < 2; half++) {
-          const ql = base + 64 * half;
-          const qh = base + 128 + 32 * half;
-          const sc = base + 192 + 8 * half;
-          const y = 256 * b + 128 * half;
-          for (let l = 0; l < 32; l++) {
-            const is = l >> 4;
-            const h = bytes[qh + l];
-            const q1 = ((bytes[ql + l] & 0xf) | (((h >> 0) & 3) << 4)) - 32;
-            const q2 = ((bytes[ql + l + 32] & 0xf) | (((h >> 2) & 3) << 4)) - 32;
-            const q3 = ((bytes[ql + l] >> 4) | (((h >> 4) & 3) << 4)) - 32;
-            const q4 = ((bytes[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32;
-            out[y + l] = d * view.getInt8(sc + is) * q1;
-            out[y + l + 32] = d * view.getInt8(sc + is + 2) * q2;
-            out[y + l + 64] = d * view.getInt8(sc + is + 4) * q3;
-            out[y + l + 96] = d * view.getInt8(sc + is + 6) * q4;
-          }
-        }
-      }
-      return out;
-    case GgmlType.Q4_K:
-      for (let b = 0; b < n / 256; b++) dequantizeBlockQ4K(bytes, 144 * b, view, out, 256 * b);
-      return out;
-    case GgmlType.Q5_K:
-      for (let b = 0; b < n / 256; b++) dequantizeBlockQ5K(bytes, 176 * b, view, out, 256 * b);
-      return out;
-    case GgmlType.Q4_1:
-      dequantizeQ4_1(bytes, view, n, out);
-      return out;
-    case GgmlType.Q5_0:
-      dequantizeQ5_0(bytes, view, n, out);
-      return out;
-    case GgmlType.Q5_1:
-      dequantizeQ5_1(bytes, view, n, out);
-      return out;
-    case GgmlType.IQ4_NL:
-      dequantizeIq4Nl(bytes, view, n, out);
-      return out;
-    case GgmlType.IQ4_XS:
-      dequantizeIq4Xs(bytes, view, n, out);
-      return out;
-    default:
-      throw new Error(`dequantize: unsupported tensor type ${typeName(type)}`);
   }
+  const block = BLOCK_DEQUANTIZERS.get(type);
+  const traits = SUPPORTED_TYPES.get(type);
+  if (!block || !traits) throw new Error(`dequantize: unsupported tensor type ${typeName(type)}`);
+  const { blockSize, bytesPerBlock } = traits;
+  for (let b = 0; b < n / blockSize; b++) block(bytes, bytesPerBlock * b, view, out, blockSize * b);
+  return out;
 }
 
 /**
