@@ -55,14 +55,8 @@ fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
 /** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8 (q − 16), four per word. */
 fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
   let idx = row * part.units + u;
-  let lo = quants[idx];
-  let hi = scales[idx];
-  return vec4<u32>(
-    q5_to_i8(q5_bytes(lo, hi, h, 0u)),
-    q5_to_i8(q5_bytes(lo, hi, h, 1u)),
-    q5_to_i8(q5_bytes(lo, hi, h, 2u)),
-    q5_to_i8(q5_bytes(lo, hi, h, 3u)),
-  );
+  let q = q5_half(quants[idx], scales[idx], h);
+  return vec4<u32>(q5_to_i8(q.x), q5_to_i8(q.y), q5_to_i8(q.z), q5_to_i8(q.w));
 }
 
 /** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = d · (q − 16). */

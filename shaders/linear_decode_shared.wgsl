@@ -15,6 +15,11 @@ fn q5_bytes(lo: vec4<u32>, hi: u32, h: u32, i: u32) -> u32 {
   return ((lo[i] >> (4u * h)) & 0x0f0f0f0fu) | (((hi >> (4u * h + i)) & 0x01010101u) << 4u);
 }
 
+/** Elements 16h..16h+15 of a unit as their 5-bit values (bytes 0..31), four per word. */
+fn q5_half(lo: vec4<u32>, hi: u32, h: u32) -> vec4<u32> {
+  return vec4<u32>(q5_bytes(lo, hi, h, 0u), q5_bytes(lo, hi, h, 1u), q5_bytes(lo, hi, h, 2u), q5_bytes(lo, hi, h, 3u));
+}
+
 struct KScale {
   d: f32, // d · sc of the unit
   m: f32, // dmin · m of the unit (the value is d · sc · q − dmin · m)

@@ -1,6 +1,8 @@
 // The 16 levels of the IQ4 nibbles (ggml's kvalues_iq4nl: −127 −104 −83 −65 −49 −35 −22 −10 1 13
-// 25 38 53 69 89 113) as int8 bytes, four per word (level k in byte k % 4 of word k / 4). Placed
-// before the iq4_nl and iq4_xs decoders.
+// 25 38 53 69 89 113) as int8 bytes, four per word (level k in byte k % 4 of word k / 4), and the
+// decoder functions iq4_nl and iq4_xs share: both lay a unit out as 16 nibble bytes (byte j:
+// element j low, j + 16 high) with value unit_scale(row, u) · level, and differ only in
+// unit_scale, which each defines. Placed before the iq4_nl and iq4_xs decoders.
 const IQ4_LEVELS = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
 
 /** Four nibbles (bytes 0..15) → their four levels as int8 bytes. */
@@ -36,3 +38,27 @@ fn iq4_dot(q: vec4<u32>, ub: u32) -> i32 {
   }
   return s;
 }
+
+fn load_unit(row: u32, u: u32) -> array<vec4<f32>, 8> {
+  return iq4_unit(quants[row * part.units + u], unit_scale(row, u));
+}
+
+/** Integer mat-vec: unit u of rows row0 and row1 · quantized activation unit ub (xq, xd). */
+fn unit_dot2(row0: u32, row1: u32, u: u32, ub: u32) -> vec2<f32> {
+  let s0 = iq4_dot(quants[row0 * part.units + u], ub);
+  let s1 = iq4_dot(quants[row1 * part.units + u], ub);
+  return vec2<f32>(f32(s0) * unit_scale(row0, u), f32(s1) * unit_scale(row1, u)) * xd[ub];
+}
+
+/** Prefill GEMM: elements 16h..16h+15 of unit u of `row` as int8 (their levels), four per word. */
+fn unit_half_i8(row: u32, u: u32, h: u32) -> vec4<u32> {
+  let n = nibble_half(quants[row * part.units + u], h);
+  return vec4<u32>(iq4_i8x4(n.x), iq4_i8x4(n.y), iq4_i8x4(n.z), iq4_i8x4(n.w));
+}
+
+/** Prefill GEMM: (scale, offset) of elements 16h..16h+15: value = unit_scale · level. */
+fn unit_half_scale(row: u32, u: u32, h: u32) -> vec2<f32> {
+  return vec2<f32>(unit_scale(row, u), 0.0);
+}
+
+const UNIT_MIN_TERM: bool = false;

@@ -550,7 +550,7 @@ describe('self-checks catch wrong kernels (what --custom-ops-path relies on)', (
       'for (var i = 0u; i < 8u; i++) {\n        sq +=',
       'for (var i = 0u; i < 4u; i++) {\n        sq +=',
     ],
-    ['linear_q5_0', 'one word without −16', 'q5_to_i8(q5_bytes(lo, hi, h, 3u))', 'q5_bytes(lo, hi, h, 3u)'],
+    ['linear_q5_0', 'one word without −16', 'q5_to_i8(q.w)', 'q.w'],
     ['linear_q5_1', 'fifth bits of the wrong half', 'q5_bytes(lo, hi, h, 1u)', 'q5_bytes(lo, hi, 0u, 1u)'],
     ['linear_iq4_nl', 'one word without the level table', 'iq4_i8x4(n.w)', 'n.w'],
     [

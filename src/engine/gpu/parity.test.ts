@@ -1,7 +1,8 @@
 /**
  * Whole-model parity of the GPU forward pass (Dawn on SwiftShader):
- *  - logits vs the CPU ReferenceModel (≤ 1e-3 of max |logit|; its activations rounded to 8 bits where
- *    the GPU rounds them: activations 'q8') at prefill and after decode steps,
+ *  - logits vs the CPU ReferenceModel (≤ 1e-3 of max |logit|, the K-quant models ≤ 2e-2: ONE_FLIP_TOL;
+ *    its activations rounded to 8 bits where the GPU rounds them: activations 'q8') at prefill and
+ *    after decode steps,
  *    on small-vocab models of each weight type (q4_0 + q6_K head, f16 tied + rope_freqs, q8_0, f32,
  *    q4_K + q6_K head, llama-quantize's Q4_K_S mix, its Q4_K_M mix on the decode path);
  *  - chunked prefill, the flash-decoding split path, batching (3 prompts together == each alone),
@@ -129,6 +130,19 @@ const MODELS: Record<string, SmallModelOptions> = {
   },
 };
 
+/**
+ * The K-quant models' prefill GEMM computes d·sc·Σq·xq − dmin·m·Σxq per unit exactly in integers (as
+ * llama.cpp does), where the reference multiplies the f32-rounded weights d·sc·q − dmin·m: ~1e-7
+ * apart, which now and then moves one 8-bit activation of a later layer across a rounding step and
+ * the logits by ~1e-2 of their maximum. Measured on the 'q4_K body' shape, 19-token prefill: seeds
+ * 8 and 10 agree to 1.6e-7, seeds 7, 9 and 11 differ by 6.7e-3..9.5e-3, while the GEMM on each of
+ * the seed-7 model's layer-0 matrices (random activations) agrees with the reference to 2.1e-7, and
+ * the kernels' self-checks bound the GEMM at 1e-4. So these models get one rounding flip's room; a
+ * wrong kernel misses by far more (and fails its self-check first).
+ */
+const ONE_FLIP_TOL = 2e-2;
+const ONE_FLIP_MODELS = new Set(['q4_K body, q6_K head', 'Q4_K_S mix, tied (q4_K, q5_K, q6_K, q5_0)']);
+
 const prompt = (n: number, vocab: number, seed: number) =>
   Array.from({ length: n }, (_, i) => (seed * 7919 + i * 104729) % vocab);
 
@@ -149,7 +163,8 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
           const [g] = await gpu.step(toks);
           const [c] = await cpu.step(toks);
           const err = relError(await gpu.lastLogits(0), await cpu.lastLogits(0));
-          expect(err.maxRelError, `step ${step}: logit ${err.index}`).toBeLessThanOrEqual(TOL);
+          const tol = ONE_FLIP_MODELS.has(what) ? ONE_FLIP_TOL : TOL;
+          expect(err.maxRelError, `step ${step}: logit ${err.index}`).toBeLessThanOrEqual(tol);
           expect(g).toBe(c);
           // The caches agree to an f16 rounding; the reference then takes the GPU's, so the next
           // step compares that step's arithmetic, not which way earlier K/V halves rounded (one V

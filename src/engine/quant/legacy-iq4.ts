@@ -20,7 +20,7 @@
  * arithmetic here followed by the Float32Array store reproduces (whether or not the C compiler
  * fused the multiply-add).
  */
-import { f16ToF32, f32ToF16 } from '../reference/ops';
+import { type BlockDequantizer, f16ToF32, f32ToF16 } from '../reference/ops';
 
 /** ggml's kvalues_iq4nl: the 16 levels of the IQ4 nibbles (int8). */
 export const IQ4_VALUES: readonly number[] = [
@@ -34,13 +34,7 @@ const fr = Math.fround;
 // ---------------------------------------------------------------------------------------------
 
 /** q4_1 block (20 bytes at o) → out[y .. y + 32). */
-export function dequantizeBlockQ4_1(
-  bytes: Uint8Array,
-  o: number,
-  view: DataView,
-  out: Float32Array,
-  y: number,
-): void {
+export const dequantizeBlockQ4_1: BlockDequantizer = (bytes, o, view, out, y) => {
   const d = f16ToF32(view.getUint16(o, true));
   const m = f16ToF32(view.getUint16(o + 2, true));
   for (let j = 0; j < 16; j++) {
@@ -48,7 +42,7 @@ export function dequantizeBlockQ4_1(
     out[y + j] = (q & 0xf) * d + m;
     out[y + j + 16] = (q >> 4) * d + m;
   }
-}
+};
 
 /** q5_0 / q5_1 (with `hasMin`) block at o: the fifth bit of element e is bit e of qh. */
 function dequantizeBlockQ5(
@@ -58,7 +52,7 @@ function dequantizeBlockQ5(
   out: Float32Array,
   y: number,
   hasMin: boolean,
-): void {
+) {
   const head = hasMin ? 4 : 2; // bytes before qh
   const d = f16ToF32(view.getUint16(o, true));
   const m = hasMin ? f16ToF32(view.getUint16(o + 2, true)) : 0;
@@ -74,42 +68,24 @@ function dequantizeBlockQ5(
 }
 
 /** q5_0 block (22 bytes at o) → out[y .. y + 32). */
-export function dequantizeBlockQ5_0(
-  bytes: Uint8Array,
-  o: number,
-  view: DataView,
-  out: Float32Array,
-  y: number,
-): void {
+export const dequantizeBlockQ5_0: BlockDequantizer = (bytes, o, view, out, y) =>
   dequantizeBlockQ5(bytes, o, view, out, y, false);
-}
 
 /** q5_1 block (24 bytes at o) → out[y .. y + 32). */
-export function dequantizeBlockQ5_1(
-  bytes: Uint8Array,
-  o: number,
-  view: DataView,
-  out: Float32Array,
-  y: number,
-): void {
+export const dequantizeBlockQ5_1: BlockDequantizer = (bytes, o, view, out, y) =>
   dequantizeBlockQ5(bytes, o, view, out, y, true);
+
+/** 32 IQ4 weights from the 16 nibble bytes at qs (byte j: element j low, j + 16 high), · scale. */
+function dequantizeIq4Unit(bytes: Uint8Array, qs: number, scale: number, out: Float32Array, y: number) {
+  for (let j = 0; j < 16; j++) {
+    out[y + j] = scale * IQ4_VALUES[bytes[qs + j] & 0xf];
+    out[y + j + 16] = scale * IQ4_VALUES[bytes[qs + j] >> 4];
+  }
 }
 
 /** iq4_nl block (18 bytes at o) → out[y .. y + 32). */
-export function dequantizeBlockIq4Nl(
-  bytes: Uint8Array,
-  o: number,
-  view: DataView,
-  out: Float32Array,
-  y: number,
-): void {
-  const d = f16ToF32(view.getUint16(o, true));
-  for (let j = 0; j < 16; j++) {
-    const q = bytes[o + 2 + j];
-    out[y + j] = d * IQ4_VALUES[q & 0xf];
-    out[y + j + 16] = d * IQ4_VALUES[q >> 4];
-  }
-}
+export const dequantizeBlockIq4Nl: BlockDequantizer = (bytes, o, view, out, y) =>
+  dequantizeIq4Unit(bytes, o + 2, f16ToF32(view.getUint16(o, true)), out, y);
 
 /** The 6-bit scale (0..63, stored +32) of sub-block ib of the iq4_xs block at byte o. */
 export function iq4xsScale(bytes: Uint8Array, view: DataView, o: number, ib: number): number {
@@ -119,23 +95,13 @@ export function iq4xsScale(bytes: Uint8Array, view: DataView, o: number, ib: num
 }
 
 /** iq4_xs block (136 bytes at o) → out[y .. y + 256). */
-export function dequantizeBlockIq4Xs(
-  bytes: Uint8Array,
-  o: number,
-  view: DataView,
-  out: Float32Array,
-  y: number,
-): void {
+export const dequantizeBlockIq4Xs: BlockDequantizer = (bytes, o, view, out, y) => {
   const d = f16ToF32(view.getUint16(o, true));
   for (let ib = 0; ib < 8; ib++) {
     const dl = fr(d * (iq4xsScale(bytes, view, o, ib) - 32)); // exact
-    const qs = o + 8 + 16 * ib;
-    for (let j = 0; j < 16; j++) {
-      out[y + 32 * ib + j] = dl * IQ4_VALUES[bytes[qs + j] & 0xf];
-      out[y + 32 * ib + j + 16] = dl * IQ4_VALUES[bytes[qs + j] >> 4];
-    }
+    dequantizeIq4Unit(bytes, o + 8 + 16 * ib, dl, out, y + 32 * ib);
   }
-}
+};
 
 // ---------------------------------------------------------------------------------------------
 // Quantizers (fixtures, --quantization-encoding checks): x → raw GGUF bytes

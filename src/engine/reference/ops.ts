@@ -67,7 +67,13 @@ export function bf16ToF32(b: number): number {
 // ---------------------------------------------------------------------------------------------
 
 /** Dequantizes one block of a quantized type: the block's bytes at `o` → out[y .. y + block size). */
-type BlockDequantizer = (bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y: number) => void;
+export type BlockDequantizer = (
+  bytes: Uint8Array,
+  o: number,
+  view: DataView,
+  out: Float32Array,
+  y: number,
+) => void;
 
 /** q4_0: f16 d, 16 bytes; byte j = element j (low nibble), element j + 16 (high nibble). */
 function dequantizeBlockQ4_0(bytes: Uint8Array, o: number, view: DataView, out: Float32Array, y: number) {
