@@ -137,7 +137,7 @@ const MODELS: Record<string, SmallModelOptions> = {
  * the logits by ~1e-2 of their maximum. Measured on the 'q4_K body' shape, 19-token prefill: seeds
  * 8 and 10 agree to 1.6e-7, seeds 7, 9 and 11 differ by 6.7e-3..9.5e-3, while the GEMM on each of
  * the seed-7 model's layer-0 matrices (random activations) agrees with the reference to 2.1e-7, and
- * the kernels' self-checks bound the GEMM at 1e-4. So these models get one rounding flip's room; a
+ * the kernels' self-checks bound the GEMM at 1e-4. So these models get one rounding flip's room (logits and K/V caches); a
  * wrong kernel misses by far more (and fails its self-check first).
  */
 const ONE_FLIP_TOL = 2e-2;
@@ -176,7 +176,8 @@ describe('GpuModel vs ReferenceModel (small vocab)', () => {
           for (let l = 0; l < config.nLayers; l++) {
             for (const part of ['keys', 'values'] as const) {
               const e = relError(gk[part][l], ck[part][l].subarray(0, n));
-              expect(e.maxRelError, `step ${step}: layer ${l} ${part} ${e.index}`).toBeLessThanOrEqual(TOL);
+              // A flip inside the K-quant prefill reaches the next layer's K/V too (ONE_FLIP_TOL).
+              expect(e.maxRelError, `step ${step}: layer ${l} ${part} ${e.index}`).toBeLessThanOrEqual(tol);
             }
           }
           cpu.adoptKv(0, gk);
