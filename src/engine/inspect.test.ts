@@ -109,7 +109,9 @@ describe('inspectModel on the fixtures', () => {
     // …and the RoPE table (Dh/2 (cos, sin) f32 pairs per position), which the GPU keeps twice: its
     // own buffer and the decode fusions' constants (memory.ts).
     const ropePerPosition = 2 * 16 * 4;
-    expect((await at(256)) - (await at(128))).toBe(128 * (perPosition + ropePerPosition));
+    // 16 sequences, so the prefill chunk is its 2,048-row maximum at both contexts (a chunk never
+    // exceeds maxBatch × maxSeqLen: prefillChunkTokens) and only the KV cache and RoPE table grow.
+    expect((await at(256, 16)) - (await at(128, 16))).toBe(128 * (16 * perPosition + ropePerPosition));
     expect((await at(128, 3)) - (await at(128, 1))).toBeGreaterThanOrEqual(2 * 128 * perPosition);
     expect((await describeGguf(file, 'tiny')).gpu?.maxSeqLen).toBe(256); // the model's context
     const err = await engineError(() => describeGguf(file, 'tiny', { maxSeqLen: 257 }));
